@@ -1,0 +1,64 @@
+// EventQueue: one subscriber's bounded, ordered queue of lease events.
+//
+// The LeaseTable pushes; one consumer pops, either blocking (Next) or, for asynchronous
+// consumers such as a gRPC write reactor, from an `on_ready` hook (TryNext). A subscriber that
+// falls behind by more than `capacity` events is never silently skipped past a recall: the queue
+// overflows, keeps what it has, and after those events Next() fails with RESOURCE_EXHAUSTED so
+// the consumer knows to resubscribe and take a fresh snapshot.
+//
+// Thread-safety: safe to call concurrently; the `on_ready` hook runs on the pushing thread
+// (which may hold the LeaseTable's lock) and must not block or call into the LeaseTable.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "pinning/clock.h"
+#include "pinning/lease.h"
+
+namespace pinbroker {
+
+class EventQueue {
+ public:
+  EventQueue(Clock* clock, size_t capacity, absl::AnyInvocable<void()> on_ready = nullptr);
+  EventQueue(const EventQueue&) = delete;
+  EventQueue& operator=(const EventQueue&) = delete;
+
+  // Appends `event`. Returns false if it was dropped: the queue is closed or has overflowed.
+  bool Push(LeaseEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The oldest event, waiting until the clock reaches `deadline` for one. Errors:
+  // DEADLINE_EXCEEDED (nothing arrived), CANCELLED (closed and empty), RESOURCE_EXHAUSTED
+  // (overflowed and every event queued before the overflow has been taken).
+  absl::StatusOr<LeaseEvent> Next(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Like Next() without waiting: nullopt when empty and healthy, an error as above otherwise.
+  std::optional<absl::StatusOr<LeaseEvent>> TryNext() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Stops delivery: later pushes are dropped and a waiting Next() returns CANCELLED once the
+  // queue is empty. Idempotent.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+
+  bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool overflowed() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t capacity() const { return capacity_; }
+
+ private:
+  std::optional<absl::StatusOr<LeaseEvent>> TakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Clock* const clock_;
+  const size_t capacity_;
+  absl::AnyInvocable<void()> on_ready_;
+  mutable absl::Mutex mu_;
+  std::deque<LeaseEvent> events_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace pinbroker

@@ -1,0 +1,229 @@
+#include "pinning/layout_coordinator.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <limits>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "pinning/errno_status.h"
+#include "pinning/log.h"
+#include "pinning/status_macros.h"
+
+namespace pinbroker {
+namespace {
+
+constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
+
+absl::StatusOr<uint64_t> FileSize(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoToStatus(errno, "fstat");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+bool Contains(const std::vector<LeaseId>& ids, LeaseId id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+std::string LayoutCoordinator::DescribeLeases(const std::vector<LeaseId>& ids) const {
+  std::vector<std::string> parts;
+  for (LeaseId id : ids) {
+    auto lease = table_->Get(id);
+    if (lease.ok()) {
+      parts.push_back(absl::StrCat("lease ", id, " (owner ", lease->owner, ", bytes [",
+                                   lease->offset, ", ", lease->offset + lease->length, "), ",
+                                   AccessName(lease->access), ", ",
+                                   LeaseStateName(lease->state), ")"));
+    } else {
+      parts.push_back(absl::StrCat("lease ", id, " (being set up)"));
+    }
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+absl::Status LayoutCoordinator::EnterLayout(FileState& file, absl::Time deadline,
+                                            const std::string& what) {
+  absl::MutexLock lock(&file.layout_mu);
+  auto idle = [&file]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(file.layout_mu) {
+    return !file.layout_in_progress;
+  };
+  if (!clock_->AwaitWithDeadline(&file.layout_mu, absl::Condition(&idle), deadline)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, " of file ", file.id.ToString(),
+                     " gave up: another layout change on the file was still running at the "
+                     "deadline; retry later or with a longer deadline"));
+  }
+  file.layout_in_progress = true;
+  return absl::OkStatus();
+}
+
+void LayoutCoordinator::ExitLayout(FileState& file) {
+  absl::MutexLock lock(&file.layout_mu);
+  file.layout_in_progress = false;
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::Truncate(FileState& file, int fd,
+                                                         uint64_t new_size,
+                                                         const LayoutOptions& options) {
+  if (new_size > kMaxOffset) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("new size ", new_size, " exceeds the largest file offset ", kMaxOffset));
+  }
+  RETURN_IF_ERROR(EnterLayout(file, options.deadline, "truncate"));
+  absl::Cleanup exit = [&] { ExitLayout(file); };
+  ASSIGN_OR_RETURN(const uint64_t size_before, FileSize(fd));
+  // Shrinking frees every page from the one holding the new EOF (its tail is zeroed). Growing
+  // frees nothing, but the kernel may zero the old last page's tail, so that page counts too.
+  // No change in size touches nothing.
+  const uint64_t first = std::min(size_before, new_size) / page_size_;
+  const Change change{
+      size_before == new_size ? PageRange{first, first} : PageRange{first, kPageRangeToInfinity},
+      absl::StrCat("truncate from ", size_before, " to ", new_size, " bytes")};
+  ASSIGN_OR_RETURN(LayoutResult result, Run(file, change, options, [&]() -> absl::Status {
+                     if (ftruncate(fd, static_cast<off_t>(new_size)) != 0) {
+                       return ErrnoToStatus(errno, "ftruncate");
+                     }
+                     return absl::OkStatus();
+                   }));
+  result.size_before = size_before;
+  result.size_after = new_size;
+  return result;
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int fd,
+                                                          uint64_t offset, uint64_t length,
+                                                          const LayoutOptions& options) {
+  if (length == 0) return absl::InvalidArgumentError("punch hole length must be positive");
+  if (offset > kMaxOffset || length > kMaxOffset - offset) {
+    return absl::InvalidArgumentError(absl::StrCat("punch hole [", offset, " +", length,
+                                                   ") runs past the largest file offset ",
+                                                   kMaxOffset));
+  }
+  RETURN_IF_ERROR(EnterLayout(file, options.deadline, "punch hole"));
+  absl::Cleanup exit = [&] { ExitLayout(file); };
+  ASSIGN_OR_RETURN(const uint64_t size, FileSize(fd));
+  if (offset >= size) {
+    return absl::OutOfRangeError(absl::StrCat("punch hole offset ", offset,
+                                              " is at or past end of file (size ", size,
+                                              "); nothing to punch"));
+  }
+  const Change change{*PagesCovering(offset, length, page_size_),
+                      absl::StrCat("punch hole [", offset, ", ", offset + length, ")")};
+  ASSIGN_OR_RETURN(LayoutResult result, Run(file, change, options, [&]() -> absl::Status {
+                     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   static_cast<off_t>(offset),
+                                   static_cast<off_t>(length)) != 0) {
+                       const int err = errno;
+                       if (err == EOPNOTSUPP) {
+                         return absl::FailedPreconditionError(
+                             "this filesystem does not support punching holes "
+                             "(fallocate PUNCH_HOLE: EOPNOTSUPP)");
+                       }
+                       return ErrnoToStatus(err, "fallocate(PUNCH_HOLE)");
+                     }
+                     return absl::OkStatus();
+                   }));
+  result.size_before = result.size_after = size;
+  return result;
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Change& change,
+                                                    const LayoutOptions& options,
+                                                    absl::FunctionRef<absl::Status()> apply) {
+  const absl::Time start = clock_->Now();
+  const std::string policy(LayoutPolicyName(options.policy));
+  const std::string reason =
+      absl::StrCat(change.description, ", policy ", policy,
+                   options.initiator.empty() ? "" : absl::StrCat(", by ", options.initiator));
+  LayoutResult result;
+  result.policy = options.policy;
+  result.affected = change.affected;
+
+  BusyRangeMap::BlockResult block = file.busy.Block(change.affected, reason);
+  absl::Cleanup unblock = [&] { file.busy.Unblock(block.id); };
+  const std::vector<LeaseId>& held = block.held;
+
+  switch (options.policy) {
+    case LayoutPolicy::kRefuse:
+      if (!held.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            change.description, " refused: pages ", change.affected.ToString(),
+            " are pinned by ", DescribeLeases(held),
+            "; release those leases first, or use policy defer or revoke"));
+      }
+      break;
+    case LayoutPolicy::kDefer:
+      if (!file.busy.AwaitDrained(block.id, options.deadline)) {
+        std::vector<LeaseId> still;
+        for (const auto& e : file.busy.Overlapping(change.affected)) still.push_back(e.lease);
+        return absl::DeadlineExceededError(absl::StrCat(
+            change.description, " deferred until the deadline but pages ",
+            change.affected.ToString(), " are still pinned by ", DescribeLeases(still),
+            "; the file is unchanged. Ask the holders to release, or use policy revoke"));
+      }
+      break;
+    case LayoutPolicy::kRevoke: {
+      const absl::Time grace_deadline = clock_->Now() + options.grace;
+      for (LeaseId id : held) {
+        if (table_->Recall(id, reason, grace_deadline).ok()) result.recalled.push_back(id);
+      }
+      if (!file.busy.AwaitDrained(block.id, grace_deadline)) {
+        for (const auto& entry : file.busy.Overlapping(change.affected)) {
+          if (!entry.held) continue;  // A pin being set up aborts by itself.
+          const absl::Status revoked = lifecycle_->Revoke(
+              entry.lease, absl::StrCat("not released within the ",
+                                        absl::FormatDuration(options.grace),
+                                        " grace period: ", reason));
+          if (revoked.ok()) {
+            result.revoked.push_back(entry.lease);
+          } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
+            return absl::InternalError(absl::StrCat(change.description,
+                                                    " not applied, file unchanged: ",
+                                                    revoked.message()));
+          }
+        }
+      }
+      break;
+    }
+  }
+  // Every policy: wait for what is left (reservations aborting, ends in progress).
+  if (!file.busy.AwaitDrained(block.id, std::max(options.deadline, clock_->Now()))) {
+    std::vector<LeaseId> still;
+    for (const auto& e : file.busy.Overlapping(change.affected)) still.push_back(e.lease);
+    return absl::DeadlineExceededError(absl::StrCat(
+        change.description, " not applied by the deadline: pages ", change.affected.ToString(),
+        " still held by ", DescribeLeases(still), "; the file is unchanged"));
+  }
+  for (LeaseId id : held) {
+    if (Contains(result.revoked, id)) continue;
+    if (table_->EndState(id) == LeaseState::kExpired) {
+      result.expired.push_back(id);
+    } else {
+      result.released.push_back(id);
+    }
+  }
+  result.waited = clock_->Now() - start;
+  if (absl::Status applied = apply(); !applied.ok()) {
+    const bool ended = !result.revoked.empty() || !result.released.empty();
+    return absl::Status(applied.code(),
+                        absl::StrCat(change.description, " failed: ", applied.message(),
+                                     ended ? "; leases already ended stay ended" : ""));
+  }
+  PB_LOG(INFO) << "layout " << reason << ": affected pages " << change.affected.ToString()
+               << ", recalled [" << absl::StrJoin(result.recalled, ",") << "], released ["
+               << absl::StrJoin(result.released, ",") << "], expired ["
+               << absl::StrJoin(result.expired, ",") << "], revoked ["
+               << absl::StrJoin(result.revoked, ",") << "], waited "
+               << absl::FormatDuration(result.waited);
+  return result;
+}
+
+}  // namespace pinbroker

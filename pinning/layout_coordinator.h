@@ -1,0 +1,91 @@
+// LayoutCoordinator: changes a file's layout (truncate, punch hole) without freeing pages that
+// a lease still pins.
+//
+// One change at a time per file (a second waits, bounded by its deadline). For each change:
+//  1. compute the affected pages conservatively: the page holding a new EOF and the partial
+//     pages at a hole's edges count, because the kernel zeroes them;
+//  2. block that range in the file's BusyRangeMap first, so no new pin can slip in;
+//  3. apply the policy to the leases overlapping it:
+//     defer  - wait until they are released or expire, or until the deadline (then fail with
+//              DEADLINE_EXCEEDED, unblock, file untouched);
+//     revoke - recall each with a grace deadline, wait for releases until then, force-revoke
+//              the rest through the backend;
+//     refuse - fail at once with FAILED_PRECONDITION naming them;
+//  4. apply the change with ftruncate(2) / fallocate(2) PUNCH_HOLE|KEEP_SIZE;
+//  5. unblock, on success and on every failure.
+// Pins on unaffected ranges and on other files go on throughout: nothing here holds a lock
+// while it waits.
+//
+// Thread-safety: safe to call concurrently.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pinning/clock.h"
+#include "pinning/file_registry.h"
+#include "pinning/layout_policy.h"
+#include "pinning/lease_lifecycle.h"
+#include "pinning/lease_table.h"
+
+namespace pinbroker {
+
+struct LayoutOptions {
+  LayoutPolicy policy = LayoutPolicy::kRevoke;
+  absl::Duration grace = absl::Seconds(5);  // revoke: recall -> invalidation.
+  absl::Time deadline = absl::InfiniteFuture();  // Queueing behind another change, defer.
+  std::string initiator;  // Who asked, for reasons and logs ("session 3", "pinctl", ...).
+};
+
+struct LayoutResult {
+  LayoutPolicy policy = LayoutPolicy::kRevoke;
+  PageRange affected;
+  uint64_t size_before = 0;
+  uint64_t size_after = 0;
+  std::vector<LeaseId> recalled;  // revoke: leases sent a recall.
+  std::vector<LeaseId> released;  // Ended by their holders while the change waited.
+  std::vector<LeaseId> expired;   // Ended by TTL while the change waited.
+  std::vector<LeaseId> revoked;   // revoke: taken away when the grace period ran out.
+  absl::Duration waited;          // From blocking the range to applying the change.
+};
+
+class LayoutCoordinator {
+ public:
+  LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle, uint64_t page_size)
+      : clock_(clock), table_(table), lifecycle_(lifecycle), page_size_(page_size) {}
+
+  // Sets the size of the file open read-write as `fd` (state `file`) to `new_size`. Growing
+  // counts the page holding the old EOF as affected. Errors: as in the header comment, plus
+  // INVALID_ARGUMENT for sizes beyond off_t and the errno of a failed ftruncate (the leases the
+  // policy ended stay ended; the file is unchanged).
+  absl::StatusOr<LayoutResult> Truncate(FileState& file, int fd, uint64_t new_size,
+                                        const LayoutOptions& options);
+
+  // Deallocates bytes [offset, offset + length) keeping the size. INVALID_ARGUMENT for a zero
+  // or overflowing length, OUT_OF_RANGE for an offset at or past EOF.
+  absl::StatusOr<LayoutResult> PunchHole(FileState& file, int fd, uint64_t offset, uint64_t length,
+                                         const LayoutOptions& options);
+
+ private:
+  struct Change {
+    PageRange affected;
+    std::string description;  // "truncate to 0 bytes", "punch hole [4096, 8192)".
+  };
+  // Steps 2-5 for `change`, with `apply` doing the system call; file.layout_in_progress held.
+  absl::StatusOr<LayoutResult> Run(FileState& file, const Change& change,
+                                   const LayoutOptions& options,
+                                   absl::FunctionRef<absl::Status()> apply);
+  absl::Status EnterLayout(FileState& file, absl::Time deadline, const std::string& what);
+  void ExitLayout(FileState& file);
+  std::string DescribeLeases(const std::vector<LeaseId>& ids) const;
+
+  Clock* const clock_;
+  LeaseTable* const table_;
+  LeaseLifecycle* const lifecycle_;
+  const uint64_t page_size_;
+};
+
+}  // namespace pinbroker

@@ -1,0 +1,160 @@
+// LeaseTable: every live lease, its state machine, its expiry, and the event streams of owners.
+//
+// States: granted -> recalling -> released | revoked | expired (granted may end directly).
+// Ending a lease is two-step because its pages must be let go in between: BeginRelease(),
+// BeginRevoke() or expiry moves the lease to its terminal state and makes the caller (or the
+// expiry handler) the only party that may finish it; that party undoes the backend pin and the
+// busy range, then calls Finish(), which emits the terminal event and retires the lease. So an
+// owner's "revoked" or "expired" event means the access is really gone, and exactly one of
+// release, revoke and expiry wins any race between them.
+//
+// Expiry is driven by the Clock: one timer is kept armed for the earliest expiry; when it fires,
+// due leases move to expired and `on_expired` is called for each, outside the table's lock, on
+// the clock's timer thread (inside Advance() with SimulatedClock).
+//
+// Events reach subscribers per owner, in the order the table applied them, through bounded
+// EventQueues (see event_queue.h). Subscribe() returns the owner's live leases and the queue
+// atomically: nothing is missed between the snapshot and the first event.
+//
+// Ended leases leave a tombstone (bounded, oldest dropped first) so that NOT_FOUND can say what
+// happened to a lease its owner still names. Foreign leases are reported as unknown.
+//
+// Thread-safety: safe to call concurrently. Lock order: BusyRangeMap -> LeaseTable -> EventQueue.
+// The table never calls out while holding its lock except EventQueue::Push().
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "pinning/clock.h"
+#include "pinning/event_queue.h"
+#include "pinning/lease.h"
+
+namespace pinbroker {
+
+struct LeaseFilter {
+  std::optional<std::string> owner;
+  std::optional<std::string> export_name;
+  std::optional<FileId> file;
+  bool Matches(const LeaseInfo& lease) const;
+};
+
+class LeaseTable {
+ public:
+  struct Options {
+    size_t tombstones = 4096;      // Ended leases remembered for error messages.
+    size_t queue_capacity = 1024;  // Per subscriber.
+  };
+  struct Subscription {
+    std::vector<LeaseInfo> snapshot;  // The owner's live leases, ascending id.
+    std::shared_ptr<EventQueue> events;
+  };
+  using ExpiryHandler = absl::AnyInvocable<void(const LeaseInfo&)>;
+
+  LeaseTable(Clock* clock, ExpiryHandler on_expired, Options options);
+  LeaseTable(Clock* clock, ExpiryHandler on_expired) : LeaseTable(clock, std::move(on_expired), Options()) {}
+  // Cancels the expiry timer (waiting for a running expiry pass) and closes all queues.
+  ~LeaseTable();
+  LeaseTable(const LeaseTable&) = delete;
+  LeaseTable& operator=(const LeaseTable&) = delete;
+
+  // A fresh id, never returned before by this table.
+  LeaseId NewId() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Adds a granted lease (id from NewId(), state kGranted, expires_at set) and emits kGranted.
+  // FAILED_PRECONDITION if the id is in use or the lease is not granted.
+  absl::Status Insert(LeaseInfo lease) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The live lease `id`. NOT_FOUND (with what became of it, if known) otherwise.
+  absl::StatusOr<LeaseInfo> Get(LeaseId id) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Extends a granted lease of `owner` to now + ttl. NOT_FOUND for unknown, ended or foreign
+  // leases; FAILED_PRECONDITION while recalling (release it instead).
+  absl::StatusOr<LeaseInfo> Renew(absl::string_view owner, LeaseId id, absl::Duration ttl)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // granted -> recalling with `reason` and `deadline`; emits kRecalled. A lease already
+  // recalling keeps its earlier deadline and is not re-announced. NOT_FOUND if not live.
+  absl::StatusOr<LeaseInfo> Recall(LeaseId id, std::string reason, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Claims the end of a live lease; see the header comment. BeginRelease checks the owner
+  // (NOT_FOUND for a foreign lease). Both return NOT_FOUND if the lease is not live.
+  absl::StatusOr<LeaseInfo> BeginRelease(absl::string_view owner, LeaseId id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<LeaseInfo> BeginRevoke(LeaseId id, std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Emits the terminal event of a lease whose end was claimed, and retires it. No-op otherwise.
+  void Finish(LeaseId id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // How lease `id` ended (from its record while ending, or its tombstone); nullopt if it is
+  // live or unknown.
+  std::optional<LeaseState> EndState(LeaseId id) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Live (granted or recalling) leases matching `filter`, ascending id.
+  std::vector<LeaseInfo> List(const LeaseFilter& filter) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  Subscription Subscribe(std::string owner, absl::AnyInvocable<void()> on_ready = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  size_t live_count() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Waits until the table holds no lease at all (live or ending) or the clock reaches
+  // `deadline`. Returns true if empty.
+  bool AwaitEmpty(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Record {
+    LeaseInfo info;
+    bool ending = false;  // Terminal state claimed; waiting for Finish().
+  };
+  struct Tombstone {
+    std::string owner;
+    LeaseState state;
+    std::string reason;
+    absl::Time at;
+  };
+
+  absl::Status NotFoundLocked(LeaseId id, absl::string_view owner) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The live (not ending) record of `id`, or nullptr.
+  Record* LiveLocked(LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetExpiryLocked(Record& record, absl::Time expires_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnTimer(absl::Time due) ABSL_LOCKS_EXCLUDED(mu_);
+  LeaseInfo EndLocked(Record& record, LeaseState state, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Clock* const clock_;
+  ExpiryHandler on_expired_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  LeaseId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::btree_map<LeaseId, Record> leases_ ABSL_GUARDED_BY(mu_);
+  // (expires_at, id) for every live lease that is not ending.
+  absl::btree_set<std::pair<absl::Time, LeaseId>> expiry_ ABSL_GUARDED_BY(mu_);
+  // Armed expiry timers by due time. Extra timers are harmless: a pass with nothing due re-arms.
+  absl::btree_map<absl::Time, Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<EventQueue>>> subscribers_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<LeaseId, Tombstone> tombstones_ ABSL_GUARDED_BY(mu_);
+  std::deque<LeaseId> tombstone_order_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pinbroker

@@ -1,0 +1,60 @@
+// PinBackend: what holds a lease's pages for the device that uses them.
+//
+// The engine calls Pin() once per lease, then exactly one of Release() (the holder let go) or
+// Revoke() (the holder's access is taken away: grace ended, lease expired, broker shutting
+// down). After Release() or Revoke() returns OK, the backend holds nothing of that pin, so the
+// file's layout may change under it. Backends report what they do in RegistrationMode.
+//
+// Thread-safety: implementations must be safe to call concurrently from any thread; the engine
+// never holds its own locks while calling them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "pinning/file_info.h"
+#include "pinning/lease.h"
+#include "pinning/page_range.h"
+
+namespace pinbroker {
+
+struct PinSpec {
+  LeaseId lease = 0;
+  absl::string_view owner;
+  int fd = -1;            // Open with `access`; valid only during Pin(). Dup it to keep it.
+  const FileInfo* file = nullptr;
+  ByteRange bytes;        // Page-aligned, within the file.
+  Access access = Access::kRead;
+};
+
+struct BackendPin {
+  uint64_t handle = 0;  // Backend-private; passed back to Release()/Revoke().
+  RegistrationMode mode = RegistrationMode::kHost;
+};
+
+class PinBackend {
+ public:
+  virtual ~PinBackend() = default;
+
+  // "host", "verbs", ... for logs and GetInfo.
+  virtual absl::string_view name() const = 0;
+
+  // Holds spec.bytes of the file. On error nothing is held and the status says what the system
+  // refused and what would work (RESOURCE_EXHAUSTED for memlock limits, FAILED_PRECONDITION for
+  // memory no available mode can pin).
+  virtual absl::StatusOr<BackendPin> Pin(const PinSpec& spec) = 0;
+
+  // The holder released the lease. NOT_FOUND for an unknown handle.
+  virtual absl::Status Release(uint64_t handle) = 0;
+
+  // Takes the holder's access away now. NOT_FOUND for an unknown handle.
+  virtual absl::Status Revoke(uint64_t handle) = 0;
+
+  // Bytes currently held.
+  virtual uint64_t pinned_bytes() const = 0;
+};
+
+}  // namespace pinbroker

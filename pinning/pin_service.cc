@@ -1,0 +1,251 @@
+#include "pinning/pin_service.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "pinning/errno_status.h"
+#include "pinning/log.h"
+#include "pinning/status_macros.h"
+
+namespace pinbroker {
+namespace {
+
+absl::Status CheckRangeWithinFile(uint64_t offset, uint64_t length, uint64_t size) {
+  if (offset >= size) {
+    return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is at or past end of file (size ",
+                                              size, ")"));
+  }
+  if (length > size - offset) {
+    return absl::OutOfRangeError(absl::StrCat("range [", offset, ", ", offset + length,
+                                              ") runs past end of file (size ", size,
+                                              "); at most ", size - offset,
+                                              " bytes can be pinned from that offset"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+PinService::PinService(Clock* clock, PinBackend* backend, Options options)
+    : clock_(clock),
+      backend_(backend),
+      page_size_(SystemPageSize()),
+      files_(clock),
+      table_(
+          clock, [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
+      lifecycle_(&table_, backend, &files_),
+      coordinator_(clock, &table_, &lifecycle_, page_size_) {}
+
+absl::StatusOr<std::unique_ptr<PinService>> PinService::Create(Clock* clock, PinBackend* backend,
+                                                               std::vector<ExportOptions> exports,
+                                                               Options options) {
+  std::unique_ptr<PinService> service(new PinService(clock, backend, options));
+  for (ExportOptions& opts : exports) {
+    const std::string name = opts.name;
+    if (service->exports_.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("export '", name, "' is defined twice"));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<Export> exp, Export::Open(std::move(opts)));
+    service->exports_.emplace(name, std::move(exp));
+  }
+  return service;
+}
+
+PinService::~PinService() {
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
+    lifecycle_.Revoke(lease.id, "broker shutting down").IgnoreError();
+  }
+}
+
+const Export* PinService::FindExport(absl::string_view name) const {
+  auto it = exports_.find(name);
+  return it == exports_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const Export*> PinService::exports() const {
+  std::vector<const Export*> out;
+  for (const auto& [name, exp] : exports_) out.push_back(exp.get());
+  return out;
+}
+
+absl::StatusOr<const Export*> PinService::ExportFor(absl::string_view name) const {
+  if (const Export* exp = FindExport(name)) return exp;
+  std::vector<std::string> names;
+  for (const auto& [n, exp] : exports_) names.push_back(n);
+  return absl::NotFoundError(absl::StrCat("no export named '", name, "'; this broker exports: ",
+                                          names.empty() ? "(none)" : absl::StrJoin(names, ", ")));
+}
+
+absl::Duration PinService::EffectiveTtl(const Export& exp, absl::Duration requested) const {
+  if (requested == absl::ZeroDuration()) return exp.options().default_ttl;
+  return std::min(requested, exp.options().max_ttl);
+}
+
+absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
+  if (request.owner.empty()) return absl::InvalidArgumentError("a pin needs an owner");
+  if (request.length == 0) return absl::InvalidArgumentError("pin length must be positive");
+  if (request.ttl < absl::ZeroDuration() || request.wait_if_blocked < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ttl and wait_if_blocked must not be negative");
+  }
+  const std::optional<PageRange> pages =
+      PagesCovering(request.offset, request.length, page_size_);
+  if (!pages.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("range offset ", request.offset, " length ",
+                                                   request.length, " overflows 64 bits"));
+  }
+  ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
+  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, request.access));
+  RETURN_IF_ERROR(CheckRangeWithinFile(request.offset, request.length, file.info.size));
+
+  FileRegistry::FileRef state = files_.Acquire(file.info.id);
+  const LeaseId id = table_.NewId();
+  const absl::Time wait_until = request.wait_if_blocked > absl::ZeroDuration()
+                                    ? clock_->Now() + request.wait_if_blocked
+                                    : absl::InfinitePast();
+  RETURN_IF_ERROR(state->busy.Reserve(id, *pages, wait_until));
+  bool committed = false;
+  absl::Cleanup unreserve = [&] {
+    if (!committed) state->busy.Remove(id).IgnoreError();
+  };
+
+  // A layout change may have finished while this pin waited or raced it: check the size the
+  // file has now that the range is reserved (a later change will see the reservation).
+  struct stat st;
+  if (fstat(file.fd.get(), &st) != 0) return ErrnoToStatus(errno, "fstat");
+  RETURN_IF_ERROR(
+      CheckRangeWithinFile(request.offset, request.length, static_cast<uint64_t>(st.st_size)));
+  file.info.size = static_cast<uint64_t>(st.st_size);
+
+  const ByteRange bytes = ToBytes(*pages, page_size_);
+  PinSpec spec;
+  spec.lease = id;
+  spec.owner = request.owner;
+  spec.fd = file.fd.get();
+  spec.file = &file.info;
+  spec.bytes = bytes;
+  spec.access = request.access;
+  ASSIGN_OR_RETURN(const BackendPin pin, backend_->Pin(spec));
+
+  const absl::Time now = clock_->Now();
+  LeaseInfo lease;
+  lease.id = id;
+  lease.owner = request.owner;
+  lease.export_name = exp->name();
+  lease.path = request.path;
+  lease.file = file.info.id;
+  lease.pages = *pages;
+  lease.offset = bytes.offset;
+  lease.length = bytes.length;
+  lease.access = request.access;
+  lease.mode = pin.mode;
+  lease.state = LeaseState::kGranted;
+  lease.granted_at = now;
+  lease.expires_at = now + EffectiveTtl(*exp, request.ttl);
+  lease.backend_handle = pin.handle;
+
+  absl::Status inserted;
+  const absl::Status commit =
+      state->busy.Commit(id, [&] { inserted = table_.Insert(lease); });
+  if (!commit.ok() || !inserted.ok()) {
+    backend_->Release(pin.handle).IgnoreError();
+    return commit.ok() ? inserted : commit;
+  }
+  committed = true;
+  PB_LOG(INFO) << "lease " << id << " granted: owner=" << lease.owner << " export="
+               << lease.export_name << " path=" << lease.path << " bytes=[" << lease.offset
+               << ", " << lease.offset + lease.length << ") access=" << AccessName(lease.access)
+               << " mode=" << RegistrationModeName(lease.mode);
+  return lease;
+}
+
+absl::StatusOr<LeaseInfo> PinService::Renew(absl::string_view owner, LeaseId id,
+                                            absl::Duration ttl) {
+  if (ttl < absl::ZeroDuration()) return absl::InvalidArgumentError("ttl must not be negative");
+  // The export's limits apply; a lease whose export is unknown cannot exist.
+  const absl::StatusOr<LeaseInfo> current = table_.Get(id);
+  if (!current.ok() || current->owner != owner) {
+    // Fails with the table's owner-aware NOT_FOUND; foreign leases are not disclosed.
+    return table_.Renew(owner, id, ttl);
+  }
+  const Export* exp = FindExport(current->export_name);
+  return table_.Renew(owner, id, EffectiveTtl(*exp, ttl));
+}
+
+absl::Status PinService::Release(absl::string_view owner, LeaseId id) {
+  return lifecycle_.Release(owner, id);
+}
+
+LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutRequest& request) const {
+  LayoutOptions options;
+  options.policy = request.policy.value_or(exp.options().default_policy);
+  options.grace = request.grace.value_or(exp.options().grace);
+  options.deadline = clock_->Now() + request.timeout.value_or(exp.options().layout_timeout);
+  options.initiator = request.initiator;
+  return options;
+}
+
+absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request,
+                                                  uint64_t new_size) {
+  ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
+  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
+  FileRegistry::FileRef state = files_.Acquire(file.info.id);
+  return coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
+}
+
+absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request, uint64_t offset,
+                                                   uint64_t length) {
+  ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
+  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
+  FileRegistry::FileRef state = files_.Acquire(file.info.id);
+  return coordinator_.PunchHole(*state, file.fd.get(), offset, length,
+                                LayoutOptionsFor(*exp, request));
+}
+
+std::vector<LeaseInfo> PinService::ListLeases(const LeaseFilter& filter) const {
+  return table_.List(filter);
+}
+
+absl::StatusOr<FileDescription> PinService::DescribeFile(absl::string_view export_name,
+                                                         absl::string_view path) {
+  ASSIGN_OR_RETURN(const Export* exp, ExportFor(export_name));
+  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(path, Access::kRead));
+  FileDescription out;
+  out.export_name = exp->name();
+  out.path = std::string(path);
+  out.info = file.info;
+  LeaseFilter filter;
+  filter.file = file.info.id;
+  out.leases = table_.List(filter);
+  if (auto state = files_.Find(file.info.id)) {
+    out.busy = (*state)->busy.Entries();
+    out.blocked = (*state)->busy.Blocks();
+  }
+  return out;
+}
+
+LeaseTable::Subscription PinService::Watch(std::string owner,
+                                           absl::AnyInvocable<void()> on_ready) {
+  return table_.Subscribe(std::move(owner), std::move(on_ready));
+}
+
+size_t PinService::RecallAll(const std::string& reason, absl::Duration grace) {
+  const absl::Time deadline = clock_->Now() + grace;
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
+    table_.Recall(lease.id, reason, deadline).IgnoreError();
+  }
+  table_.AwaitEmpty(deadline);
+  size_t revoked = 0;
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
+    if (lifecycle_.Revoke(lease.id, absl::StrCat("not released within grace: ", reason)).ok()) {
+      ++revoked;
+    }
+  }
+  return revoked;
+}
+
+}  // namespace pinbroker

@@ -1,0 +1,138 @@
+// PinService: the engine's front door. The gRPC service (broker/) is a thin layer over it.
+//
+// It owns the exports, the lease table, the per-file busy-range maps and the layout
+// coordinator, and drives a PinBackend it does not own. Every operation validates its input
+// first and, on any error, leaves no state behind: no lease, no reservation, no backend pin, no
+// block, no half-applied layout change.
+//
+// Pins inside a range that a layout change has blocked fail at once with ABORTED, or, if the
+// request sets `wait_if_blocked`, wait that long for the change to finish and then proceed
+// (re-checking the range against the new size) or fail with ABORTED. A pin that was being set
+// up when the block arrived fails with ABORTED too: retry it.
+//
+// Thread-safety: safe to call concurrently from any number of threads. Layout operations block
+// their calling thread while they wait (defer, revoke grace); everything else returns promptly
+// except for the backend's own work.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "pinning/busy_range_map.h"
+#include "pinning/clock.h"
+#include "pinning/export.h"
+#include "pinning/file_registry.h"
+#include "pinning/layout_coordinator.h"
+#include "pinning/lease_lifecycle.h"
+#include "pinning/lease_table.h"
+#include "pinning/pin_backend.h"
+
+namespace pinbroker {
+
+struct PinRequest {
+  std::string owner;        // Who holds the lease (the service's session id).
+  std::string export_name;
+  std::string path;         // Relative to the export root.
+  uint64_t offset = 0;
+  uint64_t length = 0;      // Bytes; the lease holds the whole pages covering them.
+  Access access = Access::kRead;
+  absl::Duration ttl = absl::ZeroDuration();  // Zero: the export's default; capped at its max.
+  absl::Duration wait_if_blocked = absl::ZeroDuration();  // See the header comment.
+};
+
+// Which layout change, on what, with which policy. Unset policy/grace/timeout take the export's.
+struct LayoutRequest {
+  std::string export_name;
+  std::string path;
+  std::optional<LayoutPolicy> policy;
+  std::optional<absl::Duration> grace;
+  std::optional<absl::Duration> timeout;  // Bounds queueing and defer; default layout_timeout.
+  std::string initiator;
+};
+
+struct FileDescription {
+  std::string export_name;
+  std::string path;
+  FileInfo info;
+  std::vector<LeaseInfo> leases;           // Live leases on the file, ascending id.
+  std::vector<BusyRangeMap::Entry> busy;   // Every busy range, held or being set up.
+  std::vector<BusyRangeMap::BlockInfo> blocked;
+};
+
+class PinService {
+ public:
+  struct Options {
+    LeaseTable::Options table;
+  };
+
+  // Opens every export (names must be unique). The clock and backend must outlive the service.
+  static absl::StatusOr<std::unique_ptr<PinService>> Create(Clock* clock, PinBackend* backend,
+                                                            std::vector<ExportOptions> exports,
+                                                            Options options);
+  static absl::StatusOr<std::unique_ptr<PinService>> Create(Clock* clock, PinBackend* backend,
+                                                            std::vector<ExportOptions> exports) {
+    return Create(clock, backend, std::move(exports), Options());
+  }
+  // Revokes every remaining lease through the backend.
+  ~PinService();
+  PinService(const PinService&) = delete;
+  PinService& operator=(const PinService&) = delete;
+
+  // Grants a lease. Errors: INVALID_ARGUMENT (no owner, zero or overflowing length, negative
+  // TTL), NOT_FOUND (export or file), OUT_OF_RANGE (range not within the file), the export's
+  // path errors (see Export::OpenFile), PERMISSION_DENIED (write on a read-only export),
+  // ABORTED (blocked by, or raced with, a layout change), and the backend's errors.
+  absl::StatusOr<LeaseInfo> Pin(const PinRequest& request);
+
+  // Extends a lease by `ttl` from now (zero: the export's default; capped at its max).
+  absl::StatusOr<LeaseInfo> Renew(absl::string_view owner, LeaseId id, absl::Duration ttl);
+
+  // The holder gives the lease back. NOT_FOUND for unknown, ended or foreign leases.
+  absl::Status Release(absl::string_view owner, LeaseId id);
+
+  absl::StatusOr<LayoutResult> Truncate(const LayoutRequest& request, uint64_t new_size);
+  absl::StatusOr<LayoutResult> PunchHole(const LayoutRequest& request, uint64_t offset,
+                                         uint64_t length);
+
+  std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
+  absl::StatusOr<FileDescription> DescribeFile(absl::string_view export_name,
+                                               absl::string_view path);
+  LeaseTable::Subscription Watch(std::string owner,
+                                 absl::AnyInvocable<void()> on_ready = nullptr);
+
+  // Recalls every live lease (with `reason`, deadline now + grace), waits for releases until
+  // then, and revokes the rest. Returns how many were revoked. For shutdown.
+  size_t RecallAll(const std::string& reason, absl::Duration grace);
+
+  const Export* FindExport(absl::string_view name) const;
+  std::vector<const Export*> exports() const;
+  const PinBackend& backend() const { return *backend_; }
+  uint64_t page_size() const { return page_size_; }
+  Clock* clock() const { return clock_; }
+  // For tests and metrics.
+  size_t tracked_files() const { return files_.size(); }
+
+ private:
+  PinService(Clock* clock, PinBackend* backend, Options options);
+
+  absl::StatusOr<const Export*> ExportFor(absl::string_view name) const;
+  absl::Duration EffectiveTtl(const Export& exp, absl::Duration requested) const;
+  LayoutOptions LayoutOptionsFor(const Export& exp, const LayoutRequest& request) const;
+
+  Clock* const clock_;
+  PinBackend* const backend_;
+  const uint64_t page_size_;
+  absl::btree_map<std::string, std::unique_ptr<Export>, std::less<>> exports_;
+  FileRegistry files_;
+  LeaseTable table_;
+  LeaseLifecycle lifecycle_;
+  LayoutCoordinator coordinator_;
+};
+
+}  // namespace pinbroker
