@@ -33,9 +33,11 @@ bool Contains(const std::vector<LeaseId>& ids, LeaseId id) {
 
 }  // namespace
 
-std::string LayoutCoordinator::DescribeLeases(const std::vector<LeaseId>& ids) const {
+std::string LayoutCoordinator::DescribeLeases(
+    const std::vector<BusyRangeMap::Entry>& entries) const {
   std::vector<std::string> parts;
-  for (LeaseId id : ids) {
+  for (const BusyRangeMap::Entry& entry : entries) {
+    const LeaseId id = entry.lease;
     auto lease = table_->Get(id);
     if (lease.ok()) {
       parts.push_back(absl::StrCat("lease ", id, " (owner ", lease->owner, ", bytes [",
@@ -43,7 +45,9 @@ std::string LayoutCoordinator::DescribeLeases(const std::vector<LeaseId>& ids) c
                                    AccessName(lease->access), ", ",
                                    LeaseStateName(lease->state), ")"));
     } else {
-      parts.push_back(absl::StrCat("lease ", id, " (being set up)"));
+      parts.push_back(absl::StrCat("lease ", id, " (",
+                                   entry.held ? "ending" : "being set up", ", pages ",
+                                   entry.range.ToString(), ")"));
     }
   }
   return absl::StrJoin(parts, ", ");
@@ -156,17 +160,16 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
       if (!held.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
             change.description, " refused: pages ", change.affected.ToString(),
-            " are pinned by ", DescribeLeases(held),
+            " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
             "; release those leases first, or use policy defer or revoke"));
       }
       break;
     case LayoutPolicy::kDefer:
       if (!file.busy.AwaitDrained(block.id, options.deadline)) {
-        std::vector<LeaseId> still;
-        for (const auto& e : file.busy.Overlapping(change.affected)) still.push_back(e.lease);
         return absl::DeadlineExceededError(absl::StrCat(
             change.description, " deferred until the deadline but pages ",
-            change.affected.ToString(), " are still pinned by ", DescribeLeases(still),
+            change.affected.ToString(), " are still pinned by ",
+            DescribeLeases(file.busy.Overlapping(change.affected)),
             "; the file is unchanged. Ask the holders to release, or use policy revoke"));
       }
       break;
@@ -196,11 +199,10 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
   }
   // Every policy: wait for what is left (reservations aborting, ends in progress).
   if (!file.busy.AwaitDrained(block.id, std::max(options.deadline, clock_->Now()))) {
-    std::vector<LeaseId> still;
-    for (const auto& e : file.busy.Overlapping(change.affected)) still.push_back(e.lease);
     return absl::DeadlineExceededError(absl::StrCat(
         change.description, " not applied by the deadline: pages ", change.affected.ToString(),
-        " still held by ", DescribeLeases(still), "; the file is unchanged"));
+        " still held by ", DescribeLeases(file.busy.Overlapping(change.affected)),
+        "; the file is unchanged"));
   }
   for (LeaseId id : held) {
     if (Contains(result.revoked, id)) continue;
@@ -211,6 +213,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
     }
   }
   result.waited = clock_->Now() - start;
+  if (observer_) observer_(file.id, result);
   if (absl::Status applied = apply(); !applied.ok()) {
     const bool ended = !result.revoked.empty() || !result.released.empty();
     return absl::Status(applied.code(),

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,18 @@ struct LayoutResult {
 
 class LayoutCoordinator {
  public:
-  LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle, uint64_t page_size)
-      : clock_(clock), table_(table), lifecycle_(lifecycle), page_size_(page_size) {}
+  // Called after the affected range has drained and just before the system call, while the
+  // range is still blocked: with the file and the change. For audit logs and tests; must not
+  // call back into the engine for the same file.
+  using ApplyObserver = std::function<void(const FileId&, const LayoutResult&)>;
+
+  LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle,
+                    uint64_t page_size, ApplyObserver observer = nullptr)
+      : clock_(clock),
+        table_(table),
+        lifecycle_(lifecycle),
+        page_size_(page_size),
+        observer_(std::move(observer)) {}
 
   // Sets the size of the file open read-write as `fd` (state `file`) to `new_size`. Growing
   // counts the page holding the old EOF as affected. Errors: as in the header comment, plus
@@ -80,12 +91,14 @@ class LayoutCoordinator {
                                    absl::FunctionRef<absl::Status()> apply);
   absl::Status EnterLayout(FileState& file, absl::Time deadline, const std::string& what);
   void ExitLayout(FileState& file);
-  std::string DescribeLeases(const std::vector<LeaseId>& ids) const;
+  // "lease 3 (owner s1, bytes [0, 4096), read-write, granted), ..." for busy entries.
+  std::string DescribeLeases(const std::vector<BusyRangeMap::Entry>& entries) const;
 
   Clock* const clock_;
   LeaseTable* const table_;
   LeaseLifecycle* const lifecycle_;
   const uint64_t page_size_;
+  const ApplyObserver observer_;
 };
 
 }  // namespace pinbroker

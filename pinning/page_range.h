@@ -19,8 +19,9 @@ struct PageRange {
 
   uint64_t size() const { return end - first; }
   bool empty() const { return end <= first; }
+  // Empty ranges overlap nothing, as in IntervalIndex.
   bool Overlaps(const PageRange& other) const {
-    return first < other.end && other.first < end;
+    return !empty() && !other.empty() && first < other.end && other.first < end;
   }
   bool Contains(const PageRange& other) const {
     return first <= other.first && other.end <= end;

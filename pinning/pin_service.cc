@@ -39,7 +39,7 @@ PinService::PinService(Clock* clock, PinBackend* backend, Options options)
       table_(
           clock, [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
       lifecycle_(&table_, backend, &files_),
-      coordinator_(clock, &table_, &lifecycle_, page_size_) {}
+      coordinator_(clock, &table_, &lifecycle_, page_size_, std::move(options.on_layout_apply)) {}
 
 absl::StatusOr<std::unique_ptr<PinService>> PinService::Create(Clock* clock, PinBackend* backend,
                                                                std::vector<ExportOptions> exports,

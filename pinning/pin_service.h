@@ -69,6 +69,8 @@ class PinService {
  public:
   struct Options {
     LeaseTable::Options table;
+    // See LayoutCoordinator::ApplyObserver.
+    LayoutCoordinator::ApplyObserver on_layout_apply;
   };
 
   // Opens every export (names must be unique). The clock and backend must outlive the service.
@@ -109,6 +111,9 @@ class PinService {
   // Recalls every live lease (with `reason`, deadline now + grace), waits for releases until
   // then, and revokes the rest. Returns how many were revoked. For shutdown.
   size_t RecallAll(const std::string& reason, absl::Duration grace);
+
+  // Waits until no lease is live or ending, or the clock reaches `deadline`. True if none.
+  bool AwaitNoLeases(absl::Time deadline) { return table_.AwaitEmpty(deadline); }
 
   const Export* FindExport(absl::string_view name) const;
   std::vector<const Export*> exports() const;

@@ -1,0 +1,479 @@
+#include "pinning/host_backend.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pinning/errno_status.h"
+#include "pinning/file_info.h"
+#include "pinning/page_range.h"
+#include "pinning/scoped_fd.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace pinbroker {
+namespace {
+
+using ::pinbroker::testing::IsOk;
+using ::pinbroker::testing::StatusIs;
+using ::pinbroker::testing::TempDir;
+using ::testing::_;
+using ::testing::HasSubstr;
+
+const uint64_t kPage = SystemPageSize();
+
+// Bytes that differ from page to page and within a page, so a wrong offset shows.
+std::string Pattern(size_t length) {
+  std::string out(length, '\0');
+  for (size_t i = 0; i < length; ++i) out[i] = static_cast<char>((i * 7 + i / kPage) % 251);
+  return out;
+}
+
+// The VMA of /proc/self/smaps that contains `addr`: its permissions ("rw-s") and VmFlags.
+struct Vma {
+  std::string perms;
+  std::string vm_flags;
+};
+Vma FindVma(const void* addr) {
+  const auto a = reinterpret_cast<uintptr_t>(addr);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  Vma vma;
+  while (std::getline(smaps, line)) {
+    uintptr_t start = 0;
+    uintptr_t end = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " %7s", &start, &end, perms) == 3) {
+      if (inside) break;
+      inside = start <= a && a < end;
+      if (inside) vma.perms = perms;
+    } else if (inside && absl::StartsWith(line, "VmFlags:")) {
+      vma.vm_flags = line.substr(8) + " ";
+    }
+  }
+  return vma;
+}
+
+// True when every page of [addr, addr + length) is resident.
+bool AllResident(const void* addr, size_t length) {
+  std::vector<unsigned char> vec((length + kPage - 1) / kPage);
+  if (::mincore(const_cast<void*>(addr), length, vec.data()) != 0) return false;
+  for (unsigned char v : vec) {
+    if ((v & 1) == 0) return false;
+  }
+  return true;
+}
+
+// True when no page of [addr, addr + length) is mapped any more.
+bool Unmapped(const void* addr, size_t length) {
+  std::vector<unsigned char> vec((length + kPage - 1) / kPage);
+  return ::mincore(const_cast<void*>(addr), length, vec.data()) != 0 && errno == ENOMEM;
+}
+
+// A file of `pages` pages in a TempDir, opened for reading or for reading and writing.
+class HostBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    contents_ = Pattern(3 * kPage);
+    dir_.WriteFile("file", contents_);
+  }
+
+  // Opens dir_/name and fills `info`.
+  ScopedFd Open(const std::string& name, int flags, FileInfo* info) {
+    ScopedFd fd(::open(dir_.Join(name).c_str(), flags | O_CLOEXEC));
+    EXPECT_TRUE(fd.valid()) << ErrnoDescription(errno);
+    if (!fd.valid()) return fd;
+    absl::StatusOr<FileInfo> inspected = InspectFile(fd.get());
+    EXPECT_THAT(inspected, IsOk());
+    if (inspected.ok()) *info = *inspected;
+    return fd;
+  }
+
+  static PinSpec Spec(int fd, const FileInfo& info, uint64_t offset, uint64_t length,
+                      Access access) {
+    return PinSpec{.lease = 42,
+                   .owner = "test-owner",
+                   .fd = fd,
+                   .file = &info,
+                   .bytes = ByteRange{.offset = offset, .length = length},
+                   .access = access};
+  }
+
+  TempDir dir_;
+  std::string contents_;
+  HostBackend backend_;
+};
+
+TEST_F(HostBackendTest, NameIsHost) { EXPECT_EQ(backend_.name(), "host"); }
+
+TEST_F(HostBackendTest, ReadPinMapsLocksAndHoldsTheFileBytes) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kRead)));
+  EXPECT_EQ(pin.mode, RegistrationMode::kHost);
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.pinned_bytes(), 3 * kPage);
+
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  EXPECT_TRUE(AllResident(addr, 3 * kPage));
+  EXPECT_EQ(std::memcmp(addr, contents_.data(), 3 * kPage), 0);
+  const Vma vma = FindVma(addr);
+  EXPECT_EQ(vma.perms, "r--s");
+  EXPECT_THAT(vma.vm_flags, HasSubstr(" lo "));  // VM_LOCKED.
+}
+
+TEST_F(HostBackendTest, ReadWritePinMapsWritableAndLocked) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDWR, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kReadWrite)));
+  EXPECT_EQ(pin.mode, RegistrationMode::kHost);
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.pinned_bytes(), 3 * kPage);
+
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  EXPECT_TRUE(AllResident(addr, 3 * kPage));
+  EXPECT_EQ(std::memcmp(addr, contents_.data(), 3 * kPage), 0);
+  const Vma vma = FindVma(addr);
+  EXPECT_EQ(vma.perms, "rw-s");
+  EXPECT_THAT(vma.vm_flags, HasSubstr(" lo "));
+}
+
+TEST_F(HostBackendTest, PinOfSubrangeHoldsThoseBytes) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, kPage, kPage, Access::kRead)));
+  EXPECT_EQ(backend_.pinned_bytes(), kPage);
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  EXPECT_EQ(std::memcmp(addr, contents_.data() + kPage, kPage), 0);
+}
+
+TEST_F(HostBackendTest, PinsOfOneRangeGetDistinctHandlesAndAddUp) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin a, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  ASSERT_OK_AND_ASSIGN(BackendPin b,
+                       backend_.Pin(Spec(fd.get(), info, 0, 2 * kPage, Access::kRead)));
+  EXPECT_NE(a.handle, b.handle);
+  EXPECT_EQ(backend_.mapping_count(), 2u);
+  EXPECT_EQ(backend_.pinned_bytes(), 3 * kPage);
+  ASSERT_OK(backend_.Release(a.handle));
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);
+}
+
+TEST_F(HostBackendTest, PinOutlivesTheDescriptor) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kRead)));
+  fd.reset();  // PinSpec::fd is valid only during Pin().
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  EXPECT_EQ(std::memcmp(addr, contents_.data(), 3 * kPage), 0);
+}
+
+TEST_F(HostBackendTest, ReleaseUnmapsThePin) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kRead)));
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  ASSERT_OK(backend_.Release(pin.handle));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+  EXPECT_EQ(backend_.pinned_bytes(), 0u);
+  EXPECT_TRUE(Unmapped(addr, 3 * kPage));
+  EXPECT_THAT(backend_.AddressForTesting(pin.handle), StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+TEST_F(HostBackendTest, RevokeUnmapsThePin) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDWR, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kReadWrite)));
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  ASSERT_OK(backend_.Revoke(pin.handle));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+  EXPECT_EQ(backend_.pinned_bytes(), 0u);
+  EXPECT_TRUE(Unmapped(addr, 3 * kPage));
+}
+
+TEST_F(HostBackendTest, ReleaseOfUnknownHandleIsNotFound) {
+  EXPECT_THAT(backend_.Release(12345),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("handle 12345")));
+}
+
+TEST_F(HostBackendTest, RevokeOfUnknownHandleIsNotFound) {
+  EXPECT_THAT(backend_.Revoke(12345),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("handle 12345")));
+}
+
+TEST_F(HostBackendTest, DoubleReleaseIsNotFound) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  ASSERT_OK(backend_.Release(pin.handle));
+  EXPECT_THAT(backend_.Release(pin.handle),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("already released or revoked")));
+}
+
+TEST_F(HostBackendTest, RevokeAfterReleaseIsNotFound) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin pin, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  ASSERT_OK(backend_.Release(pin.handle));
+  EXPECT_THAT(backend_.Revoke(pin.handle), StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+TEST_F(HostBackendTest, UnalignedOffsetIsInvalidArgument) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  EXPECT_THAT(backend_.Pin(Spec(fd.get(), info, 100, kPage, Access::kRead)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("aligned")));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+}
+
+TEST_F(HostBackendTest, EmptyRangeIsInvalidArgument) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  EXPECT_THAT(backend_.Pin(Spec(fd.get(), info, 0, 0, Access::kRead)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("non-empty")));
+}
+
+TEST_F(HostBackendTest, RangePastEndOfFileIsOutOfRange) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  EXPECT_THAT(backend_.Pin(Spec(fd.get(), info, kPage, 3 * kPage, Access::kRead)),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("past the end of the file")));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+  EXPECT_EQ(backend_.pinned_bytes(), 0u);
+}
+
+TEST_F(HostBackendTest, LastPartialPageOfFileIsPinnable) {
+  dir_.WriteFile("short", Pattern(2 * kPage + 10));
+  FileInfo info;
+  ScopedFd fd = Open("short", O_RDONLY, &info);
+  EXPECT_THAT(backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kRead)), IsOk());
+}
+
+TEST_F(HostBackendTest, ReadWritePinOfReadOnlyDescriptorIsPermissionDenied) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  EXPECT_THAT(backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kReadWrite)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("O_RDWR")));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+}
+
+TEST_F(HostBackendTest, DescriptorOfAnotherFileIsInvalidArgument) {
+  dir_.WriteFile("other", contents_);
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  FileInfo other_info;
+  ScopedFd other = Open("other", O_RDONLY, &other_info);
+  EXPECT_THAT(backend_.Pin(Spec(other.get(), info, 0, kPage, Access::kRead)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not the file")));
+}
+
+TEST_F(HostBackendTest, DestructorUnmapsEverything) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  auto backend = std::make_unique<HostBackend>();
+  ASSERT_OK_AND_ASSIGN(BackendPin a, backend->Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  ASSERT_OK_AND_ASSIGN(BackendPin b,
+                       backend->Pin(Spec(fd.get(), info, kPage, 2 * kPage, Access::kRead)));
+  ASSERT_OK_AND_ASSIGN(const void* addr_a, backend->AddressForTesting(a.handle));
+  ASSERT_OK_AND_ASSIGN(const void* addr_b, backend->AddressForTesting(b.handle));
+  backend.reset();
+  EXPECT_TRUE(Unmapped(addr_a, kPage));
+  EXPECT_TRUE(Unmapped(addr_b, 2 * kPage));
+}
+
+TEST_F(HostBackendTest, ConcurrentPinsAndReleasesKeepAccountsExact) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 100;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        const uint64_t pages = 1 + (t + i) % 3;
+        absl::StatusOr<BackendPin> pin =
+            backend_.Pin(Spec(fd.get(), info, 0, pages * kPage, Access::kRead));
+        EXPECT_THAT(pin, IsOk());
+        if (!pin.ok()) return;
+        EXPECT_OK(i % 2 == 0 ? backend_.Release(pin->handle) : backend_.Revoke(pin->handle));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+  EXPECT_EQ(backend_.pinned_bytes(), 0u);
+}
+
+// --- RLIMIT_MEMLOCK ---------------------------------------------------------------------------
+
+constexpr int kChildOk = 0;
+constexpr int kChildSkip = 77;
+constexpr int kChildFail = 1;
+
+// Drops CAP_IPC_LOCK (which bypasses RLIMIT_MEMLOCK) from this process's effective, permitted
+// and inheritable sets. Returns an empty string, or why it could not.
+std::string DropIpcLock() {
+  struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return "capget: " + ErrnoDescription(errno);
+  const unsigned index = CAP_TO_INDEX(CAP_IPC_LOCK);
+  const uint32_t mask = CAP_TO_MASK(CAP_IPC_LOCK);
+  data[index].effective &= ~mask;
+  data[index].permitted &= ~mask;
+  data[index].inheritable &= ~mask;
+  if (::syscall(SYS_capset, &header, data) != 0) return "capset: " + ErrnoDescription(errno);
+  if (::syscall(SYS_capget, &header, data) != 0) return "capget: " + ErrnoDescription(errno);
+  if ((data[index].effective & mask) != 0) return "CAP_IPC_LOCK is still effective after capset";
+  return "";
+}
+
+// Runs in the forked child: pins 1 MiB under a 64 KiB RLIMIT_MEMLOCK without CAP_IPC_LOCK.
+// Writes what went wrong (or why the test cannot run) to `report` and returns the exit code.
+int MemlockChild(int fd, const FileInfo& info, int report) {
+  const auto say = [report](const std::string& text) {
+    (void)!::write(report, text.data(), text.size());
+  };
+  if (const std::string why = DropIpcLock(); !why.empty()) {
+    say("cannot drop CAP_IPC_LOCK: " + why);
+    return kChildSkip;
+  }
+  const struct rlimit limit = {.rlim_cur = 64 * 1024, .rlim_max = 64 * 1024};
+  if (::setrlimit(RLIMIT_MEMLOCK, &limit) != 0) {
+    say("setrlimit(RLIMIT_MEMLOCK): " + ErrnoDescription(errno));
+    return kChildSkip;
+  }
+
+  HostBackend backend;
+  const PinSpec spec{.lease = 7,
+                     .owner = "memlock",
+                     .fd = fd,
+                     .file = &info,
+                     .bytes = ByteRange{.offset = 0, .length = 1 << 20},
+                     .access = Access::kRead};
+  const absl::StatusOr<BackendPin> pin = backend.Pin(spec);
+  if (pin.ok()) {
+    say("pinning 1 MiB under a 64 KiB RLIMIT_MEMLOCK succeeded");
+    return kChildFail;
+  }
+  const std::string message(pin.status().message());
+  if (pin.status().code() != absl::StatusCode::kResourceExhausted ||
+      !absl::StrContains(message, "RLIMIT_MEMLOCK") || !absl::StrContains(message, "65536 bytes") ||
+      !absl::StrContains(message, "1048576") || !absl::StrContains(message, "CAP_IPC_LOCK")) {
+    say("unexpected status: " + pin.status().ToString());
+    return kChildFail;
+  }
+  if (backend.mapping_count() != 0 || backend.pinned_bytes() != 0) {
+    say("the backend still accounts for a mapping after the failed pin");
+    return kChildFail;
+  }
+  // Nothing of the file may stay mapped in the process.
+  std::ifstream maps("/proc/self/maps");
+  const std::string inode = absl::StrCat(" ", info.id.ino, " ");
+  for (std::string line; std::getline(maps, line);) {
+    if (absl::StrContains(line, inode)) {
+      say("the file is still mapped: " + line);
+      return kChildFail;
+    }
+  }
+  // A pin within the limit still works: the failure was the limit, nothing else.
+  PinSpec small = spec;
+  small.bytes.length = 4 * kPage;
+  if (const absl::StatusOr<BackendPin> ok = backend.Pin(small); !ok.ok()) {
+    say("a pin within the limit failed: " + ok.status().ToString());
+    return kChildFail;
+  }
+  return kChildOk;
+}
+
+TEST_F(HostBackendTest, PinBeyondMemlockLimitIsResourceExhaustedAndMapsNothing) {
+  dir_.WriteFile("big", Pattern(1 << 20));
+  FileInfo info;
+  ScopedFd fd = Open("big", O_RDONLY, &info);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0) << ErrnoDescription(errno);
+  ScopedFd read_end(pipe_fds[0]);
+  ScopedFd write_end(pipe_fds[1]);
+
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0) << ErrnoDescription(errno);
+  if (pid == 0) {
+    read_end.reset();
+    const int code = MemlockChild(fd.get(), info, write_end.get());
+    ::_exit(code);  // No gtest teardown or atexit handlers in the child.
+  }
+  write_end.reset();
+  std::string report;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(read_end.get(), buffer, sizeof(buffer))) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    ASSERT_GT(n, 0) << ErrnoDescription(errno);
+    report.append(buffer, static_cast<size_t>(n));
+  }
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  ASSERT_EQ(waited, pid) << ErrnoDescription(errno);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died: status " << status << "; " << report;
+  if (WEXITSTATUS(status) == kChildSkip) GTEST_SKIP() << report;
+  EXPECT_EQ(WEXITSTATUS(status), kChildOk) << report;
+}
+
+// --- DAX --------------------------------------------------------------------------------------
+
+TEST_F(HostBackendTest, DaxFileIsPinnedReadWrite) {
+  const char* dax_dir = std::getenv("PINBROKER_DAX_DIR");
+  if (dax_dir == nullptr || *dax_dir == '\0') {
+    GTEST_SKIP() << "PINBROKER_DAX_DIR is not set; point it at a directory on a filesystem "
+                    "mounted with -o dax (fs-dax on pmem) to test DAX pins";
+  }
+  TempDir dax(dax_dir);
+  const std::string contents = Pattern(3 * kPage);
+  dax.WriteFile("file", contents);
+  ScopedFd fd(::open(dax.Join("file").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid()) << ErrnoDescription(errno);
+  ASSERT_OK_AND_ASSIGN(FileInfo info, InspectFile(fd.get()));
+  if (!info.dax) {
+    GTEST_SKIP() << "statx does not report STATX_ATTR_DAX for a file in " << dax_dir << " ("
+                 << info.fs_type << "); mount it with -o dax on a DAX-capable device";
+  }
+  ASSERT_OK_AND_ASSIGN(BackendPin pin,
+                       backend_.Pin(Spec(fd.get(), info, 0, 3 * kPage, Access::kReadWrite)));
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(pin.handle));
+  EXPECT_EQ(std::memcmp(addr, contents.data(), 3 * kPage), 0);
+  EXPECT_EQ(backend_.pinned_bytes(), 3 * kPage);
+  EXPECT_OK(backend_.Release(pin.handle));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+}
+
+}  // namespace
+}  // namespace pinbroker
