@@ -29,9 +29,9 @@ absl::Status BusyRangeMap::Reserve(LeaseId lease, PageRange range, absl::Time wa
     };
     if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&unblocked), wait_until)) {
       const ActiveBlock* block = BlockingLocked(range);
-      return absl::AbortedError(absl::StrCat(
-          "pages ", range.ToString(), " are blocked by a layout change in progress (",
-          block->reason, "); retry when it completes"));
+      return absl::AbortedError(absl::StrCat("pages ", range.ToString(),
+                                             " are blocked by a layout change in progress (",
+                                             block->reason, "); retry when it completes"));
     }
   }
   index_.Insert(lease, range);
@@ -53,8 +53,7 @@ absl::Status BusyRangeMap::Commit(LeaseId lease, absl::FunctionRef<void()> on_co
     const ActiveBlock* block = BlockingLocked(slot.range);
     return absl::AbortedError(absl::StrCat(
         "a layout change began on pages ", slot.range.ToString(), " while the pin was set up (",
-        block != nullptr ? block->reason : std::string("since completed"),
-        "); retry the pin"));
+        block != nullptr ? block->reason : std::string("since completed"), "); retry the pin"));
   }
   slot.held = true;
   on_commit();
@@ -80,17 +79,18 @@ BusyRangeMap::BlockResult BusyRangeMap::Block(PageRange range, std::string reaso
   absl::MutexLock lock(&mu_);
   BlockResult result;
   result.id = next_block_++;
-  index_.ForEachOverlapping(range, [&](LeaseId lease, PageRange) {
-    Slot& slot = slots_.at(lease);
-    if (slot.held) {
-      result.held.push_back(lease);
-    } else {
-      slot.doomed = true;
-      result.pending.push_back(lease);
-    }
-  });
-  blocks_.emplace(result.id,
-                  ActiveBlock{range, std::move(reason), result.held.size() + result.pending.size()});
+  index_.ForEachOverlapping(range,
+                            [&](LeaseId lease, PageRange) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                              Slot& slot = slots_.at(lease);
+                              if (slot.held) {
+                                result.held.push_back(lease);
+                              } else {
+                                slot.doomed = true;
+                                result.pending.push_back(lease);
+                              }
+                            });
+  blocks_.emplace(
+      result.id, ActiveBlock{range, std::move(reason), result.held.size() + result.pending.size()});
   return result;
 }
 
@@ -117,9 +117,10 @@ bool BusyRangeMap::IsDrained(BlockId block) const {
 
 std::vector<BusyRangeMap::Entry> BusyRangeMap::OverlappingLocked(PageRange range) const {
   std::vector<Entry> out;
-  index_.ForEachOverlapping(range, [&](LeaseId lease, PageRange r) {
-    out.push_back(Entry{lease, r, slots_.at(lease).held});
-  });
+  index_.ForEachOverlapping(range,
+                            [&](LeaseId lease, PageRange r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                              out.push_back(Entry{lease, r, slots_.at(lease).held});
+                            });
   return out;
 }
 

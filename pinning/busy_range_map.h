@@ -49,7 +49,7 @@ class BusyRangeMap {
   struct BlockInfo {
     BlockId id = 0;
     PageRange range;
-    std::string reason;  // e.g. "truncate to 8192 bytes (revoke)".
+    std::string reason;    // e.g. "truncate to 8192 bytes (revoke)".
     size_t remaining = 0;  // Entries overlapping it that are still present.
   };
   struct BlockResult {
@@ -72,8 +72,7 @@ class BusyRangeMap {
   // Marks the reservation held and runs `on_commit` atomically with that, under the map's lock.
   // ABORTED if a block overlapping the reservation arrived since Reserve() (the reservation
   // stays; Remove() it); NOT_FOUND if there is no reservation; FAILED_PRECONDITION if held.
-  absl::Status Commit(LeaseId lease, absl::FunctionRef<void()> on_commit)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Commit(LeaseId lease, absl::FunctionRef<void()> on_commit) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes the lease's entry, held or reserved, and wakes drain waits it was the last of.
   // NOT_FOUND if absent.

@@ -29,8 +29,8 @@ class Clock {
   // is held on return (it is released while blocked, like absl::Mutex::AwaitWithDeadline).
   // Returns the final value of `cond`. `cond` is re-evaluated whenever `mu` is released by
   // another thread, so changes to the state it reads must be made under `mu`.
-  virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
-                                 absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
+  virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
 
   // Runs `fn` once, on a clock-owned thread (RealClock) or inside Advance() (SimulatedClock), at
   // or soon after `when`. Callbacks must not call Cancel() on themselves and should be short.

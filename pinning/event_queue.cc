@@ -23,7 +23,7 @@ bool EventQueue::Push(LeaseEvent event) {
   }
   // The hook fires for the overflow too: the consumer must learn it has to resubscribe.
   if (on_ready_) on_ready_();
-  // Decided under the lock: a concurrent push overflowing meanwhile does not undo this one.
+  // Decided under the lock: a concurrent overflow does not undo this push.
   return queued;
 }
 

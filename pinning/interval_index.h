@@ -37,8 +37,7 @@ class IntervalIndex {
   bool Erase(Id id, PageRange range);
 
   // Calls `fn` for every entry whose range overlaps `query`, in ascending (first, id) order.
-  void ForEachOverlapping(PageRange query,
-                          absl::FunctionRef<void(Id, PageRange)> fn) const;
+  void ForEachOverlapping(PageRange query, absl::FunctionRef<void(Id, PageRange)> fn) const;
 
   // True if any entry overlaps `query`; O(log n).
   bool AnyOverlapping(PageRange query) const;

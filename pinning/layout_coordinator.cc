@@ -42,12 +42,11 @@ std::string LayoutCoordinator::DescribeLeases(
     if (lease.ok()) {
       parts.push_back(absl::StrCat("lease ", id, " (owner ", lease->owner, ", bytes [",
                                    lease->offset, ", ", lease->offset + lease->length, "), ",
-                                   AccessName(lease->access), ", ",
-                                   LeaseStateName(lease->state), ")"));
+                                   AccessName(lease->access), ", ", LeaseStateName(lease->state),
+                                   ")"));
     } else {
-      parts.push_back(absl::StrCat("lease ", id, " (",
-                                   entry.held ? "ending" : "being set up", ", pages ",
-                                   entry.range.ToString(), ")"));
+      parts.push_back(absl::StrCat("lease ", id, " (", entry.held ? "ending" : "being set up",
+                                   ", pages ", entry.range.ToString(), ")"));
     }
   }
   return absl::StrJoin(parts, ", ");
@@ -74,8 +73,7 @@ void LayoutCoordinator::ExitLayout(FileState& file) {
   file.layout_in_progress = false;
 }
 
-absl::StatusOr<LayoutResult> LayoutCoordinator::Truncate(FileState& file, int fd,
-                                                         uint64_t new_size,
+absl::StatusOr<LayoutResult> LayoutCoordinator::Truncate(FileState& file, int fd, uint64_t new_size,
                                                          const LayoutOptions& options) {
   if (new_size > kMaxOffset) {
     return absl::InvalidArgumentError(
@@ -102,14 +100,13 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Truncate(FileState& file, int fd
   return result;
 }
 
-absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int fd,
-                                                          uint64_t offset, uint64_t length,
+absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int fd, uint64_t offset,
+                                                          uint64_t length,
                                                           const LayoutOptions& options) {
   if (length == 0) return absl::InvalidArgumentError("punch hole length must be positive");
   if (offset > kMaxOffset || length > kMaxOffset - offset) {
-    return absl::InvalidArgumentError(absl::StrCat("punch hole [", offset, " +", length,
-                                                   ") runs past the largest file offset ",
-                                                   kMaxOffset));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "punch hole [", offset, " +", length, ") runs past the largest file offset ", kMaxOffset));
   }
   RETURN_IF_ERROR(EnterLayout(file, options.deadline, "punch hole"));
   absl::Cleanup exit = [&] { ExitLayout(file); };
@@ -123,8 +120,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int f
                       absl::StrCat("punch hole [", offset, ", ", offset + length, ")")};
   ASSIGN_OR_RETURN(LayoutResult result, Run(file, change, options, [&]() -> absl::Status {
                      if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   static_cast<off_t>(offset),
-                                   static_cast<off_t>(length)) != 0) {
+                                   static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
                        const int err = errno;
                        if (err == EOPNOTSUPP) {
                          return absl::FailedPreconditionError(
@@ -158,10 +154,10 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
   switch (options.policy) {
     case LayoutPolicy::kRefuse:
       if (!held.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            change.description, " refused: pages ", change.affected.ToString(),
-            " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
-            "; release those leases first, or use policy defer or revoke"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(change.description, " refused: pages ", change.affected.ToString(),
+                         " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
+                         "; release those leases first, or use policy defer or revoke"));
       }
       break;
     case LayoutPolicy::kDefer:
@@ -181,16 +177,15 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
       if (!file.busy.AwaitDrained(block.id, grace_deadline)) {
         for (const auto& entry : file.busy.Overlapping(change.affected)) {
           if (!entry.held) continue;  // A pin being set up aborts by itself.
-          const absl::Status revoked = lifecycle_->Revoke(
-              entry.lease, absl::StrCat("not released within the ",
-                                        absl::FormatDuration(options.grace),
-                                        " grace period: ", reason));
+          const absl::Status revoked =
+              lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
+                                                           absl::FormatDuration(options.grace),
+                                                           " grace period: ", reason));
           if (revoked.ok()) {
             result.revoked.push_back(entry.lease);
           } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
-            return absl::InternalError(absl::StrCat(change.description,
-                                                    " not applied, file unchanged: ",
-                                                    revoked.message()));
+            return absl::InternalError(absl::StrCat(
+                change.description, " not applied, file unchanged: ", revoked.message()));
           }
         }
       }

@@ -36,7 +36,7 @@ namespace pinbroker {
 
 struct LayoutOptions {
   LayoutPolicy policy = LayoutPolicy::kRevoke;
-  absl::Duration grace = absl::Seconds(5);  // revoke: recall -> invalidation.
+  absl::Duration grace = absl::Seconds(5);       // revoke: recall -> invalidation.
   absl::Time deadline = absl::InfiniteFuture();  // Queueing behind another change, defer.
   std::string initiator;  // Who asked, for reasons and logs ("session 3", "pinctl", ...).
 };
@@ -60,8 +60,8 @@ class LayoutCoordinator {
   // call back into the engine for the same file.
   using ApplyObserver = std::function<void(const FileId&, const LayoutResult&)>;
 
-  LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle,
-                    uint64_t page_size, ApplyObserver observer = nullptr)
+  LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle, uint64_t page_size,
+                    ApplyObserver observer = nullptr)
       : clock_(clock),
         table_(table),
         lifecycle_(lifecycle),

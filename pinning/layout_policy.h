@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+
 #include "absl/strings/string_view.h"
 
 namespace pinbroker {

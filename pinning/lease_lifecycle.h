@@ -11,10 +11,10 @@
 #pragma once
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "pinning/file_registry.h"
 #include "pinning/lease_table.h"
 #include "pinning/pin_backend.h"

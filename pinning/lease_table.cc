@@ -35,7 +35,14 @@ LeaseTable::~LeaseTable() {
 
 LeaseId LeaseTable::NewId() {
   absl::MutexLock lock(&mu_);
-  return next_id_++;
+  const LeaseId id = next_id_++;
+  issued_.insert(id);
+  return id;
+}
+
+void LeaseTable::DiscardId(LeaseId id) {
+  absl::MutexLock lock(&mu_);
+  issued_.erase(id);
 }
 
 absl::Status LeaseTable::Insert(LeaseInfo lease) {
@@ -44,11 +51,12 @@ absl::Status LeaseTable::Insert(LeaseInfo lease) {
     return absl::FailedPreconditionError(
         absl::StrCat("lease ", lease.id, " inserted in state ", LeaseStateName(lease.state)));
   }
-  if (lease.id == 0 || lease.id >= next_id_ || leases_.contains(lease.id) ||
-      tombstones_.contains(lease.id)) {
-    return absl::FailedPreconditionError(absl::StrCat("lease id ", lease.id, " was not issued "
+  if (!issued_.contains(lease.id)) {
+    return absl::FailedPreconditionError(absl::StrCat("lease id ", lease.id,
+                                                      " was not issued "
                                                       "by this table or is already used"));
   }
+  issued_.erase(lease.id);
   const LeaseId id = lease.id;
   const absl::Time expires_at = lease.expires_at;
   Record& record = leases_.emplace(id, Record{std::move(lease), false}).first->second;
@@ -66,15 +74,15 @@ absl::Status LeaseTable::NotFoundLocked(LeaseId id, absl::string_view owner) con
         tomb->second.reason.empty() ? "" : absl::StrCat(" (", tomb->second.reason, ")"),
         "; pin the range again if you still need it"));
   }
-  if (auto it = leases_.find(id); it != leases_.end() && it->second.ending &&
-                                  it->second.info.owner == owner) {
+  if (auto it = leases_.find(id);
+      it != leases_.end() && it->second.ending && it->second.info.owner == owner) {
     return absl::NotFoundError(absl::StrCat("lease ", id, " is ending (",
                                             LeaseStateName(it->second.info.state), ": ",
                                             it->second.info.reason, ")"));
   }
-  return absl::NotFoundError(
-      absl::StrCat("no lease ", id, " for this owner (unknown, ended long ago, or held by "
-                   "another session)"));
+  return absl::NotFoundError(absl::StrCat("no lease ", id,
+                                          " for this owner (unknown, ended long ago, or held by "
+                                          "another session)"));
 }
 
 LeaseTable::Record* LeaseTable::LiveLocked(LeaseId id) {
@@ -98,17 +106,16 @@ absl::StatusOr<LeaseInfo> LeaseTable::Renew(absl::string_view owner, LeaseId id,
   Record* record = LiveLocked(id);
   if (record == nullptr || record->info.owner != owner) return NotFoundLocked(id, owner);
   if (record->info.state == LeaseState::kRecalling) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "lease ", id, " is being recalled (", record->info.reason,
-        ") and cannot be renewed; stop I/O and release it before ",
-        absl::FormatTime(record->info.recall_deadline)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", id, " is being recalled (", record->info.reason,
+                     ") and cannot be renewed; stop I/O and release it before ",
+                     absl::FormatTime(record->info.recall_deadline)));
   }
   SetExpiryLocked(*record, clock_->Now() + ttl);
   return record->info;
 }
 
-absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason,
-                                             absl::Time deadline) {
+absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
   if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live lease ", id));
@@ -187,16 +194,24 @@ LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
                                                absl::AnyInvocable<void()> on_ready) {
   absl::MutexLock lock(&mu_);
   Subscription sub;
-  sub.events =
-      std::make_shared<EventQueue>(clock_, options_.queue_capacity, std::move(on_ready));
+  sub.events = std::make_shared<EventQueue>(clock_, options_.queue_capacity, std::move(on_ready));
   for (const auto& [id, record] : leases_) {
     if (!record.ending && record.info.owner == owner) sub.snapshot.push_back(record.info);
   }
-  auto& list = subscribers_[owner];
-  list.erase(std::remove_if(list.begin(), list.end(),
-                            [](const std::shared_ptr<EventQueue>& q) { return q->closed(); }),
-             list.end());
-  list.push_back(sub.events);
+  // Subscriptions come and go with client connections: drop every closed one here, so owners
+  // that never get another event do not accumulate.
+  for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+    auto& queues = it->second;
+    queues.erase(std::remove_if(queues.begin(), queues.end(),
+                                [](const std::shared_ptr<EventQueue>& q) { return q->closed(); }),
+                 queues.end());
+    if (queues.empty()) {
+      subscribers_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  subscribers_[owner].push_back(sub.events);
   return sub;
 }
 
@@ -204,6 +219,13 @@ size_t LeaseTable::live_count() const {
   absl::MutexLock lock(&mu_);
   size_t n = 0;
   for (const auto& [id, record] : leases_) n += record.ending ? 0 : 1;
+  return n;
+}
+
+size_t LeaseTable::subscription_count() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [owner, queues] : subscribers_) n += queues.size();
   return n;
 }
 

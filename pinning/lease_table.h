@@ -28,15 +28,16 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "pinning/clock.h"
 #include "pinning/event_queue.h"
@@ -64,17 +65,21 @@ class LeaseTable {
   using ExpiryHandler = absl::AnyInvocable<void(const LeaseInfo&)>;
 
   LeaseTable(Clock* clock, ExpiryHandler on_expired, Options options);
-  LeaseTable(Clock* clock, ExpiryHandler on_expired) : LeaseTable(clock, std::move(on_expired), Options()) {}
+  LeaseTable(Clock* clock, ExpiryHandler on_expired)
+      : LeaseTable(clock, std::move(on_expired), Options()) {}
   // Cancels the expiry timer (waiting for a running expiry pass) and closes all queues.
   ~LeaseTable();
   LeaseTable(const LeaseTable&) = delete;
   LeaseTable& operator=(const LeaseTable&) = delete;
 
-  // A fresh id, never returned before by this table.
+  // A fresh id, never returned before by this table. It stays reserved until Insert()ed or
+  // given back with DiscardId() (a pin that failed before it was granted).
   LeaseId NewId() ABSL_LOCKS_EXCLUDED(mu_);
+  void DiscardId(LeaseId id) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Adds a granted lease (id from NewId(), state kGranted, expires_at set) and emits kGranted.
-  // FAILED_PRECONDITION if the id is in use or the lease is not granted.
+  // FAILED_PRECONDITION if the id was not issued by NewId(), was already inserted or discarded,
+  // or the lease is not granted.
   absl::Status Insert(LeaseInfo lease) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The live lease `id`. NOT_FOUND (with what became of it, if known) otherwise.
@@ -110,6 +115,8 @@ class LeaseTable {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t live_count() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Subscriptions the table holds; a closed one is dropped by the next Subscribe() or event.
+  size_t subscription_count() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Waits until the table holds no lease at all (live or ending) or the clock reaches
   // `deadline`. Returns true if empty.
@@ -131,8 +138,7 @@ class LeaseTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The live (not ending) record of `id`, or nullptr.
   Record* LiveLocked(LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetExpiryLocked(Record& record, absl::Time expires_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnTimer(absl::Time due) ABSL_LOCKS_EXCLUDED(mu_);
@@ -145,6 +151,8 @@ class LeaseTable {
 
   mutable absl::Mutex mu_;
   LeaseId next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Issued by NewId() and neither inserted nor discarded: the only ids Insert() accepts.
+  absl::flat_hash_set<LeaseId> issued_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<LeaseId, Record> leases_ ABSL_GUARDED_BY(mu_);
   // (expires_at, id) for every live lease that is not ending.
   absl::btree_set<std::pair<absl::Time, LeaseId>> expiry_ ABSL_GUARDED_BY(mu_);

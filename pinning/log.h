@@ -10,6 +10,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace pinbroker {

@@ -23,9 +23,7 @@ struct PageRange {
   bool Overlaps(const PageRange& other) const {
     return !empty() && !other.empty() && first < other.end && other.first < end;
   }
-  bool Contains(const PageRange& other) const {
-    return first <= other.first && other.end <= end;
-  }
+  bool Contains(const PageRange& other) const { return first <= other.first && other.end <= end; }
   friend bool operator==(const PageRange&, const PageRange&) = default;
 
   // "[first, end)" in pages, "[first, inf)" for open-ended ranges.

@@ -11,10 +11,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "pinning/file_info.h"
 #include "pinning/lease.h"
 #include "pinning/page_range.h"
@@ -24,9 +24,9 @@ namespace pinbroker {
 struct PinSpec {
   LeaseId lease = 0;
   absl::string_view owner;
-  int fd = -1;            // Open with `access`; valid only during Pin(). Dup it to keep it.
+  int fd = -1;  // Open with `access`; valid only during Pin(). Dup it to keep it.
   const FileInfo* file = nullptr;
-  ByteRange bytes;        // Page-aligned, within the file.
+  ByteRange bytes;  // Page-aligned, within the file.
   Access access = Access::kRead;
 };
 

@@ -17,14 +17,13 @@ namespace {
 
 absl::Status CheckRangeWithinFile(uint64_t offset, uint64_t length, uint64_t size) {
   if (offset >= size) {
-    return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is at or past end of file (size ",
-                                              size, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("offset ", offset, " is at or past end of file (size ", size, ")"));
   }
   if (length > size - offset) {
-    return absl::OutOfRangeError(absl::StrCat("range [", offset, ", ", offset + length,
-                                              ") runs past end of file (size ", size,
-                                              "); at most ", size - offset,
-                                              " bytes can be pinned from that offset"));
+    return absl::OutOfRangeError(
+        absl::StrCat("range [", offset, ", ", offset + length, ") runs past end of file (size ",
+                     size, "); at most ", size - offset, " bytes can be pinned from that offset"));
   }
   return absl::OkStatus();
 }
@@ -92,8 +91,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   if (request.ttl < absl::ZeroDuration() || request.wait_if_blocked < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ttl and wait_if_blocked must not be negative");
   }
-  const std::optional<PageRange> pages =
-      PagesCovering(request.offset, request.length, page_size_);
+  const std::optional<PageRange> pages = PagesCovering(request.offset, request.length, page_size_);
   if (!pages.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat("range offset ", request.offset, " length ",
                                                    request.length, " overflows 64 bits"));
@@ -104,14 +102,18 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
 
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   const LeaseId id = table_.NewId();
+  bool reserved = false;
+  bool committed = false;
+  absl::Cleanup undo = [&] {
+    if (committed) return;
+    if (reserved) state->busy.Remove(id).IgnoreError();
+    table_.DiscardId(id);
+  };
   const absl::Time wait_until = request.wait_if_blocked > absl::ZeroDuration()
                                     ? clock_->Now() + request.wait_if_blocked
                                     : absl::InfinitePast();
   RETURN_IF_ERROR(state->busy.Reserve(id, *pages, wait_until));
-  bool committed = false;
-  absl::Cleanup unreserve = [&] {
-    if (!committed) state->busy.Remove(id).IgnoreError();
-  };
+  reserved = true;
 
   // A layout change may have finished while this pin waited or raced it: check the size the
   // file has now that the range is reserved (a later change will see the reservation).
@@ -149,16 +151,16 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   lease.backend_handle = pin.handle;
 
   absl::Status inserted;
-  const absl::Status commit =
-      state->busy.Commit(id, [&] { inserted = table_.Insert(lease); });
+  const absl::Status commit = state->busy.Commit(id, [&] { inserted = table_.Insert(lease); });
   if (!commit.ok() || !inserted.ok()) {
     backend_->Release(pin.handle).IgnoreError();
     return commit.ok() ? inserted : commit;
   }
   committed = true;
-  PB_LOG(INFO) << "lease " << id << " granted: owner=" << lease.owner << " export="
-               << lease.export_name << " path=" << lease.path << " bytes=[" << lease.offset
-               << ", " << lease.offset + lease.length << ") access=" << AccessName(lease.access)
+  PB_LOG(INFO) << "lease " << id << " granted: owner=" << lease.owner
+               << " export=" << lease.export_name << " path=" << lease.path << " bytes=["
+               << lease.offset << ", " << lease.offset + lease.length
+               << ") access=" << AccessName(lease.access)
                << " mode=" << RegistrationModeName(lease.mode);
   return lease;
 }
@@ -189,8 +191,7 @@ LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutReques
   return options;
 }
 
-absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request,
-                                                  uint64_t new_size) {
+absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, uint64_t new_size) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
   ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
@@ -228,8 +229,7 @@ absl::StatusOr<FileDescription> PinService::DescribeFile(absl::string_view expor
   return out;
 }
 
-LeaseTable::Subscription PinService::Watch(std::string owner,
-                                           absl::AnyInvocable<void()> on_ready) {
+LeaseTable::Subscription PinService::Watch(std::string owner, absl::AnyInvocable<void()> on_ready) {
   return table_.Subscribe(std::move(owner), std::move(on_ready));
 }
 

@@ -36,11 +36,11 @@
 namespace pinbroker {
 
 struct PinRequest {
-  std::string owner;        // Who holds the lease (the service's session id).
+  std::string owner;  // Who holds the lease (the service's session id).
   std::string export_name;
-  std::string path;         // Relative to the export root.
+  std::string path;  // Relative to the export root.
   uint64_t offset = 0;
-  uint64_t length = 0;      // Bytes; the lease holds the whole pages covering them.
+  uint64_t length = 0;  // Bytes; the lease holds the whole pages covering them.
   Access access = Access::kRead;
   absl::Duration ttl = absl::ZeroDuration();  // Zero: the export's default; capped at its max.
   absl::Duration wait_if_blocked = absl::ZeroDuration();  // See the header comment.
@@ -60,8 +60,8 @@ struct FileDescription {
   std::string export_name;
   std::string path;
   FileInfo info;
-  std::vector<LeaseInfo> leases;           // Live leases on the file, ascending id.
-  std::vector<BusyRangeMap::Entry> busy;   // Every busy range, held or being set up.
+  std::vector<LeaseInfo> leases;          // Live leases on the file, ascending id.
+  std::vector<BusyRangeMap::Entry> busy;  // Every busy range, held or being set up.
   std::vector<BusyRangeMap::BlockInfo> blocked;
 };
 
@@ -105,8 +105,7 @@ class PinService {
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
   absl::StatusOr<FileDescription> DescribeFile(absl::string_view export_name,
                                                absl::string_view path);
-  LeaseTable::Subscription Watch(std::string owner,
-                                 absl::AnyInvocable<void()> on_ready = nullptr);
+  LeaseTable::Subscription Watch(std::string owner, absl::AnyInvocable<void()> on_ready = nullptr);
 
   // Recalls every live lease (with `reason`, deadline now + grace), waits for releases until
   // then, and revokes the rest. Returns how many were revoked. For shutdown.

@@ -40,8 +40,7 @@ bool RealClock::Cancel(TimerId id) {
 void RealClock::Loop() {
   mu_.Lock();
   while (!stop_) {
-    const absl::Time next =
-        timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first.when;
+    const absl::Time next = timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first.when;
     if (next > absl::Now()) {
       // Sleep until the earliest timer is due, a timer is added, or stop.
       const uint64_t seen = generation_;

@@ -19,8 +19,8 @@ class RealClock final : public Clock {
   RealClock& operator=(const RealClock&) = delete;
 
   absl::Time Now() const override { return absl::Now(); }
-  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
-                         absl::Time deadline) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond, absl::Time deadline) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return mu->AwaitWithDeadline(cond, deadline);
   }
   TimerId Schedule(absl::Time when, absl::AnyInvocable<void()> fn) override;
@@ -41,7 +41,7 @@ class RealClock final : public Clock {
   absl::btree_map<TimerId, absl::Time> when_ ABSL_GUARDED_BY(mu_);
   TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // Bumped by Schedule() to wake Loop().
-  TimerId running_ ABSL_GUARDED_BY(mu_) = 0;  // Timer whose callback is running, or 0.
+  TimerId running_ ABSL_GUARDED_BY(mu_) = 0;      // Timer whose callback is running, or 0.
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // Last: starts after the members above exist.
 };

@@ -114,13 +114,19 @@ void SimulatedClock::AdvanceTo(absl::Time target) {
 
 void SimulatedClock::WaitForWaiters(size_t n) {
   absl::MutexLock lock(&mu_);
-  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return waiters_.size() >= n; };
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return BlockedLocked() >= n; };
   mu_.Await(absl::Condition(&enough));
+}
+
+size_t SimulatedClock::BlockedLocked() const {
+  size_t blocked = 0;
+  for (const auto& w : waiters_) blocked += w->expired.load() ? 0 : 1;
+  return blocked;
 }
 
 size_t SimulatedClock::waiter_count() const {
   absl::MutexLock lock(&mu_);
-  return waiters_.size();
+  return BlockedLocked();
 }
 
 size_t SimulatedClock::pending_timers() const {

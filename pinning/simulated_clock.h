@@ -31,16 +31,18 @@ class SimulatedClock final : public Clock {
   SimulatedClock& operator=(const SimulatedClock&) = delete;
 
   absl::Time Now() const override;
-  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
-                         absl::Time deadline) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond, absl::Time deadline) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   TimerId Schedule(absl::Time when, absl::AnyInvocable<void()> fn) override;
   bool Cancel(TimerId id) override;
 
-  // Moves time forward by `d` (>= 0) or to `t` (no-op if t <= Now()).
+  // Moves time forward by `d` (>= 0) or to `t`. Time never moves back: with t <= Now() only
+  // what is already due (timers scheduled in the past) runs.
   void Advance(absl::Duration d);
   void AdvanceTo(absl::Time t);
 
-  // Blocks until at least `n` threads are inside AwaitWithDeadline() on this clock.
+  // Blocks until at least `n` threads are blocked in AwaitWithDeadline() on this clock (a
+  // waiter whose deadline has passed no longer counts, even before it has returned).
   void WaitForWaiters(size_t n);
   size_t waiter_count() const;
   size_t pending_timers() const;
@@ -58,6 +60,8 @@ class SimulatedClock final : public Clock {
       return a.when < b.when || (a.when == b.when && a.id < b.id);
     }
   };
+
+  size_t BlockedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);

@@ -11,11 +11,11 @@
 #define PB_STATUS_CONCAT_(a, b) PB_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                                  \
-  do {                                                         \
+#define RETURN_IF_ERROR(expr)                                   \
+  do {                                                          \
     if (::absl::Status pb_status_ = (expr); !pb_status_.ok()) { \
-      return pb_status_;                                       \
-    }                                                          \
+      return pb_status_;                                        \
+    }                                                           \
   } while (false)
 
 // `ASSIGN_OR_RETURN(auto x, Foo());` assigns the value of an absl::StatusOr<T> or returns its

@@ -42,8 +42,7 @@ constexpr uint64_t kMaxRangePages = 16;
 constexpr size_t kRangePool = 1 << 16;  // Pre-drawn ranges, cycled through.
 
 // `count` random ranges of 1-16 pages starting in [0, universe).
-std::vector<PageRange> RandomRanges(size_t count, uint64_t universe,
-                                    uint64_t seed) {
+std::vector<PageRange> RandomRanges(size_t count, uint64_t universe, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<uint64_t> first(0, universe - 1);
   std::uniform_int_distribution<uint64_t> length(1, kMaxRangePages);
@@ -103,9 +102,7 @@ Fixture& Get(size_t n) {
   return *f;
 }
 
-size_t N(const benchmark::State& state) {
-  return static_cast<size_t>(state.range(0));
-}
+size_t N(const benchmark::State& state) { return static_cast<size_t>(state.range(0)); }
 
 void BM_Map_InsertErase(benchmark::State& state) {
   MapFixture& f = Get<MapFixture>(N(state));
@@ -129,13 +126,12 @@ void BM_Map_Overlapping(benchmark::State& state) {
   size_t i = 0;
   uint64_t hits = 0;
   for (auto _ : state) {
-    std::vector<BusyRangeMap::Entry> found =
-        f.map.Overlapping(f.queries[i++ % kRangePool]);
+    std::vector<BusyRangeMap::Entry> found = f.map.Overlapping(f.queries[i++ % kRangePool]);
     hits += found.size();
     benchmark::DoNotOptimize(found.data());
   }
-  state.counters["hits"] = benchmark::Counter(
-      static_cast<double>(hits), benchmark::Counter::kAvgIterations);
+  state.counters["hits"] =
+      benchmark::Counter(static_cast<double>(hits), benchmark::Counter::kAvgIterations);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -148,8 +144,8 @@ void BM_Map_AnyOverlapping(benchmark::State& state) {
     hits += any;
     benchmark::DoNotOptimize(any);
   }
-  state.counters["hits"] = benchmark::Counter(
-      static_cast<double>(hits), benchmark::Counter::kAvgIterations);
+  state.counters["hits"] =
+      benchmark::Counter(static_cast<double>(hits), benchmark::Counter::kAvgIterations);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -180,8 +176,8 @@ void BM_Index_Overlapping(benchmark::State& state) {
                                  ++hits;
                                });
   }
-  state.counters["hits"] = benchmark::Counter(
-      static_cast<double>(hits), benchmark::Counter::kAvgIterations);
+  state.counters["hits"] =
+      benchmark::Counter(static_cast<double>(hits), benchmark::Counter::kAvgIterations);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -194,8 +190,8 @@ void BM_Index_AnyOverlapping(benchmark::State& state) {
     hits += any;
     benchmark::DoNotOptimize(any);
   }
-  state.counters["hits"] = benchmark::Counter(
-      static_cast<double>(hits), benchmark::Counter::kAvgIterations);
+  state.counters["hits"] =
+      benchmark::Counter(static_cast<double>(hits), benchmark::Counter::kAvgIterations);
   state.SetItemsProcessed(state.iterations());
 }
 

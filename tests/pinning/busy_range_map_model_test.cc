@@ -49,8 +49,8 @@ struct ModelParam {
   int ops;
 
   friend void PrintTo(const ModelParam& p, std::ostream* os) {
-    *os << p.name << " (seed " << p.seed << ", " << p.universe << " pages from "
-        << p.base << ", ~" << p.target_live << " live, " << p.ops << " ops)";
+    *os << p.name << " (seed " << p.seed << ", " << p.universe << " pages from " << p.base << ", ~"
+        << p.target_live << " live, " << p.ops << " ops)";
   }
 };
 
@@ -75,8 +75,7 @@ struct Model {
   static bool Overlap(PageRange a, PageRange b) {
     // Written out independently of PageRange::Overlaps(): empty ranges share
     // no page with anything.
-    return !a.empty() && !b.empty() &&
-           std::max(a.first, b.first) < std::min(a.end, b.end);
+    return !a.empty() && !b.empty() && std::max(a.first, b.first) < std::min(a.end, b.end);
   }
 
   // Entries overlapping `q`, ascending by (range.first, lease).
@@ -87,8 +86,7 @@ struct Model {
     }
     std::sort(out.begin(), out.end(),
               [](const BusyRangeMap::Entry& a, const BusyRangeMap::Entry& b) {
-                return std::tie(a.range.first, a.lease) <
-                       std::tie(b.range.first, b.lease);
+                return std::tie(a.range.first, a.lease) < std::tie(b.range.first, b.lease);
               });
     return out;
   }
@@ -105,8 +103,7 @@ struct Model {
 std::string Describe(const std::vector<BusyRangeMap::Entry>& entries) {
   std::string out = "{";
   for (const BusyRangeMap::Entry& e : entries) {
-    absl::StrAppend(&out, " ", e.lease, ":", e.range.ToString(),
-                    e.held ? ":held" : ":reserved");
+    absl::StrAppend(&out, " ", e.lease, ":", e.range.ToString(), e.held ? ":held" : ":reserved");
   }
   absl::StrAppend(&out, " }");
   return out;
@@ -114,15 +111,13 @@ std::string Describe(const std::vector<BusyRangeMap::Entry>& entries) {
 
 bool SameEntries(const std::vector<BusyRangeMap::Entry>& a,
                  const std::vector<BusyRangeMap::Entry>& b) {
-  return std::equal(
-      a.begin(), a.end(), b.begin(), b.end(),
-      [](const BusyRangeMap::Entry& x, const BusyRangeMap::Entry& y) {
-        return x.lease == y.lease && x.range == y.range && x.held == y.held;
-      });
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const BusyRangeMap::Entry& x, const BusyRangeMap::Entry& y) {
+                      return x.lease == y.lease && x.range == y.range && x.held == y.held;
+                    });
 }
 
-std::vector<LeaseId> Leases(const std::vector<BusyRangeMap::Entry>& entries,
-                            bool held) {
+std::vector<LeaseId> Leases(const std::vector<BusyRangeMap::Entry>& entries, bool held) {
   std::vector<LeaseId> out;
   for (const auto& e : entries) {
     if (e.held == held) out.push_back(e.lease);
@@ -130,8 +125,7 @@ std::vector<LeaseId> Leases(const std::vector<BusyRangeMap::Entry>& entries,
   return out;
 }
 
-bool MentionsOneOf(absl::string_view message,
-                   const std::vector<const Model::Block*>& blocks) {
+bool MentionsOneOf(absl::string_view message, const std::vector<const Model::Block*>& blocks) {
   for (const Model::Block* b : blocks) {
     if (absl::StrContains(message, b->reason)) return true;
   }
@@ -224,8 +218,8 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
 
   // "seed S, operation #i: Op(args)"; evaluated only when a check fails.
   std::string Where() const {
-    return absl::StrCat("[", GetParam().name, "] seed ", GetParam().seed,
-                        ", operation ", Format(current_));
+    return absl::StrCat("[", GetParam().name, "] seed ", GetParam().seed, ", operation ",
+                        Format(current_));
   }
   std::string History() const {
     std::vector<std::string> lines;
@@ -236,8 +230,7 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
     return absl::StrCat("seed ", GetParam().seed, "; last operations:\n  ",
                         absl::StrJoin(lines, "\n  "));
   }
-  void Record(Op op, LeaseId lease, PageRange range,
-              BusyRangeMap::BlockId block) {
+  void Record(Op op, LeaseId lease, PageRange range, BusyRangeMap::BlockId block) {
     current_ = OpRecord{op_index_, op, lease, range, block};
     history_[next_history_] = current_;
     next_history_ = (next_history_ + 1) % kHistory;
@@ -245,9 +238,7 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
 
   // A deadline that has already passed, so Reserve() and AwaitDrained() never
   // wait: mostly InfinitePast(), sometimes exactly Now().
-  absl::Time PassedDeadline() {
-    return OneIn(4) ? clock_.Now() : absl::InfinitePast();
-  }
+  absl::Time PassedDeadline() { return OneIn(4) ? clock_.Now() : absl::InfinitePast(); }
 
   LeaseId PickPresent(bool held) {
     // Random probing; falls back to any present lease.
@@ -256,8 +247,7 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
       if (it == model_.entries.end()) it = model_.entries.begin();
       if (it->second.held == held) return it->first;
     }
-    return model_.entries.empty() ? Uniform(1, next_lease_)
-                                  : model_.entries.begin()->first;
+    return model_.entries.empty() ? Uniform(1, next_lease_) : model_.entries.begin()->first;
   }
 
   void DoReserve() {
@@ -277,20 +267,16 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
 
     const absl::Status got = map_.Reserve(lease, range, PassedDeadline());
     if (range.empty()) {
-      ASSERT_EQ(got.code(), absl::StatusCode::kInvalidArgument)
-          << Where() << ": " << got;
+      ASSERT_EQ(got.code(), absl::StatusCode::kInvalidArgument) << Where() << ": " << got;
       return;
     }
     if (model_.entries.contains(lease)) {
-      ASSERT_EQ(got.code(), absl::StatusCode::kAlreadyExists)
-          << Where() << ": " << got;
+      ASSERT_EQ(got.code(), absl::StatusCode::kAlreadyExists) << Where() << ": " << got;
       return;
     }
-    const std::vector<const Model::Block*> blocking =
-        model_.BlocksOverlapping(range);
+    const std::vector<const Model::Block*> blocking = model_.BlocksOverlapping(range);
     if (!blocking.empty()) {
-      ASSERT_EQ(got.code(), absl::StatusCode::kAborted)
-          << Where() << ": " << got;
+      ASSERT_EQ(got.code(), absl::StatusCode::kAborted) << Where() << ": " << got;
       ASSERT_TRUE(MentionsOneOf(got.message(), blocking))
           << Where() << ": message names no overlapping block: " << got;
       ++stats_.reserve_aborted;
@@ -329,14 +315,11 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
         << Where() << ": on_commit ran " << calls << " times";
     if (want == absl::StatusCode::kAborted) {
       // Names a block still overlapping, or says the change completed.
-      const std::vector<const Model::Block*> blocking =
-          model_.BlocksOverlapping(it->second.range);
+      const std::vector<const Model::Block*> blocking = model_.BlocksOverlapping(it->second.range);
       if (blocking.empty()) {
-        ASSERT_TRUE(absl::StrContains(got.message(), "since completed"))
-            << Where() << ": " << got;
+        ASSERT_TRUE(absl::StrContains(got.message(), "since completed")) << Where() << ": " << got;
       } else {
-        ASSERT_TRUE(MentionsOneOf(got.message(), blocking))
-            << Where() << ": " << got;
+        ASSERT_TRUE(MentionsOneOf(got.message(), blocking)) << Where() << ": " << got;
       }
       ++stats_.commit_aborted;
     }
@@ -347,15 +330,13 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
   }
 
   void DoRemove() {
-    const LeaseId lease = OneIn(7) || model_.entries.empty()
-                              ? Uniform(1, next_lease_ + 2)
-                              : PickPresent(OneIn(2));
+    const LeaseId lease =
+        OneIn(7) || model_.entries.empty() ? Uniform(1, next_lease_ + 2) : PickPresent(OneIn(2));
     Record(Op::kRemove, lease, {}, 0);
     const absl::Status got = map_.Remove(lease);
     auto it = model_.entries.find(lease);
     if (it == model_.entries.end()) {
-      ASSERT_EQ(got.code(), absl::StatusCode::kNotFound)
-          << Where() << ": " << got;
+      ASSERT_EQ(got.code(), absl::StatusCode::kNotFound) << Where() << ": " << got;
       return;
     }
     ASSERT_TRUE(got.ok()) << Where() << ": " << got;
@@ -366,8 +347,8 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
   void DoBlock() {
     const PageRange range = RandomRange();
     Record(Op::kBlock, 0, range, model_.next_block);
-    const std::string reason = absl::StrCat(
-        "layout change #", model_.next_block, " on ", range.ToString());
+    const std::string reason =
+        absl::StrCat("layout change #", model_.next_block, " on ", range.ToString());
     const BusyRangeMap::BlockResult got = map_.Block(range, reason);
 
     const std::vector<BusyRangeMap::Entry> now = model_.Overlapping(range);
@@ -410,8 +391,7 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
     const std::vector<BusyRangeMap::Entry> got = map_.Overlapping(q);
     ASSERT_TRUE(SameEntries(got, want))
         << Where() << "\n got " << Describe(got) << "\nwant " << Describe(want);
-    ASSERT_EQ(map_.AnyOverlapping(q), !want.empty())
-        << Where() << ": AnyOverlapping";
+    ASSERT_EQ(map_.AnyOverlapping(q), !want.empty()) << Where() << ": AnyOverlapping";
     stats_.query_hits += want.size();
   }
 
@@ -428,8 +408,7 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
     }
     Record(Op::kAwaitDrained, 0, {}, id);
     auto it = model_.blocks.find(id);
-    const bool want =
-        it != model_.blocks.end() && it->second.waiting_for.empty();
+    const bool want = it != model_.blocks.end() && it->second.waiting_for.empty();
     ASSERT_EQ(map_.AwaitDrained(id, PassedDeadline()), want) << Where();
     ASSERT_EQ(map_.IsDrained(id), want) << Where();
   }
@@ -437,8 +416,7 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
   // Checks run after every operation (the full entry listing less often).
   void CheckState(bool full) {
     ASSERT_EQ(map_.size(), model_.entries.size()) << Where();
-    ASSERT_EQ(map_.idle(), model_.entries.empty() && model_.blocks.empty())
-        << Where();
+    ASSERT_EQ(map_.idle(), model_.entries.empty() && model_.blocks.empty()) << Where();
 
     const std::vector<BusyRangeMap::BlockInfo> blocks = map_.Blocks();
     ASSERT_EQ(blocks.size(), model_.blocks.size()) << Where();
@@ -456,12 +434,10 @@ class BusyRangeMapModelTest : public ::testing::TestWithParam<ModelParam> {
     }
 
     if (full) {
-      const std::vector<BusyRangeMap::Entry> want =
-          model_.Overlapping(PageRange{0, kInf});
+      const std::vector<BusyRangeMap::Entry> want = model_.Overlapping(PageRange{0, kInf});
       const std::vector<BusyRangeMap::Entry> got = map_.Entries();
       ASSERT_TRUE(SameEntries(got, want))
-          << Where() << ": Entries()\n got " << Describe(got) << "\nwant "
-          << Describe(want);
+          << Where() << ": Entries()\n got " << Describe(got) << "\nwant " << Describe(want);
     }
   }
 
@@ -561,21 +537,20 @@ TEST_P(BusyRangeMapModelTest, MatchesBruteForceModel) {
 
 constexpr int kOpsPerSeed = 120000;
 
-INSTANTIATE_TEST_SUITE_P(
-    Seeds, BusyRangeMapModelTest,
-    ::testing::Values(
-        // 64 pages: nearly every range overlaps something.
-        ModelParam{"dense64", 1, 64, 0, 24, kOpsPerSeed},
-        ModelParam{"sparse64", 2, 64, 0, 6, kOpsPerSeed},
-        ModelParam{"medium512", 3, 512, 0, 64, kOpsPerSeed},
-        // Near the top of the page space: ranges end at kPageRangeToInfinity.
-        ModelParam{"top256", 4, 256, kInf - 256, 48, kOpsPerSeed},
-        ModelParam{"wide4096", 5, 4096, 12345, 200, kOpsPerSeed},
-        // 1M pages: overlaps are rare except for long and open-ended ranges.
-        ModelParam{"huge1M", 6, 1 << 20, 0, 400, kOpsPerSeed}),
-    [](const ::testing::TestParamInfo<ModelParam>& info) {
-      return absl::StrCat(info.param.name, "_seed", info.param.seed);
-    });
+INSTANTIATE_TEST_SUITE_P(Seeds, BusyRangeMapModelTest,
+                         ::testing::Values(
+                             // 64 pages: nearly every range overlaps something.
+                             ModelParam{"dense64", 1, 64, 0, 24, kOpsPerSeed},
+                             ModelParam{"sparse64", 2, 64, 0, 6, kOpsPerSeed},
+                             ModelParam{"medium512", 3, 512, 0, 64, kOpsPerSeed},
+                             // Near the top of the page space: ranges end at kPageRangeToInfinity.
+                             ModelParam{"top256", 4, 256, kInf - 256, 48, kOpsPerSeed},
+                             ModelParam{"wide4096", 5, 4096, 12345, 200, kOpsPerSeed},
+                             // 1M pages: overlaps are rare except for long and open-ended ranges.
+                             ModelParam{"huge1M", 6, 1 << 20, 0, 400, kOpsPerSeed}),
+                         [](const ::testing::TestParamInfo<ModelParam>& info) {
+                           return absl::StrCat(info.param.name, "_seed", info.param.seed);
+                         });
 
 }  // namespace
 }  // namespace pinbroker

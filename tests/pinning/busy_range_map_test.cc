@@ -47,8 +47,8 @@ TEST_F(BusyRangeMapTest, OverlappingIsHalfOpenAndOrderedByStart) {
 }
 
 TEST_F(BusyRangeMapTest, ReserveRejectsEmptyRangeAndDuplicateLease) {
-  EXPECT_THAT(map_.Reserve(1, {5, 5}, kNoWait), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                         HasSubstr("empty")));
+  EXPECT_THAT(map_.Reserve(1, {5, 5}, kNoWait),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
   Hold(1, {0, 1});
   EXPECT_THAT(map_.Reserve(1, {3, 4}, kNoWait),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("lease 1")));
@@ -69,7 +69,8 @@ TEST_F(BusyRangeMapTest, CommitRunsCallbackOnlyOnSuccess) {
   ASSERT_OK(map_.Commit(1, [&] { ++calls; }));
   EXPECT_THAT(map_.Commit(1, [&] { ++calls; }),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already held")));
-  EXPECT_THAT(map_.Commit(9, [&] { ++calls; }), StatusIs(absl::StatusCode::kNotFound, HasSubstr("9")));
+  EXPECT_THAT(map_.Commit(9, [&] { ++calls; }),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("9")));
   EXPECT_EQ(calls, 1);
 }
 
@@ -164,8 +165,9 @@ TEST_F(BusyRangeMapTest, WaitingReserveProceedsWhenBlockIsLifted) {
 TEST_F(BusyRangeMapTest, WaitingReserveFailsWithAbortedAtItsDeadline) {
   map_.Block({0, 8}, "punch hole [0, 32768)");
   absl::Status reserved;
-  std::thread pinner(
-      [&] { reserved = map_.Reserve(1, {2, 3}, clock_.Now() + absl::Milliseconds(500)); });
+  std::thread pinner([&] {
+    reserved = map_.Reserve(1, {2, 3}, clock_.Now() + absl::Milliseconds(500));
+  });
   clock_.WaitForWaiters(1);
   clock_.Advance(absl::Milliseconds(500));
   pinner.join();

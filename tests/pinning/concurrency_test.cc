@@ -60,8 +60,8 @@ class ConcurrencyTest : public ::testing::Test {
   void ExpectNoPinOverlaps(PageRange affected) {
     const ByteRange bytes = ToBytes(affected, page_);
     for (const ByteRange& pin : backend_.held_ranges()) {
-      const bool overlaps = pin.offset < bytes.offset + bytes.length &&
-                            bytes.offset < pin.offset + pin.length;
+      const bool overlaps =
+          pin.offset < bytes.offset + bytes.length && bytes.offset < pin.offset + pin.length;
       EXPECT_FALSE(overlaps) << "pin [" << pin.offset << ", +" << pin.length
                              << ") survived a change affecting " << affected.ToString();
     }
@@ -148,8 +148,8 @@ TEST_F(ConcurrencyTest, PinsReleasesAndLayoutChangesKeepTheInvariants) {
   EXPECT_EQ(backend_.held(), 0u);
   EXPECT_TRUE(service_->ListLeases({}).empty());
   EXPECT_EQ(service_->tracked_files(), 0u);
-  std::cout << "granted=" << granted << " aborted=" << aborted
-            << " out_of_range=" << out_of_range << " revoked_before_release=" << lost << "\n";
+  std::cout << "granted=" << granted << " aborted=" << aborted << " out_of_range=" << out_of_range
+            << " revoked_before_release=" << lost << "\n";
 }
 
 TEST_F(ConcurrencyTest, ExpiryRacingReleaseEndsEachLeaseExactlyOnce) {

@@ -30,16 +30,14 @@ uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
 
 std::vector<Item> Overlapping(const IntervalIndex& index, PageRange query) {
   std::vector<Item> out;
-  index.ForEachOverlapping(query, [&](IntervalIndex::Id id, PageRange r) {
-    out.emplace_back(id, r);
-  });
+  index.ForEachOverlapping(query,
+                           [&](IntervalIndex::Id id, PageRange r) { out.emplace_back(id, r); });
   return out;
 }
 
 std::vector<Item> All(const IntervalIndex& index) {
   std::vector<Item> out;
-  index.ForEach(
-      [&](IntervalIndex::Id id, PageRange r) { out.emplace_back(id, r); });
+  index.ForEach([&](IntervalIndex::Id id, PageRange r) { out.emplace_back(id, r); });
   return out;
 }
 
@@ -69,8 +67,7 @@ TEST(IntervalIndexTest, InsertAndFind) {
   EXPECT_EQ(index.size(), 1u);
   EXPECT_FALSE(index.empty());
   EXPECT_THAT(All(index), ElementsAre(Item{7, {10, 20}}));
-  EXPECT_THAT(Overlapping(index, PageRange{15, 16}),
-              ElementsAre(Item{7, {10, 20}}));
+  EXPECT_THAT(Overlapping(index, PageRange{15, 16}), ElementsAre(Item{7, {10, 20}}));
   EXPECT_TRUE(index.AnyOverlapping(PageRange{15, 16}));
 }
 
@@ -97,8 +94,7 @@ TEST(IntervalIndexTest, DuplicateKeyIsRejected) {
   EXPECT_TRUE(index.Insert(2, PageRange{5, 10}));
   EXPECT_TRUE(index.CheckInvariants());
   EXPECT_EQ(index.size(), 3u);
-  EXPECT_THAT(All(index), ElementsAre(Item{1, {5, 10}}, Item{2, {5, 10}},
-                                      Item{1, {6, 10}}));
+  EXPECT_THAT(All(index), ElementsAre(Item{1, {5, 10}}, Item{2, {5, 10}}, Item{1, {6, 10}}));
 }
 
 TEST(IntervalIndexTest, EraseNeedsTheExactRange) {
@@ -140,10 +136,8 @@ TEST(IntervalIndexTest, QueriesAreHalfOpen) {
   EXPECT_FALSE(index.AnyOverlapping(PageRange{20, 30}));
   EXPECT_FALSE(index.AnyOverlapping(PageRange{20, kInf}));
   // One page in on either side does.
-  EXPECT_THAT(Overlapping(index, PageRange{0, 11}),
-              ElementsAre(Item{1, {10, 20}}));
-  EXPECT_THAT(Overlapping(index, PageRange{19, 30}),
-              ElementsAre(Item{1, {10, 20}}));
+  EXPECT_THAT(Overlapping(index, PageRange{0, 11}), ElementsAre(Item{1, {10, 20}}));
+  EXPECT_THAT(Overlapping(index, PageRange{19, 30}), ElementsAre(Item{1, {10, 20}}));
   EXPECT_TRUE(index.AnyOverlapping(PageRange{9, 11}));
   EXPECT_TRUE(index.AnyOverlapping(PageRange{19, 20}));
   EXPECT_TRUE(index.AnyOverlapping(PageRange{10, 11}));
@@ -171,17 +165,14 @@ TEST(IntervalIndexTest, ResultsAreInFirstThenIdOrder) {
   ASSERT_TRUE(index.Insert(2, PageRange{5, 7}));
   ASSERT_TRUE(index.Insert(8, PageRange{0, 1}));
   ASSERT_TRUE(index.CheckInvariants());
-  EXPECT_THAT(All(index), ElementsAre(Item{4, {0, 50}}, Item{8, {0, 1}},
-                                      Item{2, {5, 7}}, Item{3, {5, 100}},
-                                      Item{9, {5, 6}}, Item{1, {20, 21}}));
+  EXPECT_THAT(All(index), ElementsAre(Item{4, {0, 50}}, Item{8, {0, 1}}, Item{2, {5, 7}},
+                                      Item{3, {5, 100}}, Item{9, {5, 6}}, Item{1, {20, 21}}));
   EXPECT_THAT(Overlapping(index, PageRange{5, 21}),
-              ElementsAre(Item{4, {0, 50}}, Item{2, {5, 7}}, Item{3, {5, 100}},
-                          Item{9, {5, 6}}, Item{1, {20, 21}}));
-  EXPECT_THAT(
-      Overlapping(index, PageRange{6, 20}),
-      ElementsAre(Item{4, {0, 50}}, Item{2, {5, 7}}, Item{3, {5, 100}}));
-  EXPECT_THAT(Overlapping(index, PageRange{50, 51}),
-              ElementsAre(Item{3, {5, 100}}));
+              ElementsAre(Item{4, {0, 50}}, Item{2, {5, 7}}, Item{3, {5, 100}}, Item{9, {5, 6}},
+                          Item{1, {20, 21}}));
+  EXPECT_THAT(Overlapping(index, PageRange{6, 20}),
+              ElementsAre(Item{4, {0, 50}}, Item{2, {5, 7}}, Item{3, {5, 100}}));
+  EXPECT_THAT(Overlapping(index, PageRange{50, 51}), ElementsAre(Item{3, {5, 100}}));
 }
 
 TEST(IntervalIndexTest, LongEntryFoundBehindManyShortOnes) {
@@ -193,15 +184,13 @@ TEST(IntervalIndexTest, LongEntryFoundBehindManyShortOnes) {
     ASSERT_TRUE(index.Insert(i, PageRange{i, i + 1}));
   }
   ASSERT_TRUE(index.CheckInvariants());
-  EXPECT_THAT(Overlapping(index, PageRange{5000, 5001}),
-              ElementsAre(Item{0, {0, 10000}}));
+  EXPECT_THAT(Overlapping(index, PageRange{5000, 5001}), ElementsAre(Item{0, {0, 10000}}));
   EXPECT_TRUE(index.AnyOverlapping(PageRange{9999, 10000}));
   EXPECT_FALSE(index.AnyOverlapping(PageRange{10000, 20000}));
   ASSERT_TRUE(index.Erase(0, PageRange{0, 10000}));
   ASSERT_TRUE(index.CheckInvariants());
   EXPECT_FALSE(index.AnyOverlapping(PageRange{5000, 5001}));
-  EXPECT_THAT(Overlapping(index, PageRange{1000, kInf}),
-              ElementsAre(Item{1000, {1000, 1001}}));
+  EXPECT_THAT(Overlapping(index, PageRange{1000, kInf}), ElementsAre(Item{1000, {1000, 1001}}));
 }
 
 TEST(IntervalIndexTest, OpenEndedEntriesAndQueries) {
@@ -212,11 +201,9 @@ TEST(IntervalIndexTest, OpenEndedEntriesAndQueries) {
   ASSERT_TRUE(index.CheckInvariants());
   EXPECT_THAT(Overlapping(index, PageRange{kInf - 1, kInf}),
               ElementsAre(Item{1, {100, kInf}}, Item{2, {kInf - 1, kInf}}));
-  EXPECT_THAT(Overlapping(index, PageRange{99, 100}),
-              ElementsAre(Item{3, {0, 100}}));
+  EXPECT_THAT(Overlapping(index, PageRange{99, 100}), ElementsAre(Item{3, {0, 100}}));
   EXPECT_THAT(Overlapping(index, PageRange{99, kInf}),
-              ElementsAre(Item{3, {0, 100}}, Item{1, {100, kInf}},
-                          Item{2, {kInf - 1, kInf}}));
+              ElementsAre(Item{3, {0, 100}}, Item{1, {100, kInf}}, Item{2, {kInf - 1, kInf}}));
   EXPECT_TRUE(index.AnyOverlapping(PageRange{kInf - 2, kInf - 1}));
   EXPECT_TRUE(index.Erase(1, PageRange{100, kInf}));
   EXPECT_FALSE(index.AnyOverlapping(PageRange{kInf - 2, kInf - 1}));
@@ -283,9 +270,8 @@ TEST(IntervalIndexTest, AscendingInsertsStayBalanced) {
   }
   EXPECT_EQ(index.size(), kN);
   EXPECT_THAT(Overlapping(index, PageRange{1000, 1001}),
-              ElementsAre(Item{996, {996, 1001}}, Item{997, {997, 1002}},
-                          Item{998, {998, 1003}}, Item{999, {999, 1004}},
-                          Item{1000, {1000, 1005}}));
+              ElementsAre(Item{996, {996, 1001}}, Item{997, {997, 1002}}, Item{998, {998, 1003}},
+                          Item{999, {999, 1004}}, Item{1000, {1000, 1005}}));
   // Erase ascending too: always the leftmost node.
   for (uint64_t i = 0; i < kN; ++i) {
     ASSERT_TRUE(index.Erase(i, PageRange{i, i + 5}));
@@ -411,9 +397,7 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
     return out;
   };
 
-  const auto where = [&](int op) {
-    return absl::StrCat("seed ", p.seed, ", operation #", op);
-  };
+  const auto where = [&](int op) { return absl::StrCat("seed ", p.seed, ", operation #", op); };
   for (int op = 0; op < p.ops; ++op) {
     // Alternate growing and shrinking phases so the tree reaches a few
     // hundred entries and also drains again.
@@ -443,12 +427,10 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
         if (uniform(0, 5) == 0) {
           // Wrong end: refused, nothing changes.
           const uint64_t wrong = e.end == kInf ? e.end - 1 : e.end + 1;
-          ASSERT_FALSE(index.Erase(e.id, PageRange{e.first, wrong}))
-              << where(op);
+          ASSERT_FALSE(index.Erase(e.id, PageRange{e.first, wrong})) << where(op);
         } else {
           ASSERT_TRUE(index.Erase(e.id, PageRange{e.first, e.end}))
-              << where(op) << ": Erase(" << e.id << ", [" << e.first << ", "
-              << e.end << "))";
+              << where(op) << ": Erase(" << e.id << ", [" << e.first << ", " << e.end << "))";
           model.erase(model.begin() + static_cast<ptrdiff_t>(i));
         }
       } else {
@@ -465,9 +447,8 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
       const PageRange q = random_range();
       const std::vector<Item> want = model_overlapping(q);
       const std::vector<Item> got = Overlapping(index, q);
-      ASSERT_EQ(got, want) << where(op) << ": ForEachOverlapping("
-                           << q.ToString() << ")\n got " << Describe(got)
-                           << "\nwant " << Describe(want);
+      ASSERT_EQ(got, want) << where(op) << ": ForEachOverlapping(" << q.ToString() << ")\n got "
+                           << Describe(got) << "\nwant " << Describe(want);
       ASSERT_EQ(index.AnyOverlapping(q), !want.empty())
           << where(op) << ": AnyOverlapping(" << q.ToString() << ")";
     } else if (kind < 99) {  // Full listing.
@@ -486,27 +467,12 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
 INSTANTIATE_TEST_SUITE_P(
     Seeds, IntervalIndexRandomTest,
     ::testing::Values(
-        RandomParam{
-            .seed = 1, .universe = 64, .base = 0, .ids = 16, .ops = 10000},
-        RandomParam{
-            .seed = 2, .universe = 512, .base = 0, .ids = 200, .ops = 10000},
-        RandomParam{.seed = 3,
-                    .universe = 1 << 20,
-                    .base = 0,
-                    .ids = 1000,
-                    .ops = 10000},
-        RandomParam{.seed = 4,
-                    .universe = 200,
-                    .base = kInf - 200,
-                    .ids = 50,
-                    .ops = 10000},
-        RandomParam{
-            .seed = 5, .universe = 4096, .base = 1000, .ids = 5, .ops = 10000},
-        RandomParam{.seed = 6,
-                    .universe = 32,
-                    .base = 0,
-                    .ids = 1 << 20,
-                    .ops = 10000}),
+        RandomParam{.seed = 1, .universe = 64, .base = 0, .ids = 16, .ops = 10000},
+        RandomParam{.seed = 2, .universe = 512, .base = 0, .ids = 200, .ops = 10000},
+        RandomParam{.seed = 3, .universe = 1 << 20, .base = 0, .ids = 1000, .ops = 10000},
+        RandomParam{.seed = 4, .universe = 200, .base = kInf - 200, .ids = 50, .ops = 10000},
+        RandomParam{.seed = 5, .universe = 4096, .base = 1000, .ids = 5, .ops = 10000},
+        RandomParam{.seed = 6, .universe = 32, .base = 0, .ids = 1 << 20, .ops = 10000}),
     [](const ::testing::TestParamInfo<RandomParam>& info) {
       return absl::StrCat("seed", info.param.seed);
     });

@@ -43,8 +43,8 @@ TEST_F(LayoutCoordinatorTest, RefuseFailsNamingTheBusyLeasesAndChangesNothing) {
   LeaseInfo lease = PinPages(5, 2, "session-9");
   EXPECT_THAT(Truncate(2 * page_, LayoutPolicy::kRefuse),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr(absl::StrCat("lease ", lease.id)),
-                             HasSubstr("session-9"), HasSubstr("defer or revoke"))));
+                       AllOf(HasSubstr(absl::StrCat("lease ", lease.id)), HasSubstr("session-9"),
+                             HasSubstr("defer or revoke"))));
   EXPECT_EQ(FileSize(), kPages * page_);
   EXPECT_TRUE(Live(lease.id));
   EXPECT_EQ(backend_.held(), 1u);
@@ -95,8 +95,7 @@ TEST_F(LayoutCoordinatorTest, DeferGivesUpAtTheDeadlineAndLeavesFileAndLeaseAlon
   clock_.Advance(absl::Seconds(10));
   EXPECT_THAT(truncate.get(),
               StatusIs(absl::StatusCode::kDeadlineExceeded,
-                       AllOf(HasSubstr(absl::StrCat("lease ", lease.id)),
-                             HasSubstr("unchanged"))));
+                       AllOf(HasSubstr(absl::StrCat("lease ", lease.id)), HasSubstr("unchanged"))));
   EXPECT_EQ(FileSize(), kPages * page_);
   EXPECT_TRUE(Live(lease.id));
   ASSERT_OK_AND_ASSIGN(FileDescription d, service_->DescribeFile("exp", "data"));
@@ -298,9 +297,9 @@ TEST_F(LayoutCoordinatorTest, PinsInsideABlockedRangeFailWithAbortedOthersProcee
   LeaseInfo lease = PinPages(4, 1);
   Async<Result> truncate([&] { return Truncate(2 * page_, LayoutPolicy::kDefer); });
   clock_.WaitForWaiters(1);
-  EXPECT_THAT(service_->Pin(Request(5 * page_, 1)),
-              StatusIs(absl::StatusCode::kAborted, AllOf(HasSubstr("truncate"),
-                                                         HasSubstr("retry"))));
+  EXPECT_THAT(
+      service_->Pin(Request(5 * page_, 1)),
+      StatusIs(absl::StatusCode::kAborted, AllOf(HasSubstr("truncate"), HasSubstr("retry"))));
   EXPECT_OK(service_->Pin(Request(0, page_)));  // Unaffected range: not held up.
   ASSERT_OK_AND_ASSIGN(FileDescription d, service_->DescribeFile("exp", "data"));
   ASSERT_EQ(d.blocked.size(), 1u);
@@ -367,8 +366,8 @@ TEST_F(LayoutCoordinatorTest, QueuedChangeGivesUpAtItsDeadline) {
   Async<Result> second([&] { return service_->PunchHole(request, 0, page_); });
   clock_.WaitForWaiters(2);
   clock_.Advance(absl::Seconds(2));
-  EXPECT_THAT(second.get(), StatusIs(absl::StatusCode::kDeadlineExceeded,
-                                     HasSubstr("another layout change")));
+  EXPECT_THAT(second.get(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("another layout change")));
   ASSERT_OK(service_->Release("s1", lease.id));
   ASSERT_OK(first.get().status());
 }

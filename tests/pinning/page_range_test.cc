@@ -33,8 +33,7 @@ TEST(PagesCoveringTest, WrapAroundIsNullopt) {
 
 TEST(PagesCoveringTest, RangeEndingOnTheLastByteIsAccepted) {
   // [1, 2^64): its last byte is 2^64 - 1, which does not wrap.
-  EXPECT_THAT(PagesCovering(1, kMax, kPage),
-              Optional(PageRange{0, kMax / kPage + 1}));
+  EXPECT_THAT(PagesCovering(1, kMax, kPage), Optional(PageRange{0, kMax / kPage + 1}));
   // [2^64 - 4096 - 1, 2^64).
   EXPECT_THAT(PagesCovering(kMax - kPage, kPage + 1, kPage),
               Optional(PageRange{kMax / kPage - 1, kMax / kPage + 1}));
@@ -42,22 +41,19 @@ TEST(PagesCoveringTest, RangeEndingOnTheLastByteIsAccepted) {
 
 TEST(PagesCoveringTest, LastByteOfTheUint64Range) {
   // The single byte 2^64 - 1 lives in the last page, index 2^52 - 1.
-  EXPECT_THAT(PagesCovering(kMax, 1, kPage),
-              Optional(PageRange{kMax / kPage, kMax / kPage + 1}));
+  EXPECT_THAT(PagesCovering(kMax, 1, kPage), Optional(PageRange{kMax / kPage, kMax / kPage + 1}));
   EXPECT_EQ(kMax / kPage, (uint64_t{1} << 52) - 1);
   // The whole last page.
   EXPECT_THAT(PagesCovering(kMax - kPage + 1, kPage, kPage),
               Optional(PageRange{kMax / kPage, kMax / kPage + 1}));
   // Everything from byte 0.
-  EXPECT_THAT(PagesCovering(0, kMax, kPage),
-              Optional(PageRange{0, kMax / kPage + 1}));
+  EXPECT_THAT(PagesCovering(0, kMax, kPage), Optional(PageRange{0, kMax / kPage + 1}));
 }
 
 TEST(PagesCoveringTest, ExactPages) {
   EXPECT_THAT(PagesCovering(0, kPage, kPage), Optional(PageRange{0, 1}));
   EXPECT_THAT(PagesCovering(kPage, kPage, kPage), Optional(PageRange{1, 2}));
-  EXPECT_THAT(PagesCovering(3 * kPage, 5 * kPage, kPage),
-              Optional(PageRange{3, 8}));
+  EXPECT_THAT(PagesCovering(3 * kPage, 5 * kPage, kPage), Optional(PageRange{3, 8}));
 }
 
 TEST(PagesCoveringTest, PartialPagesAtBothEnds) {
@@ -67,27 +63,22 @@ TEST(PagesCoveringTest, PartialPagesAtBothEnds) {
   // Two bytes straddling a page boundary.
   EXPECT_THAT(PagesCovering(kPage - 1, 2, kPage), Optional(PageRange{0, 2}));
   // Partial first page, full middle pages, partial last page.
-  EXPECT_THAT(PagesCovering(kPage + 100, 3 * kPage, kPage),
-              Optional(PageRange{1, 5}));
+  EXPECT_THAT(PagesCovering(kPage + 100, 3 * kPage, kPage), Optional(PageRange{1, 5}));
   // Ends exactly on a boundary: the next page is not touched.
-  EXPECT_THAT(PagesCovering(kPage + 100, 2 * kPage - 100, kPage),
-              Optional(PageRange{1, 3}));
+  EXPECT_THAT(PagesCovering(kPage + 100, 2 * kPage - 100, kPage), Optional(PageRange{1, 3}));
   // Starts exactly on a boundary, ends one byte into the next page.
-  EXPECT_THAT(PagesCovering(2 * kPage, kPage + 1, kPage),
-              Optional(PageRange{2, 4}));
+  EXPECT_THAT(PagesCovering(2 * kPage, kPage + 1, kPage), Optional(PageRange{2, 4}));
 }
 
 TEST(PagesCoveringTest, OtherPageSizes) {
   constexpr uint64_t kHuge = uint64_t{2} << 20;
   EXPECT_THAT(PagesCovering(kHuge - 1, 2, kHuge), Optional(PageRange{0, 2}));
-  EXPECT_THAT(PagesCovering(kMax, 1, kHuge),
-              Optional(PageRange{kMax / kHuge, kMax / kHuge + 1}));
+  EXPECT_THAT(PagesCovering(kMax, 1, kHuge), Optional(PageRange{kMax / kHuge, kMax / kHuge + 1}));
   EXPECT_THAT(PagesCovering(10, 5, 1), Optional(PageRange{10, 15}));
 }
 
 TEST(PagesCoveringTest, ResultIsNeverEmpty) {
-  for (uint64_t offset : {uint64_t{0}, uint64_t{1}, kPage - 1, kPage,
-                          kMax - 3 * kPage, kMax - 1}) {
+  for (uint64_t offset : {uint64_t{0}, uint64_t{1}, kPage - 1, kPage, kMax - 3 * kPage, kMax - 1}) {
     for (uint64_t length : {uint64_t{1}, uint64_t{2}, kPage, kPage + 1}) {
       std::optional<PageRange> r = PagesCovering(offset, length, kPage);
       if (!r.has_value()) {
@@ -114,15 +105,13 @@ TEST(ToBytesTest, RoundTripsPagesCovering) {
   for (uint64_t first : {uint64_t{0}, uint64_t{1}, uint64_t{1000}}) {
     for (uint64_t n : {uint64_t{1}, uint64_t{2}, uint64_t{513}}) {
       const ByteRange b = ToBytes(PageRange{first, first + n}, kPage);
-      EXPECT_THAT(PagesCovering(b.offset, b.length, kPage),
-                  Optional(PageRange{first, first + n}));
+      EXPECT_THAT(PagesCovering(b.offset, b.length, kPage), Optional(PageRange{first, first + n}));
     }
   }
 }
 
 TEST(ToBytesTest, OpenEndedRangeSaturates) {
-  EXPECT_EQ(ToBytes(PageRange{0, kPageRangeToInfinity}, kPage),
-            (ByteRange{0, kMax}));
+  EXPECT_EQ(ToBytes(PageRange{0, kPageRangeToInfinity}, kPage), (ByteRange{0, kMax}));
   EXPECT_EQ(ToBytes(PageRange{5, kPageRangeToInfinity}, kPage),
             (ByteRange{5 * kPage, kMax - 5 * kPage}));
 }
@@ -130,16 +119,14 @@ TEST(ToBytesTest, OpenEndedRangeSaturates) {
 TEST(ToBytesTest, LastRepresentablePage) {
   // The last page starts at 2^64 - 4096; its end, 2^64, saturates to 2^64 - 1.
   const uint64_t last = kMax / kPage;
-  EXPECT_EQ(ToBytes(PageRange{last, last + 1}, kPage),
-            (ByteRange{last * kPage, kPage - 1}));
+  EXPECT_EQ(ToBytes(PageRange{last, last + 1}, kPage), (ByteRange{last * kPage, kPage - 1}));
   EXPECT_EQ(last * kPage, kMax - kPage + 1);
 }
 
 TEST(ToBytesTest, StartBeyondTheByteRangeSaturates) {
   const uint64_t past = kMax / kPage + 1;  // First page that starts at >= 2^64.
   EXPECT_EQ(ToBytes(PageRange{past, past + 10}, kPage), (ByteRange{kMax, 0}));
-  EXPECT_EQ(ToBytes(PageRange{past, kPageRangeToInfinity}, kPage),
-            (ByteRange{kMax, 0}));
+  EXPECT_EQ(ToBytes(PageRange{past, kPageRangeToInfinity}, kPage), (ByteRange{kMax, 0}));
   EXPECT_EQ(ToBytes(PageRange{kMax - 1, kMax}, kPage), (ByteRange{kMax, 0}));
 }
 
@@ -187,8 +174,7 @@ TEST(PageRangeTest, OverlapsIsSymmetricAndReflexive) {
   for (const PageRange& a : ranges) {
     EXPECT_TRUE(a.Overlaps(a)) << a.ToString();
     for (const PageRange& b : ranges) {
-      EXPECT_EQ(a.Overlaps(b), b.Overlaps(a))
-          << a.ToString() << " " << b.ToString();
+      EXPECT_EQ(a.Overlaps(b), b.Overlaps(a)) << a.ToString() << " " << b.ToString();
       // Brute force over the pages of the finite ones.
       if (a.end < 100 && b.end < 100) {
         bool shared = false;

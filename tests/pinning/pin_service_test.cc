@@ -135,7 +135,7 @@ TEST_F(PinServiceTest, PathsEscapingTheExportAreRefused) {
     r.path = path;
     const auto status = service_->Pin(r).status();
     EXPECT_THAT(status.code(), ::testing::AnyOf(absl::StatusCode::kPermissionDenied,
-                                              absl::StatusCode::kInvalidArgument))
+                                                absl::StatusCode::kInvalidArgument))
         << path << ": " << status;
   }
   ExpectNoState();
@@ -145,7 +145,8 @@ TEST_F(PinServiceTest, DirectoriesAndSocketsAreNotPinnable) {
   ASSERT_EQ(mkdir(dir_.Join("sub").c_str(), 0755), 0);
   PinRequest r = Request(0, 1);
   r.path = "sub";
-  EXPECT_THAT(service_->Pin(r), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("directory")));
+  EXPECT_THAT(service_->Pin(r),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("directory")));
   ExpectNoState();
 }
 
@@ -194,7 +195,8 @@ TEST_F(PinServiceTest, ReleaseUndoesThePinAndForgetsTheFile) {
 
 TEST_F(PinServiceTest, ReleaseByAnotherOwnerIsNotFound) {
   LeaseInfo lease = PinPages(0, 1);
-  EXPECT_THAT(service_->Release("s2", lease.id), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_THAT(service_->Release("s2", lease.id),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   EXPECT_EQ(backend_.held(), 1u);
 }
 

@@ -85,7 +85,8 @@ class Ext4LoopFilesystem : public Filesystem {
     }
     if (Run(absl::StrCat("mount -o loop ", image_, " ", mount_), &log) != 0) {
       return "could not mount an ext4 image on a loop device (no loop devices or no "
-             "CAP_SYS_ADMIN here): " + log;
+             "CAP_SYS_ADMIN here): " +
+             log;
     }
     mounted_ = true;
     return "";
@@ -214,8 +215,7 @@ TEST_P(RealFilesTest, TruncateRevokesPinsPastTheNewEndAndKeepsEveryOtherByte) {
   LeaseInfo kept = Pin(0, 2);
   LeaseInfo cut = Pin(6, 3);
   const uint64_t new_size = 5 * page_ + 123;
-  ASSERT_OK_AND_ASSIGN(LayoutResult r,
-                       service_->Truncate(Layout(LayoutPolicy::kRevoke), new_size));
+  ASSERT_OK_AND_ASSIGN(LayoutResult r, service_->Truncate(Layout(LayoutPolicy::kRevoke), new_size));
   EXPECT_THAT(r.revoked, ElementsAre(cut.id));
   EXPECT_EQ(Stat().st_size, static_cast<off_t>(new_size));
   EXPECT_EQ(Contents(), original_.substr(0, new_size));
@@ -274,8 +274,7 @@ TEST_P(RealFilesTest, RefusedTruncateLeavesFileAndPinsAlone) {
   ASSERT_OK(service_->Release("s", lease.id));
 }
 
-INSTANTIATE_TEST_SUITE_P(Filesystems, RealFilesTest,
-                         ::testing::Values("tmpfs", "ext4-loop", "dax"),
+INSTANTIATE_TEST_SUITE_P(Filesystems, RealFilesTest, ::testing::Values("tmpfs", "ext4-loop", "dax"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

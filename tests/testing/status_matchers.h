@@ -85,7 +85,7 @@ IsOkAndHoldsMatcher<InnerMatcher> IsOkAndHolds(InnerMatcher inner) {
 
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::pinbroker::testing::IsOk())
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::pinbroker::testing::IsOk())
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                                 \
-  auto PB_TESTING_CONCAT_(pb_or_, __LINE__) = (expr);                                  \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                                     \
+  auto PB_TESTING_CONCAT_(pb_or_, __LINE__) = (expr);                                       \
   ASSERT_THAT(PB_TESTING_CONCAT_(pb_or_, __LINE__).status(), ::pinbroker::testing::IsOk()); \
   lhs = *std::move(PB_TESTING_CONCAT_(pb_or_, __LINE__))
