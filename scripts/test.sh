@@ -17,6 +17,8 @@ scripts/setup.sh
 
 JOBS=${JOBS:-$(nproc)}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+# Share cache hits between clones at different paths (CI clones afresh every run).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 export CTEST_OUTPUT_ON_FAILURE=1
 start=$(date +%s)
 stage() { echo; echo "=== $* ($(($(date +%s) - start)) s)"; }

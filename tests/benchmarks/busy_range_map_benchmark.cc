@@ -14,6 +14,9 @@
 //   Overlapping:    Overlapping() of a random 1-16 page range (IntervalIndex:
 //                   ForEachOverlapping counting the results).
 //   AnyOverlapping: AnyOverlapping() of a random 1-16 page range.
+//   Scan_Overlapping: the baseline, measured in the same run: a linear scan of
+//                   all N ranges, as a busy-page scan without an index does
+//                   (the kernel's dax_layout_busy_page() walks every page).
 // "hits" is the mean number of leases a query found.
 
 #include <cstddef>
@@ -90,6 +93,15 @@ struct IndexFixture {
   IntervalIndex index;
   std::vector<PageRange> queries;
   IntervalIndex::Id next_id;
+};
+
+// The same N ranges in a plain vector, for the linear-scan baseline.
+struct ScanFixture {
+  explicit ScanFixture(size_t n)
+      : ranges(RandomRanges(n, kPagesPerLease * n, 42)),
+        queries(RandomRanges(kRangePool, kPagesPerLease * n, 7)) {}
+  std::vector<PageRange> ranges;
+  std::vector<PageRange> queries;
 };
 
 // Built on first use for each N and kept for the whole run, so repetitions and
@@ -195,6 +207,24 @@ void BM_Index_AnyOverlapping(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+void BM_Scan_Overlapping(benchmark::State& state) {
+  ScanFixture& f = Get<ScanFixture>(N(state));
+  size_t i = 0;
+  uint64_t hits = 0;
+  for (auto _ : state) {
+    const PageRange q = f.queries[i++ % kRangePool];
+    for (size_t id = 0; id < f.ranges.size(); ++id) {
+      if (f.ranges[id].Overlaps(q)) {
+        benchmark::DoNotOptimize(id);
+        ++hits;
+      }
+    }
+  }
+  state.counters["hits"] =
+      benchmark::Counter(static_cast<double>(hits), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations());
+}
+
 #define PB_BENCHMARK(fn) BENCHMARK(fn)->Arg(1000)->Arg(100000)->Arg(1000000)
 
 PB_BENCHMARK(BM_Map_InsertErase);
@@ -203,6 +233,7 @@ PB_BENCHMARK(BM_Map_AnyOverlapping);
 PB_BENCHMARK(BM_Index_InsertErase);
 PB_BENCHMARK(BM_Index_Overlapping);
 PB_BENCHMARK(BM_Index_AnyOverlapping);
+PB_BENCHMARK(BM_Scan_Overlapping);
 
 }  // namespace
 }  // namespace pinbroker

@@ -868,11 +868,20 @@ TEST_F(LeaseTableTest, SubscriberWaitingInNextIsWokenByAnEvent) {
 }
 
 TEST_F(LeaseTableTest, SubscriptionOnReadyHookIsCalledForEachEvent) {
-  int calls = 0;
-  auto alice = table_->Subscribe("alice", [&] { ++calls; });
+  // Shared: the table still calls the hook when it closes the queue at destruction.
+  auto calls = std::make_shared<int>(0);
+  auto alice = table_->Subscribe("alice", [calls] { ++*calls; });
   const LeaseInfo lease = Grant("alice");
   ASSERT_OK(table_->Recall(lease.id, "truncate", clock_.Now() + absl::Seconds(5)));
-  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(*calls, 2);
+}
+
+TEST_F(LeaseTableTest, DestroyingTheTableClosesSubscriptionsAndCallsTheirHooks) {
+  auto calls = std::make_shared<int>(0);
+  auto alice = table_->Subscribe("alice", [calls] { ++*calls; });
+  table_.reset();
+  EXPECT_EQ(*calls, 1);
+  EXPECT_TRUE(alice.events->closed());
 }
 
 TEST_F(LeaseTableTest, SubscriptionQueueHasTheConfiguredCapacity) {
