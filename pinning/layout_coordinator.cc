@@ -40,12 +40,12 @@ std::string LayoutCoordinator::DescribeLeases(
     const LeaseId id = entry.lease;
     auto lease = table_->Get(id);
     if (lease.ok()) {
-      parts.push_back(absl::StrCat("lease ", id, " (owner ", lease->owner, ", bytes [",
+      parts.push_back(absl::StrCat(table_->Name(id), " (owner ", lease->owner, ", bytes [",
                                    lease->offset, ", ", lease->offset + lease->length, "), ",
                                    AccessName(lease->access), ", ", LeaseStateName(lease->state),
                                    ")"));
     } else {
-      parts.push_back(absl::StrCat("lease ", id, " (", entry.held ? "ending" : "being set up",
+      parts.push_back(absl::StrCat(table_->Name(id), " (", entry.held ? "ending" : "being set up",
                                    ", pages ", entry.range.ToString(), ")"));
     }
   }

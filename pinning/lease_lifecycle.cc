@@ -38,7 +38,7 @@ absl::Status LeaseLifecycle::Complete(const LeaseInfo& lease, bool revoke) {
         lease.file.ToString(), " stay marked busy so no layout change can free them"));
     PB_LOG(ERROR) << result.message();
   }
-  PB_LOG(INFO) << "lease " << lease.id << " " << LeaseStateName(lease.state)
+  PB_LOG(INFO) << table_->Name(lease.id) << " " << LeaseStateName(lease.state)
                << ": owner=" << lease.owner << " export=" << lease.export_name
                << " path=" << lease.path << " pages=" << lease.pages.ToString() << " reason=\""
                << lease.reason << "\"";

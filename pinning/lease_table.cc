@@ -33,6 +33,10 @@ LeaseTable::~LeaseTable() {
   for (auto& q : queues) q->Close();
 }
 
+std::string LeaseTable::Name(LeaseId id) const {
+  return absl::StrCat("lease ", options_.id_prefix, id);
+}
+
 LeaseId LeaseTable::NewId() {
   absl::MutexLock lock(&mu_);
   const LeaseId id = next_id_++;
@@ -49,7 +53,7 @@ absl::Status LeaseTable::Insert(LeaseInfo lease) {
   absl::MutexLock lock(&mu_);
   if (lease.state != LeaseState::kGranted) {
     return absl::FailedPreconditionError(
-        absl::StrCat("lease ", lease.id, " inserted in state ", LeaseStateName(lease.state)));
+        absl::StrCat(Name(lease.id), " inserted in state ", LeaseStateName(lease.state)));
   }
   if (!issued_.contains(lease.id)) {
     return absl::FailedPreconditionError(absl::StrCat("lease id ", lease.id,
@@ -69,18 +73,18 @@ absl::Status LeaseTable::NotFoundLocked(LeaseId id, absl::string_view owner) con
   auto tomb = tombstones_.find(id);
   if (tomb != tombstones_.end() && tomb->second.owner == owner) {
     return absl::NotFoundError(absl::StrCat(
-        "lease ", id, " is no longer held: ", LeaseStateName(tomb->second.state), " at ",
+        Name(id), " is no longer held: ", LeaseStateName(tomb->second.state), " at ",
         absl::FormatTime(tomb->second.at),
         tomb->second.reason.empty() ? "" : absl::StrCat(" (", tomb->second.reason, ")"),
         "; pin the range again if you still need it"));
   }
   if (auto it = leases_.find(id);
       it != leases_.end() && it->second.ending && it->second.info.owner == owner) {
-    return absl::NotFoundError(absl::StrCat("lease ", id, " is ending (",
+    return absl::NotFoundError(absl::StrCat(Name(id), " is ending (",
                                             LeaseStateName(it->second.info.state), ": ",
                                             it->second.info.reason, ")"));
   }
-  return absl::NotFoundError(absl::StrCat("no lease ", id,
+  return absl::NotFoundError(absl::StrCat("no ", Name(id),
                                           " for this owner (unknown, ended long ago, or held by "
                                           "another session)"));
 }
@@ -95,7 +99,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::Get(LeaseId id) const {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(id);
   if (it == leases_.end() || it->second.ending) {
-    return absl::NotFoundError(absl::StrCat("no live lease ", id));
+    return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
   }
   return it->second.info;
 }
@@ -107,7 +111,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::Renew(absl::string_view owner, LeaseId id,
   if (record == nullptr || record->info.owner != owner) return NotFoundLocked(id, owner);
   if (record->info.state == LeaseState::kRecalling) {
     return absl::FailedPreconditionError(
-        absl::StrCat("lease ", id, " is being recalled (", record->info.reason,
+        absl::StrCat(Name(id), " is being recalled (", record->info.reason,
                      ") and cannot be renewed; stop I/O and release it before ",
                      absl::FormatTime(record->info.recall_deadline)));
   }
@@ -118,7 +122,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::Renew(absl::string_view owner, LeaseId id,
 absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
-  if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live lease ", id));
+  if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
   if (record->info.state == LeaseState::kGranted) {
     record->info.state = LeaseState::kRecalling;
     record->info.recall_deadline = deadline;
@@ -149,7 +153,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::BeginRelease(absl::string_view owner, Leas
 absl::StatusOr<LeaseInfo> LeaseTable::BeginRevoke(LeaseId id, std::string reason) {
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
-  if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live lease ", id));
+  if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
   return EndLocked(*record, LeaseState::kRevoked, std::move(reason));
 }
 

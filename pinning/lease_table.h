@@ -57,6 +57,9 @@ class LeaseTable {
   struct Options {
     size_t tombstones = 4096;      // Ended leases remembered for error messages.
     size_t queue_capacity = 1024;  // Per subscriber.
+    // Put before lease numbers in messages, so they read as the ids clients hold (the service
+    // sets "<epoch>-").
+    std::string id_prefix;
   };
   struct Subscription {
     std::vector<LeaseInfo> snapshot;  // The owner's live leases, ascending id.
@@ -71,6 +74,9 @@ class LeaseTable {
   ~LeaseTable();
   LeaseTable(const LeaseTable&) = delete;
   LeaseTable& operator=(const LeaseTable&) = delete;
+
+  // "lease <prefix><id>", as messages name a lease.
+  std::string Name(LeaseId id) const;
 
   // A fresh id, never returned before by this table. It stays reserved until Insert()ed or
   // given back with DiscardId() (a pin that failed before it was granted).

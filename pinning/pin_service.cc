@@ -157,7 +157,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
     return commit.ok() ? inserted : commit;
   }
   committed = true;
-  PB_LOG(INFO) << "lease " << id << " granted: owner=" << lease.owner
+  PB_LOG(INFO) << table_.Name(id) << " granted: owner=" << lease.owner
                << " export=" << lease.export_name << " path=" << lease.path << " bytes=["
                << lease.offset << ", " << lease.offset + lease.length
                << ") access=" << AccessName(lease.access)

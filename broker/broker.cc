@@ -1,0 +1,141 @@
+#include "broker/broker.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "broker/config.h"
+#include "broker/proto_convert.h"
+#include "pinning/host_backend.h"
+#include "pinning/log.h"
+
+namespace pinbroker::broker {
+namespace {
+
+constexpr char kServiceName[] = "pinbroker.v1.PinBroker";
+
+absl::Duration Or(const google::protobuf::Duration& d, bool set, absl::Duration fallback) {
+  return set ? FromProto(d) : fallback;
+}
+
+absl::StatusOr<std::unique_ptr<PinBackend>> MakeBackend(const std::string& name) {
+  if (name.empty() || name == "auto" || name == "host") {
+    // RDMA devices arrive with the verbs backend; until then "auto" means host.
+    return std::unique_ptr<PinBackend>(std::make_unique<HostBackend>());
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backend '", name, "'; use \"auto\" or \"host\""));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& config, Clock* clock,
+                                                      std::unique_ptr<PinBackend> backend) {
+  if (config.listen().empty()) {
+    return absl::InvalidArgumentError("no listen address: set listen in the config or --listen");
+  }
+  if (config.exports().empty()) {
+    return absl::InvalidArgumentError("no exports: add one to the config or use --export");
+  }
+  std::unique_ptr<Broker> broker(new Broker());
+  broker->clock_ = clock;
+  if (backend == nullptr) {
+    auto made = MakeBackend(config.backend());
+    if (!made.ok()) return made.status();
+    backend = *std::move(made);
+  }
+  broker->backend_ = std::move(backend);
+  broker->ids_ = std::make_unique<LeaseIdCodec>(LeaseIdCodec::NewEpoch());
+
+  auto exports = ExportsFromConfig(config);
+  if (!exports.ok()) return exports.status();
+  PinService::Options engine_options;
+  engine_options.table.id_prefix = broker->ids_->epoch() + "-";
+  auto engine =
+      PinService::Create(clock, broker->backend_.get(), *std::move(exports), engine_options);
+  if (!engine.ok()) return engine.status();
+  broker->engine_ = *std::move(engine);
+
+  broker->sessions_ = std::make_unique<SessionTable>(
+      clock, broker->ids_->epoch(),
+      Or(config.session_ttl(), config.has_session_ttl(), absl::Seconds(30)),
+      Or(config.max_session_ttl(), config.has_max_session_ttl(), absl::Minutes(10)),
+      [](const std::string& session) {
+        PB_LOG(INFO) << "session " << session
+                     << " lapsed (no watch, no renewal); its leases end at their TTL";
+      });
+  broker->service_ = std::make_unique<PinBrokerService>(
+      broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(),
+      PinBrokerService::Info{PINBROKER_VERSION, clock->Now()});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<int>> ports;
+  for (const std::string& address : config.listen()) {
+    if (absl::Status s = PrepareListenAddress(address); !s.ok()) return s;
+    ports.push_back(std::make_unique<int>(0));
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
+  }
+  // Watch streams are long-lived: let clients keep them alive with pings every 10 s or more.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.RegisterService(broker->service_.get());
+  broker->server_ = builder.BuildAndStart();
+  if (broker->server_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("could not start the gRPC server on ",
+                                               absl::StrJoin(config.listen(), ", "),
+                                               " (address in use, or no permission to bind)"));
+  }
+  for (int i = 0; i < config.listen_size(); ++i) {
+    const std::string& address = config.listen(i);
+    if (absl::StartsWith(address, "unix")) {
+      broker->addresses_.push_back(address);
+    } else {
+      const size_t colon = address.rfind(':');
+      broker->addresses_.push_back(absl::StrCat(address.substr(0, colon), ":", *ports[i]));
+    }
+  }
+  auto* health = broker->server_->GetHealthCheckService();
+  health->SetServingStatus(kServiceName, true);
+  health->SetServingStatus("", true);
+  PB_LOG(INFO) << "pinbroker " << PINBROKER_VERSION << " epoch " << broker->epoch()
+               << " serving on " << absl::StrJoin(broker->addresses_, ", ") << " with backend "
+               << broker->backend_->name();
+  return broker;
+}
+
+size_t Broker::Shutdown(absl::Duration grace) {
+  if (shut_down_ || server_ == nullptr) return 0;
+  shut_down_ = true;
+  PB_LOG(INFO) << "shutting down: recalling every lease with " << absl::FormatDuration(grace)
+               << " grace";
+  auto* health = server_->GetHealthCheckService();
+  health->SetServingStatus(kServiceName, false);
+  health->SetServingStatus("", false);
+  service_->StopAccepting();
+  const size_t revoked = engine_->RecallAll("broker shutting down", grace);
+  service_->CloseAllWatches();
+  // Streams finish once their last events are written; give them a moment, then cut.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_->Wait();
+  PB_LOG(INFO) << "shut down; " << revoked << " leases were revoked after the grace period";
+  return revoked;
+}
+
+Broker::~Broker() {
+  Shutdown(absl::ZeroDuration());
+  // Order: nothing may call into the service, sessions or engine once the server is gone.
+  server_.reset();
+  service_.reset();
+  sessions_.reset();
+  engine_.reset();
+}
+
+}  // namespace pinbroker::broker

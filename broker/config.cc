@@ -1,0 +1,148 @@
+#include "broker/config.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "broker/proto_convert.h"
+#include "pinning/errno_status.h"
+
+namespace pinbroker::broker {
+namespace {
+
+class Collector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    errors.push_back(absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message));
+  }
+  std::vector<std::string> errors;
+};
+
+absl::Status MakeDirs(const std::string& path, mode_t mode) {
+  if (path.empty()) return absl::OkStatus();
+  std::string prefix;
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      prefix = path.substr(0, i);
+      if (mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+        return ErrnoToStatus(errno, absl::StrCat("mkdir ", prefix));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : fallback;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::BrokerConfig> ParseConfig(const std::string& text) {
+  v1::BrokerConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  Collector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad configuration: ", absl::StrJoin(errors.errors, "; ")));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::BrokerConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return ErrnoToStatus(errno, absl::StrCat("open configuration file ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto config = ParseConfig(text.str());
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+std::string DefaultStateDir() {
+  if (geteuid() == 0) return "/var/lib/pinbroker";
+  return EnvOr("XDG_DATA_HOME", EnvOr("HOME", "/tmp") + "/.local/share") + "/pinbroker";
+}
+
+std::string DefaultRuntimeDir() {
+  if (geteuid() == 0) return "/run/pinbroker";
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg != '\0') return absl::StrCat(xdg, "/pinbroker");
+  return absl::StrCat("/tmp/pinbroker-", geteuid());
+}
+
+v1::BrokerConfig EmbeddedDefault(const std::string& state_dir, const std::string& runtime_dir) {
+  v1::BrokerConfig config;
+  config.add_listen(absl::StrCat("unix:", runtime_dir, "/pinbroker.sock"));
+  v1::ExportConfig* exp = config.add_exports();
+  exp->set_name("default");
+  exp->set_root(absl::StrCat(state_dir, "/default"));
+  exp->set_create(true);
+  config.set_backend("auto");
+  return config;
+}
+
+absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerConfig& config) {
+  std::vector<ExportOptions> out;
+  for (const v1::ExportConfig& e : config.exports()) {
+    ExportOptions o;
+    o.name = e.name();
+    o.root = e.root();
+    auto policy = FromProto(e.default_policy());
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("export '", e.name(), "': ", policy.status().message()));
+    }
+    o.default_policy = policy->value_or(LayoutPolicy::kRevoke);
+    if (e.has_grace()) o.grace = FromProto(e.grace());
+    if (e.has_layout_timeout()) o.layout_timeout = FromProto(e.layout_timeout());
+    if (e.has_default_ttl()) o.default_ttl = FromProto(e.default_ttl());
+    if (e.has_max_ttl()) o.max_ttl = FromProto(e.max_ttl());
+    o.read_only = e.read_only();
+    if (e.create()) {
+      if (absl::Status s = MakeDirs(o.root, 0755); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("export '", e.name(), "': ", s.message()));
+      }
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+absl::Status PrepareListenAddress(const std::string& address) {
+  if (!absl::StartsWith(address, "unix:")) return absl::OkStatus();
+  std::string path = address.substr(5);
+  if (absl::StartsWith(path, "//")) path = path.substr(2);
+  if (path.size() >= 108) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Unix socket path ", path, " is ", path.size(), " bytes; the limit is 107"));
+  }
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    if (absl::Status s = MakeDirs(path.substr(0, slash), 0755); !s.ok()) return s;
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
+    }
+    unlink(path.c_str());  // A stale socket from an earlier run.
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pinbroker::broker

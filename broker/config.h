@@ -1,0 +1,35 @@
+// Broker configuration: the text-format BrokerConfig file, its defaults, and what the engine
+// and server make of it.
+//
+// Thread-safety: stateless functions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pinbroker/v1/config.pb.h"
+#include "pinning/export.h"
+
+namespace pinbroker::broker {
+
+// Parses a text-format BrokerConfig. INVALID_ARGUMENT with the parser's line and column.
+absl::StatusOr<v1::BrokerConfig> ParseConfig(const std::string& text);
+absl::StatusOr<v1::BrokerConfig> LoadConfigFile(const std::string& path);
+
+// The embedded default: one read-write export "default" under `state_dir` (created) and one
+// Unix socket under `runtime_dir`.
+v1::BrokerConfig EmbeddedDefault(const std::string& state_dir, const std::string& runtime_dir);
+// Where the embedded default lives for this user: root uses /var/lib/pinbroker and
+// /run/pinbroker; others $XDG_DATA_HOME (or ~/.local/share) and $XDG_RUNTIME_DIR (or /tmp).
+std::string DefaultStateDir();
+std::string DefaultRuntimeDir();
+
+// Engine export options for `config`, with defaults filled in; creates roots marked `create`.
+// INVALID_ARGUMENT naming the export for bad values; errors from mkdir otherwise.
+absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerConfig& config);
+
+// For Unix-socket addresses: creates the parent directory and removes a stale socket file.
+absl::Status PrepareListenAddress(const std::string& address);
+
+}  // namespace pinbroker::broker

@@ -1,0 +1,363 @@
+#include "broker/pin_broker_service.h"
+
+#include <deque>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "broker/proto_convert.h"
+#include "broker/status_convert.h"
+#include "pinning/log.h"
+
+namespace pinbroker::broker {
+
+using ::grpc::Status;
+
+PinBrokerService::PinBrokerService(PinService* engine, SessionTable* sessions,
+                                   const LeaseIdCodec* ids, Info info)
+    : engine_(engine), sessions_(sessions), ids_(ids), info_(std::move(info)) {}
+
+PinBrokerService::~PinBrokerService() { CloseAllWatches(); }
+
+void PinBrokerService::StopAccepting() {
+  absl::MutexLock lock(&mu_);
+  accepting_ = false;
+}
+
+void PinBrokerService::CloseAllWatches() {
+  absl::flat_hash_set<std::shared_ptr<EventQueue>> watches;
+  {
+    absl::MutexLock lock(&mu_);
+    watches.swap(watches_);
+  }
+  for (const auto& queue : watches) queue->Close();
+}
+
+absl::Status PinBrokerService::CheckAccepting() const {
+  absl::MutexLock lock(&mu_);
+  if (!accepting_) {
+    return absl::UnavailableError("the broker is shutting down; retry against its replacement");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PinBrokerService::Authenticate(
+    const v1::SessionCredentials& credentials) {
+  auto renewed = sessions_->Authenticate(credentials.session_id(), credentials.token());
+  if (!renewed.ok()) return renewed.status();
+  return credentials.session_id();
+}
+
+// --- sessions -----------------------------------------------------------------------------
+
+Status PinBrokerService::OpenSession(Ctx*, const v1::OpenSessionRequest* request,
+                                     v1::OpenSessionResponse* response) {
+  if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
+  auto ttl = NonNegative(request->ttl(), "ttl");
+  if (!ttl.ok()) return ToGrpcStatus(ttl.status());
+  auto opened = sessions_->Open(request->client_name(), *ttl);
+  if (!opened.ok()) return ToGrpcStatus(opened.status());
+  response->mutable_credentials()->set_session_id(opened->id);
+  response->mutable_credentials()->set_token(opened->token);
+  ToProto(opened->expires_at, response->mutable_expires_at());
+  response->set_broker_epoch(ids_->epoch());
+  PB_LOG(INFO) << "session " << opened->id << " opened by \"" << request->client_name() << "\"";
+  return Status::OK;
+}
+
+Status PinBrokerService::RenewSession(Ctx*, const v1::RenewSessionRequest* request,
+                                      v1::RenewSessionResponse* response) {
+  auto renewed =
+      sessions_->Authenticate(request->credentials().session_id(), request->credentials().token());
+  if (!renewed.ok()) return ToGrpcStatus(renewed.status());
+  ToProto(*renewed, response->mutable_expires_at());
+  return Status::OK;
+}
+
+Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* request,
+                                      v1::CloseSessionResponse* response) {
+  auto session = Authenticate(request->credentials());
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  LeaseFilter filter;
+  filter.owner = *session;
+  for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
+    if (engine_->Release(*session, lease.id).ok()) {
+      response->add_released_lease_ids(ids_->Format(lease.id));
+    }
+  }
+  sessions_->Close(*session).IgnoreError();  // Already gone: closed concurrently.
+  PB_LOG(INFO) << "session " << *session << " closed; released "
+               << response->released_lease_ids_size() << " leases";
+  return Status::OK;
+}
+
+// --- leases -------------------------------------------------------------------------------
+
+Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinResponse* response) {
+  if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
+  auto session = Authenticate(request->credentials());
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  auto access = FromProto(request->access());
+  if (!access.ok()) return ToGrpcStatus(access.status());
+  auto ttl = NonNegative(request->ttl(), "ttl");
+  if (!ttl.ok()) return ToGrpcStatus(ttl.status());
+  auto wait = NonNegative(request->wait_if_blocked(), "wait_if_blocked");
+  if (!wait.ok()) return ToGrpcStatus(wait.status());
+
+  PinRequest pin;
+  pin.owner = *session;
+  pin.export_name = request->export_name();
+  pin.path = request->path();
+  pin.offset = request->offset();
+  pin.length = request->length();
+  pin.access = *access;
+  pin.ttl = *ttl;
+  pin.wait_if_blocked = *wait;
+  auto lease = engine_->Pin(pin);
+  if (!lease.ok()) return ToGrpcStatus(lease.status());
+  ToProto(*lease, *ids_, response->mutable_lease());
+  return Status::OK;
+}
+
+Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewResponse* response) {
+  auto session = Authenticate(request->credentials());
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  auto id = ids_->Parse(request->lease_id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto ttl = NonNegative(request->ttl(), "ttl");
+  if (!ttl.ok()) return ToGrpcStatus(ttl.status());
+  auto lease = engine_->Renew(*session, *id, *ttl);
+  if (!lease.ok()) return ToGrpcStatus(lease.status());
+  ToProto(*lease, *ids_, response->mutable_lease());
+  return Status::OK;
+}
+
+Status PinBrokerService::Release(Ctx*, const v1::ReleaseRequest* request, v1::ReleaseResponse*) {
+  auto session = Authenticate(request->credentials());
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  auto id = ids_->Parse(request->lease_id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  return ToGrpcStatus(engine_->Release(*session, *id));
+}
+
+Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
+                                    v1::ListLeasesResponse* response) {
+  LeaseFilter filter;
+  if (!request->session_id().empty()) filter.owner = request->session_id();
+  if (!request->export_name().empty()) filter.export_name = request->export_name();
+  if (!request->path().empty()) {
+    if (request->export_name().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("a path filter needs export_name"));
+    }
+    auto file = engine_->DescribeFile(request->export_name(), request->path());
+    if (!file.ok()) return ToGrpcStatus(file.status());
+    filter.file = file->info.id;
+  }
+  for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
+    ToProto(lease, *ids_, response->add_leases());
+  }
+  return Status::OK;
+}
+
+// --- files --------------------------------------------------------------------------------
+
+Status PinBrokerService::DescribeFile(Ctx*, const v1::DescribeFileRequest* request,
+                                      v1::DescribeFileResponse* response) {
+  auto file = engine_->DescribeFile(request->export_name(), request->path());
+  if (!file.ok()) return ToGrpcStatus(file.status());
+  ToProto(*file, *ids_, engine_->page_size(), response);
+  return Status::OK;
+}
+
+Status PinBrokerService::Truncate(Ctx*, const v1::TruncateRequest* request,
+                                  v1::LayoutChangeResponse* response) {
+  auto layout = FromProto(request->options(), request->export_name(), request->path());
+  if (!layout.ok()) return ToGrpcStatus(layout.status());
+  auto result = engine_->Truncate(*layout, request->new_size());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  ToProto(*result, *ids_, engine_->page_size(), response);
+  return Status::OK;
+}
+
+Status PinBrokerService::PunchHole(Ctx*, const v1::PunchHoleRequest* request,
+                                   v1::LayoutChangeResponse* response) {
+  auto layout = FromProto(request->options(), request->export_name(), request->path());
+  if (!layout.ok()) return ToGrpcStatus(layout.status());
+  auto result = engine_->PunchHole(*layout, request->offset(), request->length());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  ToProto(*result, *ids_, engine_->page_size(), response);
+  return Status::OK;
+}
+
+// --- broker -------------------------------------------------------------------------------
+
+Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse* response) {
+  response->set_version(info_.version);
+  response->set_epoch(ids_->epoch());
+  ToProto(info_.started_at, response->mutable_started_at());
+  response->set_backend(std::string(engine_->backend().name()));
+  for (const Export* exp : engine_->exports()) {
+    const ExportOptions& o = exp->options();
+    v1::ExportInfo* e = response->add_exports();
+    e->set_name(o.name);
+    e->set_root(o.root);
+    e->set_default_policy(ToProto(o.default_policy));
+    ToProto(o.grace, e->mutable_grace());
+    ToProto(o.layout_timeout, e->mutable_layout_timeout());
+    ToProto(o.default_ttl, e->mutable_default_ttl());
+    ToProto(o.max_ttl, e->mutable_max_ttl());
+    e->set_read_only(o.read_only);
+  }
+  response->set_page_size(engine_->page_size());
+  ToProto(sessions_->default_ttl(), response->mutable_session_ttl());
+  response->set_live_leases(engine_->ListLeases({}).size());
+  response->set_pinned_bytes(engine_->backend().pinned_bytes());
+  return Status::OK;
+}
+
+Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResponse* response) {
+  response->set_payload(request->payload());
+  return Status::OK;
+}
+
+// --- watch --------------------------------------------------------------------------------
+
+// Streams one session's snapshot, then its events. Writes are one at a time (gRPC's rule);
+// events arriving while a write is in flight wait in the EventQueue. The queue's on_ready hook
+// reaches the reactor through `Link`, which OnDone() cuts, so a late event cannot touch a
+// finished reactor.
+class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v1::WatchEvent> {
+ public:
+  WatchReactor(PinBrokerService* service, const v1::WatchRequest* request) : service_(service) {
+    absl::Status accepting = service_->CheckAccepting();
+    auto session = accepting.ok() ? service_->Authenticate(request->credentials())
+                                  : absl::StatusOr<std::string>(accepting);
+    if (!session.ok()) {
+      Finish(ToGrpcStatus(session.status()));
+      return;
+    }
+    session_ = *session;
+    service_->sessions_->AddWatcher(session_);
+    // The hook stays disconnected until the snapshot is queued: events pushed meanwhile wait in
+    // the queue, and the hook never runs into a half-built reactor.
+    link_ = std::make_shared<Link>();
+    auto subscription = service_->engine_->Watch(session_, [link = link_] {
+      absl::MutexLock lock(&link->mu);
+      if (link->reactor != nullptr) link->reactor->OnEventReady();
+    });
+    {
+      absl::MutexLock lock(&service_->mu_);
+      service_->watches_.insert(subscription.events);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      queue_ = subscription.events;
+      for (const LeaseInfo& lease : subscription.snapshot) {
+        v1::WatchEvent event;
+        event.set_type(v1::WatchEvent::SNAPSHOT);
+        ToProto(lease, *service_->ids_, event.mutable_lease());
+        pending_.push_back(std::move(event));
+      }
+      v1::WatchEvent complete;
+      complete.set_type(v1::WatchEvent::SNAPSHOT_COMPLETE);
+      pending_.push_back(std::move(complete));
+      WriteNextLocked();
+    }
+    absl::MutexLock lock(&link_->mu);
+    link_->reactor = this;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(::grpc::Status(::grpc::StatusCode::CANCELLED, "watch stream broken"));
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(::grpc::Status(::grpc::StatusCode::CANCELLED, "client cancelled the watch"));
+  }
+
+  void OnDone() override {
+    if (link_ != nullptr) {
+      absl::MutexLock lock(&link_->mu);
+      link_->reactor = nullptr;
+    }
+    std::shared_ptr<EventQueue> queue;
+    {
+      absl::MutexLock lock(&mu_);
+      queue = queue_;
+    }
+    if (queue != nullptr) {
+      queue->Close();
+      absl::MutexLock lock(&service_->mu_);
+      service_->watches_.erase(queue);
+    }
+    if (!session_.empty()) service_->sessions_->RemoveWatcher(session_);
+    delete this;
+  }
+
+  void OnEventReady() {
+    absl::MutexLock lock(&mu_);
+    WriteNextLocked();
+  }
+
+ private:
+  struct Link {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_) return;
+    if (pending_.empty()) {
+      auto next = queue_->TryNext();
+      if (!next.has_value()) return;  // Idle until the next event.
+      if (!next->ok()) {
+        const absl::Status& s = next->status();
+        FinishLocked(absl::IsCancelled(s)
+                         ? ::grpc::Status(::grpc::StatusCode::UNAVAILABLE,
+                                          "the broker is shutting down; every lease of this "
+                                          "session has ended; reconnect to its replacement")
+                         : ToGrpcStatus(s));
+        return;
+      }
+      const LeaseEvent& e = **next;
+      v1::WatchEvent event;
+      event.set_type(ToProto(e.type));
+      ToProto(e.lease, *service_->ids_, event.mutable_lease());
+      ToProto(e.at, event.mutable_at());
+      pending_.push_back(std::move(event));
+    }
+    current_ = std::move(pending_.front());
+    pending_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void FinishLocked(::grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(std::move(status));
+  }
+
+  PinBrokerService* const service_;
+  std::string session_;
+  std::shared_ptr<Link> link_;
+  absl::Mutex mu_;
+  std::shared_ptr<EventQueue> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::WatchEvent> pending_ ABSL_GUARDED_BY(mu_);
+  v1::WatchEvent current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+::grpc::ServerWriteReactor<v1::WatchEvent>* PinBrokerService::Watch(
+    ::grpc::CallbackServerContext*, const v1::WatchRequest* request) {
+  return new WatchReactor(this, request);
+}
+
+}  // namespace pinbroker::broker

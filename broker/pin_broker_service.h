@@ -1,0 +1,80 @@
+// PinBrokerService: the pinbroker.v1.PinBroker gRPC service over a PinService.
+//
+// Each handler authenticates (where the RPC needs a session), converts the request, calls the
+// engine once and converts the result; absl::Status becomes grpc::Status only here. Unary RPCs
+// use gRPC's synchronous API because layout changes block while they drain (defer, revoke
+// grace); Watch uses the callback API so an idle stream costs no thread.
+//
+// Thread-safety: safe for gRPC's concurrent calls. The PinService, SessionTable and clock must
+// outlive the service.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "broker/lease_id_codec.h"
+#include "broker/session_table.h"
+#include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "pinning/pin_service.h"
+
+namespace pinbroker::broker {
+
+namespace v1 = ::pinbroker::v1;
+
+class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMethod_Watch<
+                                   ::pinbroker::v1::PinBroker::Service> {
+ public:
+  struct Info {
+    std::string version;
+    absl::Time started_at;
+  };
+
+  PinBrokerService(PinService* engine, SessionTable* sessions, const LeaseIdCodec* ids, Info info);
+  ~PinBrokerService() override;
+
+  // Shutdown, step 1: new pins, sessions and watches fail with UNAVAILABLE.
+  void StopAccepting();
+  // Shutdown, step 2 (after the engine recalled and revoked everything): ends every Watch
+  // stream once it has delivered what is queued, with UNAVAILABLE.
+  void CloseAllWatches();
+
+  using Ctx = ::grpc::ServerContext;
+  using Status = ::grpc::Status;
+  Status OpenSession(Ctx*, const v1::OpenSessionRequest*, v1::OpenSessionResponse*) override;
+  Status RenewSession(Ctx*, const v1::RenewSessionRequest*, v1::RenewSessionResponse*) override;
+  Status CloseSession(Ctx*, const v1::CloseSessionRequest*, v1::CloseSessionResponse*) override;
+  Status Pin(Ctx*, const v1::PinRequest*, v1::PinResponse*) override;
+  Status Renew(Ctx*, const v1::RenewRequest*, v1::RenewResponse*) override;
+  Status Release(Ctx*, const v1::ReleaseRequest*, v1::ReleaseResponse*) override;
+  Status ListLeases(Ctx*, const v1::ListLeasesRequest*, v1::ListLeasesResponse*) override;
+  Status DescribeFile(Ctx*, const v1::DescribeFileRequest*, v1::DescribeFileResponse*) override;
+  Status Truncate(Ctx*, const v1::TruncateRequest*, v1::LayoutChangeResponse*) override;
+  Status PunchHole(Ctx*, const v1::PunchHoleRequest*, v1::LayoutChangeResponse*) override;
+  Status GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse*) override;
+  Status Echo(Ctx*, const v1::EchoRequest*, v1::EchoResponse*) override;
+  ::grpc::ServerWriteReactor<v1::WatchEvent>* Watch(::grpc::CallbackServerContext* context,
+                                                    const v1::WatchRequest* request) override;
+
+ private:
+  class WatchReactor;
+  friend class WatchReactor;
+
+  // The session id for `credentials`, renewing the session; UNAUTHENTICATED otherwise.
+  absl::StatusOr<std::string> Authenticate(const v1::SessionCredentials& credentials);
+  absl::Status CheckAccepting() const;
+
+  PinService* const engine_;
+  SessionTable* const sessions_;
+  const LeaseIdCodec* const ids_;
+  const Info info_;
+
+  mutable absl::Mutex mu_;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  // Queues of open Watch streams, closed by CloseAllWatches().
+  absl::flat_hash_set<std::shared_ptr<EventQueue>> watches_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pinbroker::broker

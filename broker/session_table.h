@@ -1,0 +1,91 @@
+// SessionTable: who may act on leases. A session is an id (not secret) plus a token (128 random
+// bits, hex, secret) that proves the caller opened it.
+//
+// A session stays alive while a Watch stream is open on it, and otherwise until `ttl` after its
+// last authenticated call (any call with its credentials renews it). When it lapses its token
+// stops working; its leases are not touched and run out on their own TTL (they are revoked
+// through the backend then), so a client that crashed loses its pins in bounded time.
+//
+// Thread-safety: safe to call concurrently. Lapses are driven by the Clock.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "pinning/clock.h"
+
+namespace pinbroker::broker {
+
+class SessionTable {
+ public:
+  struct Opened {
+    std::string id;
+    std::string token;
+    absl::Time expires_at;
+  };
+  struct Info {
+    std::string id;
+    std::string client_name;
+    absl::Time expires_at;  // InfiniteFuture while watched.
+    int watchers = 0;
+  };
+
+  // `on_lapse` is called (outside the table's lock, on the clock's timer thread) with the id of
+  // each session that lapsed.
+  SessionTable(Clock* clock, std::string epoch, absl::Duration default_ttl, absl::Duration max_ttl,
+               absl::AnyInvocable<void(const std::string&)> on_lapse);
+  ~SessionTable();
+  SessionTable(const SessionTable&) = delete;
+  SessionTable& operator=(const SessionTable&) = delete;
+
+  // ttl zero: the default; capped at the maximum; negative: INVALID_ARGUMENT.
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Checks the credentials and renews the session. UNAUTHENTICATED, saying what to do, for a
+  // missing, unknown or lapsed session or a wrong token. Returns the session's new expiry.
+  absl::StatusOr<absl::Time> Authenticate(absl::string_view id, absl::string_view token)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Ends the session now (after Authenticate()). NOT_FOUND if already gone.
+  absl::Status Close(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // A Watch stream opened / closed on the session. While any is open the session cannot lapse;
+  // when the last closes, the ttl starts again.
+  void AddWatcher(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
+  void RemoveWatcher(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  std::vector<Info> List() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Duration default_ttl() const { return default_ttl_; }
+
+ private:
+  struct Session {
+    std::string token;
+    std::string client_name;
+    absl::Duration ttl;
+    absl::Time expires_at;
+    int watchers = 0;
+  };
+  void ArmLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnTimer(absl::Time due) ABSL_LOCKS_EXCLUDED(mu_);
+
+  Clock* const clock_;
+  const std::string epoch_;
+  const absl::Duration default_ttl_;
+  const absl::Duration max_ttl_;
+  absl::AnyInvocable<void(const std::string&)> on_lapse_;
+
+  mutable absl::Mutex mu_;
+  uint64_t next_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<absl::Time, Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace pinbroker::broker
