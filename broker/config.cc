@@ -2,11 +2,14 @@
 
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -139,6 +142,17 @@ absl::Status PrepareListenAddress(const std::string& address) {
     if (!S_ISSOCK(st.st_mode)) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
+    }
+    // A socket someone still accepts on belongs to a running broker: never steal it.
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    const bool live = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    if (fd >= 0) close(fd);
+    if (live) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " is already serving (another pinbrokerd?); stop it or choose another --listen"));
     }
     unlink(path.c_str());  // A stale socket from an earlier run.
   }

@@ -1,0 +1,121 @@
+// BrokerTest: a real in-process Broker (gRPC server, PinBroker service, engine) on a Unix socket
+// in a temporary directory, over a FakeBackend and a SimulatedClock, with a generated stub to
+// call it. One export "exp" holds an 8-page file "data"; export "ro" is the same directory,
+// read-only.
+//
+// Thread-compatible: tests call it from the test thread and from threads they join.
+#pragma once
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "broker/broker.h"
+#include "broker/status_convert.h"
+#include "gtest/gtest.h"
+#include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "pinning/simulated_clock.h"
+#include "tests/testing/fake_backend.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace pinbroker::broker::testing {
+
+namespace v1 = ::pinbroker::v1;
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kPages = 8;
+
+  void SetUp() override {
+    dir_.WriteFile("data", std::string(kPages * page_, 'd'));
+    v1::BrokerConfig config;
+    config.add_listen(absl::StrCat("unix:", dir_.path(), "/s.sock"));
+    for (bool read_only : {false, true}) {
+      v1::ExportConfig* e = config.add_exports();
+      e->set_name(read_only ? "ro" : "exp");
+      e->set_root(dir_.path());
+      e->set_read_only(read_only);
+      e->mutable_grace()->set_seconds(5);
+      e->mutable_default_ttl()->set_seconds(60);
+      e->mutable_max_ttl()->set_seconds(600);
+      e->mutable_layout_timeout()->set_seconds(30);
+    }
+    config.mutable_session_ttl()->set_seconds(30);
+    auto backend = std::make_unique<pinbroker::testing::FakeBackend>();
+    backend_ = backend.get();
+    auto broker = Broker::Start(config, &clock_, std::move(backend));
+    ASSERT_TRUE(broker.ok()) << broker.status();
+    broker_ = *std::move(broker);
+    channel_ =
+        grpc::CreateChannel(broker_->addresses().front(), grpc::InsecureChannelCredentials());
+    stub_ = v1::PinBroker::NewStub(channel_);
+  }
+
+  void TearDown() override { broker_.reset(); }
+
+  v1::SessionCredentials OpenSession(const std::string& name = "test") {
+    grpc::ClientContext context;
+    v1::OpenSessionRequest request;
+    request.set_client_name(name);
+    v1::OpenSessionResponse response;
+    const grpc::Status status = stub_->OpenSession(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.credentials();
+  }
+
+  v1::PinRequest PinRequestFor(const v1::SessionCredentials& creds, uint64_t offset,
+                               uint64_t length) const {
+    v1::PinRequest request;
+    *request.mutable_credentials() = creds;
+    request.set_export_name("exp");
+    request.set_path("data");
+    request.set_offset(offset);
+    request.set_length(length);
+    request.set_access(v1::ACCESS_READ_WRITE);
+    return request;
+  }
+
+  // Any unary RPC as absl::StatusOr of its response.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (v1::PinBroker::Stub::*method)(grpc::ClientContext*,
+                                                                            const Request&,
+                                                                            Response*),
+                                const Request& request) {
+    grpc::ClientContext context;
+    Response response;
+    const grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response;
+  }
+
+  absl::StatusOr<v1::Lease> Pin(const v1::SessionCredentials& creds, uint64_t offset,
+                                uint64_t length) {
+    auto response = Call(&v1::PinBroker::Stub::Pin, PinRequestFor(creds, offset, length));
+    if (!response.ok()) return response.status();
+    return response->lease();
+  }
+
+  v1::TruncateRequest TruncateRequestFor(uint64_t size, v1::LayoutPolicy policy) const {
+    v1::TruncateRequest request;
+    request.set_export_name("exp");
+    request.set_path("data");
+    request.set_new_size(size);
+    request.mutable_options()->set_policy(policy);
+    request.mutable_options()->set_initiator("test");
+    return request;
+  }
+
+  const uint64_t page_ = SystemPageSize();
+  SimulatedClock clock_;
+  pinbroker::testing::TempDir dir_{"/tmp"};
+  pinbroker::testing::FakeBackend* backend_ = nullptr;  // Owned by the broker.
+  std::unique_ptr<Broker> broker_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::PinBroker::Stub> stub_;
+};
+
+}  // namespace pinbroker::broker::testing

@@ -1,0 +1,112 @@
+#include "broker/config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace pinbroker::broker {
+namespace {
+
+using ::pinbroker::testing::IsOk;
+using ::pinbroker::testing::StatusIs;
+using ::pinbroker::testing::TempDir;
+using ::testing::HasSubstr;
+
+TEST(ConfigTest, ParsesTheTextFormat) {
+  ASSERT_OK_AND_ASSIGN(v1::BrokerConfig config, ParseConfig(R"pb(
+                         listen: "unix:/run/x.sock"
+                         exports {
+                           name: "pmem"
+                           root: "/mnt/pmem"
+                           default_policy: LAYOUT_POLICY_DEFER
+                           grace { seconds: 3 }
+                           read_only: true
+                         }
+                         session_ttl { seconds: 10 }
+                       )pb"));
+  ASSERT_EQ(config.exports_size(), 1);
+  ASSERT_OK_AND_ASSIGN(auto exports, ExportsFromConfig(config));
+  EXPECT_EQ(exports[0].name, "pmem");
+  EXPECT_EQ(exports[0].default_policy, LayoutPolicy::kDefer);
+  EXPECT_EQ(exports[0].grace, absl::Seconds(3));
+  EXPECT_EQ(exports[0].default_ttl, absl::Seconds(60));  // Default kept.
+  EXPECT_TRUE(exports[0].read_only);
+}
+
+// The annotated example in deploy/ must stay a valid configuration.
+TEST(ConfigTest, DeployExampleParses) {
+  ASSERT_OK_AND_ASSIGN(v1::BrokerConfig config,
+                       LoadConfigFile(PINBROKER_SOURCE_DIR "/deploy/pinbrokerd.textproto"));
+  EXPECT_EQ(config.exports_size(), 2);
+  EXPECT_EQ(config.exports(1).default_policy(), v1::LAYOUT_POLICY_DEFER);
+}
+
+TEST(ConfigTest, SyntaxErrorsNameTheLine) {
+  EXPECT_THAT(ParseConfig("listen: \"a\"\nexports { nam: \"x\" }").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  EXPECT_THAT(LoadConfigFile("/nonexistent/pinbroker.textproto").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent")));
+}
+
+TEST(ConfigTest, EmbeddedDefaultHasOneCreatedExportAndASocket) {
+  TempDir dir;
+  const v1::BrokerConfig config = EmbeddedDefault(dir.Join("state"), dir.Join("run"));
+  ASSERT_EQ(config.listen_size(), 1);
+  EXPECT_EQ(config.listen(0), "unix:" + dir.Join("run") + "/pinbroker.sock");
+  ASSERT_OK_AND_ASSIGN(auto exports, ExportsFromConfig(config));
+  ASSERT_EQ(exports.size(), 1u);
+  EXPECT_EQ(exports[0].name, "default");
+  struct stat st;
+  EXPECT_EQ(stat(exports[0].root.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
+TEST(ConfigTest, PrepareListenAddressMakesTheDirectoryAndRefusesNonSockets) {
+  TempDir dir;
+  EXPECT_OK(PrepareListenAddress("unix:" + dir.Join("a/b/s.sock")));
+  struct stat st;
+  EXPECT_EQ(stat(dir.Join("a/b").c_str(), &st), 0);
+  dir.WriteFile("file", "x");
+  EXPECT_THAT(PrepareListenAddress("unix:" + dir.Join("file")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a socket")));
+  EXPECT_THAT(PrepareListenAddress("unix:/" + std::string(120, 'x')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit")));
+  EXPECT_OK(PrepareListenAddress("127.0.0.1:0"));
+}
+
+TEST(ConfigTest, PrepareListenAddressRefusesASocketSomeoneServes) {
+  TempDir dir("/tmp");
+  const std::string path = dir.Join("live.sock");
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  EXPECT_THAT(PrepareListenAddress("unix:" + path),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already serving")));
+  close(fd);
+  EXPECT_OK(PrepareListenAddress("unix:" + path));  // Now stale: replaced.
+}
+
+TEST(ConfigTest, BadExportPolicyNamesTheExport) {
+  v1::BrokerConfig config;
+  v1::ExportConfig* e = config.add_exports();
+  e->set_name("x");
+  e->set_root("/tmp");
+  e->set_default_policy(static_cast<v1::LayoutPolicy>(9));
+  EXPECT_THAT(ExportsFromConfig(config).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("export 'x'")));
+}
+
+}  // namespace
+}  // namespace pinbroker::broker

@@ -1,0 +1,470 @@
+// The PinBroker gRPC service, end to end in one process: every RPC and its error paths, through
+// the generated stub and a real gRPC server, on a simulated clock.
+#include "broker/pin_broker_service.h"
+
+#include <sys/stat.h>
+
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/broker/broker_fixture.h"
+
+namespace pinbroker::broker {
+namespace {
+
+using ::pinbroker::testing::IsOk;
+using ::pinbroker::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::SizeIs;
+using Stub = v1::PinBroker::Stub;
+using Code = absl::StatusCode;
+
+class PinBrokerServiceTest : public testing::BrokerTest {
+ protected:
+  uint64_t FileSize() {
+    struct stat st;
+    EXPECT_EQ(stat(dir_.Join("data").c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_size);
+  }
+  std::vector<v1::Lease> List(const v1::ListLeasesRequest& request = {}) {
+    auto response = Call(&Stub::ListLeases, request);
+    EXPECT_OK(response.status());
+    return response.ok()
+               ? std::vector<v1::Lease>(response->leases().begin(), response->leases().end())
+               : std::vector<v1::Lease>{};
+  }
+};
+
+// --- broker ---
+
+TEST_F(PinBrokerServiceTest, GetInfoDescribesTheBroker) {
+  ASSERT_OK_AND_ASSIGN(v1::GetInfoResponse info, Call(&Stub::GetInfo, v1::GetInfoRequest()));
+  EXPECT_EQ(info.epoch(), broker_->epoch());
+  EXPECT_EQ(info.backend(), "fake");
+  EXPECT_EQ(info.page_size(), page_);
+  ASSERT_THAT(info.exports(), SizeIs(2));
+  EXPECT_EQ(info.exports(0).name(), "exp");
+  EXPECT_EQ(info.exports(0).default_policy(), v1::LAYOUT_POLICY_REVOKE);
+  EXPECT_EQ(info.exports(0).grace().seconds(), 5);
+  EXPECT_TRUE(info.exports(1).read_only());
+  EXPECT_EQ(info.session_ttl().seconds(), 30);
+  EXPECT_FALSE(info.version().empty());
+}
+
+TEST_F(PinBrokerServiceTest, EchoReturnsThePayload) {
+  v1::EchoRequest request;
+  request.set_payload("ping");
+  ASSERT_OK_AND_ASSIGN(v1::EchoResponse response, Call(&Stub::Echo, request));
+  EXPECT_EQ(response.payload(), "ping");
+}
+
+// --- sessions ---
+
+TEST_F(PinBrokerServiceTest, OpenSessionGivesAnIdAnd128BitToken) {
+  v1::SessionCredentials a = OpenSession();
+  v1::SessionCredentials b = OpenSession();
+  EXPECT_THAT(a.token(), MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_NE(a.token(), b.token());
+  EXPECT_NE(a.session_id(), b.session_id());
+  EXPECT_THAT(a.session_id(), HasSubstr(broker_->epoch()));
+}
+
+TEST_F(PinBrokerServiceTest, NegativeSessionTtlIsInvalidArgument) {
+  v1::OpenSessionRequest request;
+  request.mutable_ttl()->set_seconds(-1);
+  EXPECT_THAT(Call(&Stub::OpenSession, request),
+              StatusIs(Code::kInvalidArgument, HasSubstr("ttl")));
+}
+
+TEST_F(PinBrokerServiceTest, PinWithoutCredentialsIsUnauthenticated) {
+  EXPECT_THAT(Pin(v1::SessionCredentials(), 0, 1),
+              StatusIs(Code::kUnauthenticated, HasSubstr("OpenSession")));
+  EXPECT_EQ(backend_->held(), 0u);
+}
+
+TEST_F(PinBrokerServiceTest, PinWithAWrongTokenIsUnauthenticated) {
+  v1::SessionCredentials creds = OpenSession();
+  creds.set_token(std::string(32, '0'));
+  EXPECT_THAT(Pin(creds, 0, 1), StatusIs(Code::kUnauthenticated, HasSubstr("wrong token")));
+}
+
+TEST_F(PinBrokerServiceTest, LapsedSessionIsUnauthenticatedButItsLeasesLiveOutTheirTtl) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 0, page_));
+  clock_.Advance(absl::Seconds(30));  // Session TTL, no renewal, no watch.
+  EXPECT_THAT(Pin(creds, 0, 1), StatusIs(Code::kUnauthenticated, HasSubstr("open a new session")));
+  EXPECT_THAT(List(), SizeIs(1));
+  clock_.Advance(absl::Seconds(30));  // The lease's 60 s TTL.
+  EXPECT_THAT(List(), SizeIs(0));
+  EXPECT_EQ(backend_->count(pinbroker::testing::FakeBackend::Call::Kind::kRevoke), 1u);
+}
+
+TEST_F(PinBrokerServiceTest, RenewSessionPostponesTheLapse) {
+  v1::SessionCredentials creds = OpenSession();
+  clock_.Advance(absl::Seconds(20));
+  v1::RenewSessionRequest request;
+  *request.mutable_credentials() = creds;
+  ASSERT_OK(Call(&Stub::RenewSession, request).status());
+  clock_.Advance(absl::Seconds(20));
+  EXPECT_OK(Pin(creds, 0, 1).status());
+}
+
+TEST_F(PinBrokerServiceTest, CloseSessionReleasesItsLeasesAndEndsIt) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease a, Pin(creds, 0, page_));
+  ASSERT_OK_AND_ASSIGN(v1::Lease b, Pin(creds, page_, page_));
+  v1::CloseSessionRequest request;
+  *request.mutable_credentials() = creds;
+  ASSERT_OK_AND_ASSIGN(v1::CloseSessionResponse response, Call(&Stub::CloseSession, request));
+  EXPECT_THAT(response.released_lease_ids(), ElementsAre(a.lease_id(), b.lease_id()));
+  EXPECT_EQ(backend_->held(), 0u);
+  EXPECT_THAT(Pin(creds, 0, 1), StatusIs(Code::kUnauthenticated, ::testing::_));
+}
+
+// --- leases ---
+
+TEST_F(PinBrokerServiceTest, PinReturnsThePageAlignedLease) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 100, page_));
+  EXPECT_THAT(lease.lease_id(), MatchesRegex(broker_->epoch() + "-[0-9]+"));
+  EXPECT_EQ(lease.session_id(), creds.session_id());
+  EXPECT_EQ(lease.range().offset(), 0u);
+  EXPECT_EQ(lease.range().length(), 2 * page_);
+  EXPECT_EQ(lease.access(), v1::ACCESS_READ_WRITE);
+  EXPECT_EQ(lease.mode(), v1::REGISTRATION_MODE_HOST);
+  EXPECT_EQ(lease.state(), v1::LEASE_STATE_GRANTED);
+  EXPECT_EQ(lease.expires_at().seconds() - lease.granted_at().seconds(), 60);
+  EXPECT_EQ(lease.path(), "data");
+  EXPECT_NE(lease.file().inode(), 0u);
+}
+
+TEST_F(PinBrokerServiceTest, BadPinRequestsGetTheRightCodeAndLeaveNothing) {
+  v1::SessionCredentials creds = OpenSession();
+  struct Case {
+    std::function<void(v1::PinRequest&)> edit;
+    Code code;
+    const char* says;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::PinRequest& r) { r.set_access(v1::ACCESS_UNSPECIFIED); }, Code::kInvalidArgument,
+       "access"},
+      {[](v1::PinRequest& r) { r.set_length(0); }, Code::kInvalidArgument, "length"},
+      {[](v1::PinRequest& r) { r.mutable_ttl()->set_seconds(-5); }, Code::kInvalidArgument, "ttl"},
+      {[](v1::PinRequest& r) { r.set_path("../data"); }, Code::kPermissionDenied, "outside"},
+      {[](v1::PinRequest& r) { r.set_path("/etc/passwd"); }, Code::kInvalidArgument, "relative"},
+      {[](v1::PinRequest& r) { r.set_path("nope"); }, Code::kNotFound, "nope"},
+      {[](v1::PinRequest& r) { r.set_export_name("nope"); }, Code::kNotFound, "exp, ro"},
+      {[this](v1::PinRequest& r) { r.set_offset(kPages * page_); }, Code::kOutOfRange,
+       "end of file"},
+      {[](v1::PinRequest& r) { r.set_export_name("ro"); }, Code::kPermissionDenied, "read-only"},
+  };
+  for (const Case& c : cases) {
+    v1::PinRequest request = PinRequestFor(creds, 0, page_);
+    c.edit(request);
+    EXPECT_THAT(Call(&Stub::Pin, request), StatusIs(c.code, HasSubstr(c.says)))
+        << request.ShortDebugString();
+  }
+  EXPECT_EQ(backend_->held(), 0u);
+  EXPECT_THAT(List(), SizeIs(0));
+}
+
+TEST_F(PinBrokerServiceTest, RenewExtendsTheLease) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 0, page_));
+  clock_.Advance(absl::Seconds(10));
+  v1::RenewRequest request;
+  *request.mutable_credentials() = creds;
+  request.set_lease_id(lease.lease_id());
+  request.mutable_ttl()->set_seconds(100);
+  ASSERT_OK_AND_ASSIGN(v1::RenewResponse response, Call(&Stub::Renew, request));
+  EXPECT_EQ(response.lease().expires_at().seconds(), lease.granted_at().seconds() + 110);
+}
+
+TEST_F(PinBrokerServiceTest, LeaseIdsAreCheckedForShapeEpochAndOwner) {
+  v1::SessionCredentials owner = OpenSession("owner");
+  v1::SessionCredentials other = OpenSession("other");
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(owner, 0, page_));
+  v1::ReleaseRequest request;
+  *request.mutable_credentials() = other;
+  request.set_lease_id(lease.lease_id());
+  EXPECT_THAT(Call(&Stub::Release, request), StatusIs(Code::kNotFound, HasSubstr("no lease")));
+  request.set_lease_id("garbage");
+  EXPECT_THAT(Call(&Stub::Release, request),
+              StatusIs(Code::kInvalidArgument, HasSubstr("malformed")));
+  request.set_lease_id("00000000-1");
+  EXPECT_THAT(Call(&Stub::Release, request),
+              StatusIs(Code::kNotFound, HasSubstr("earlier run of the broker")));
+  EXPECT_EQ(backend_->held(), 1u);
+}
+
+TEST_F(PinBrokerServiceTest, ReleaseEndsTheLeaseOnce) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 0, page_));
+  v1::ReleaseRequest request;
+  *request.mutable_credentials() = creds;
+  request.set_lease_id(lease.lease_id());
+  ASSERT_OK(Call(&Stub::Release, request).status());
+  EXPECT_EQ(backend_->held(), 0u);
+  EXPECT_THAT(Call(&Stub::Release, request),
+              StatusIs(Code::kNotFound, AllOf(HasSubstr(lease.lease_id()), HasSubstr("released"))));
+}
+
+TEST_F(PinBrokerServiceTest, ListLeasesFiltersBySessionExportAndFile) {
+  v1::SessionCredentials a = OpenSession("a");
+  v1::SessionCredentials b = OpenSession("b");
+  ASSERT_OK(Pin(a, 0, page_).status());
+  ASSERT_OK(Pin(b, page_, page_).status());
+  EXPECT_THAT(List(), SizeIs(2));
+  v1::ListLeasesRequest by_session;
+  by_session.set_session_id(b.session_id());
+  ASSERT_THAT(List(by_session), SizeIs(1));
+  EXPECT_EQ(List(by_session)[0].session_id(), b.session_id());
+  v1::ListLeasesRequest by_file;
+  by_file.set_export_name("exp");
+  by_file.set_path("data");
+  EXPECT_THAT(List(by_file), SizeIs(2));
+  v1::ListLeasesRequest path_only;
+  path_only.set_path("data");
+  EXPECT_THAT(Call(&Stub::ListLeases, path_only),
+              StatusIs(Code::kInvalidArgument, HasSubstr("export_name")));
+}
+
+// --- files and layout changes ---
+
+TEST_F(PinBrokerServiceTest, DescribeFileShowsSizeBusyRangesAndGuard) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, page_, page_));
+  v1::DescribeFileRequest request;
+  request.set_export_name("exp");
+  request.set_path("data");
+  ASSERT_OK_AND_ASSIGN(v1::DescribeFileResponse d, Call(&Stub::DescribeFile, request));
+  EXPECT_EQ(d.size(), kPages * page_);
+  EXPECT_FALSE(d.dax());
+  ASSERT_THAT(d.busy(), SizeIs(1));
+  EXPECT_EQ(d.busy(0).lease_id(), lease.lease_id());
+  EXPECT_EQ(d.busy(0).range().offset(), page_);
+  EXPECT_EQ(d.busy(0).range().length(), page_);
+  EXPECT_THAT(d.leases(), SizeIs(1));
+  EXPECT_EQ(d.guard(), "none");
+  EXPECT_THAT(d.unguarded_operations(), ::testing::Contains(HasSubstr("O_TRUNC")));
+}
+
+TEST_F(PinBrokerServiceTest, RefusedTruncateNamesThePublicLeaseId) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 4 * page_, page_));
+  EXPECT_THAT(Call(&Stub::Truncate, TruncateRequestFor(page_, v1::LAYOUT_POLICY_REFUSE)),
+              StatusIs(Code::kFailedPrecondition, HasSubstr(lease.lease_id())));
+  EXPECT_EQ(FileSize(), kPages * page_);
+}
+
+TEST_F(PinBrokerServiceTest, RevokedTruncateReportsTheLeasesAndApplies) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 4 * page_, page_));
+  v1::TruncateRequest request = TruncateRequestFor(page_, v1::LAYOUT_POLICY_REVOKE);
+  request.mutable_options()->mutable_grace()->set_seconds(0);
+  ASSERT_OK_AND_ASSIGN(v1::LayoutChangeResponse r, Call(&Stub::Truncate, request));
+  EXPECT_THAT(r.recalled_lease_ids(), ElementsAre(lease.lease_id()));
+  EXPECT_THAT(r.revoked_lease_ids(), ElementsAre(lease.lease_id()));
+  EXPECT_EQ(r.size_before(), kPages * page_);
+  EXPECT_EQ(r.size_after(), page_);
+  EXPECT_EQ(r.affected().offset(), page_);
+  EXPECT_TRUE(r.affected().to_end_of_file());
+  EXPECT_EQ(FileSize(), page_);
+}
+
+TEST_F(PinBrokerServiceTest, DeferredTruncateReturnsAfterTheRelease) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 4 * page_, page_));
+  absl::StatusOr<v1::LayoutChangeResponse> result;
+  std::thread truncate(
+      [&] { result = Call(&Stub::Truncate, TruncateRequestFor(page_, v1::LAYOUT_POLICY_DEFER)); });
+  clock_.WaitForWaiters(1);
+  EXPECT_EQ(FileSize(), kPages * page_);
+  v1::ReleaseRequest release;
+  *release.mutable_credentials() = creds;
+  release.set_lease_id(lease.lease_id());
+  ASSERT_OK(Call(&Stub::Release, release).status());
+  truncate.join();
+  ASSERT_OK(result.status());
+  EXPECT_THAT(result->released_lease_ids(), ElementsAre(lease.lease_id()));
+  EXPECT_EQ(FileSize(), page_);
+}
+
+TEST_F(PinBrokerServiceTest, DeferredTruncateTimesOutWithTheFileUnchanged) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK(Pin(creds, 4 * page_, page_).status());
+  v1::TruncateRequest request = TruncateRequestFor(page_, v1::LAYOUT_POLICY_DEFER);
+  request.mutable_options()->mutable_timeout()->set_seconds(3);
+  absl::StatusOr<v1::LayoutChangeResponse> result;
+  std::thread truncate([&] { result = Call(&Stub::Truncate, request); });
+  clock_.WaitForWaiters(1);
+  clock_.Advance(absl::Seconds(3));
+  truncate.join();
+  EXPECT_THAT(result, StatusIs(Code::kDeadlineExceeded, HasSubstr("unchanged")));
+  EXPECT_EQ(FileSize(), kPages * page_);
+}
+
+TEST_F(PinBrokerServiceTest, BadLayoutOptionsAreInvalidArgument) {
+  v1::TruncateRequest request = TruncateRequestFor(0, static_cast<v1::LayoutPolicy>(42));
+  EXPECT_THAT(Call(&Stub::Truncate, request),
+              StatusIs(Code::kInvalidArgument, HasSubstr("policy")));
+  request = TruncateRequestFor(0, v1::LAYOUT_POLICY_REVOKE);
+  request.mutable_options()->mutable_grace()->set_seconds(-1);
+  EXPECT_THAT(Call(&Stub::Truncate, request), StatusIs(Code::kInvalidArgument, HasSubstr("grace")));
+  EXPECT_EQ(FileSize(), kPages * page_);
+}
+
+TEST_F(PinBrokerServiceTest, PunchHoleAppliesAndChecksItsRange) {
+  v1::PunchHoleRequest request;
+  request.set_export_name("exp");
+  request.set_path("data");
+  request.set_offset(page_);
+  request.set_length(page_);
+  request.mutable_options()->set_policy(v1::LAYOUT_POLICY_REFUSE);
+  ASSERT_OK_AND_ASSIGN(v1::LayoutChangeResponse r, Call(&Stub::PunchHole, request));
+  EXPECT_EQ(r.affected().offset(), page_);
+  EXPECT_EQ(r.affected().length(), page_);
+  EXPECT_EQ(dir_.ReadFile("data").substr(page_, page_), std::string(page_, '\0'));
+  request.set_offset(kPages * page_);
+  EXPECT_THAT(Call(&Stub::PunchHole, request), StatusIs(Code::kOutOfRange, HasSubstr("past")));
+  request.set_export_name("ro");
+  request.set_offset(0);
+  EXPECT_THAT(Call(&Stub::PunchHole, request), StatusIs(Code::kPermissionDenied, ::testing::_));
+}
+
+// --- watch ---
+
+class WatchStream {
+ public:
+  WatchStream(v1::PinBroker::Stub* stub, const v1::SessionCredentials& creds) {
+    v1::WatchRequest request;
+    *request.mutable_credentials() = creds;
+    reader_ = stub->Watch(&context_, request);
+  }
+  ~WatchStream() {
+    if (finished_) return;
+    context_.TryCancel();
+    v1::WatchEvent ignored;
+    while (reader_->Read(&ignored)) {
+    }
+    reader_->Finish().IgnoreError();
+  }
+  // The next event, or nullopt when the stream ended (see status()).
+  std::optional<v1::WatchEvent> Next() {
+    v1::WatchEvent event;
+    if (!reader_->Read(&event)) return std::nullopt;
+    return event;
+  }
+  grpc::Status Finish() {
+    if (!finished_) {
+      finished_ = true;
+      status_ = reader_->Finish();
+    }
+    return status_;
+  }
+
+ private:
+  bool finished_ = false;
+  grpc::Status status_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader_;
+};
+
+TEST_F(PinBrokerServiceTest, WatchSendsTheSnapshotThenChangesInOrder) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease before, Pin(creds, 0, page_));
+  WatchStream watch(stub_.get(), creds);
+  auto e = watch.Next();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->type(), v1::WatchEvent::SNAPSHOT);
+  EXPECT_EQ(e->lease().lease_id(), before.lease_id());
+  e = watch.Next();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->type(), v1::WatchEvent::SNAPSHOT_COMPLETE);
+
+  ASSERT_OK_AND_ASSIGN(v1::Lease after, Pin(creds, 4 * page_, page_));
+  v1::TruncateRequest request = TruncateRequestFor(page_, v1::LAYOUT_POLICY_REVOKE);
+  request.mutable_options()->mutable_grace()->set_seconds(0);
+  ASSERT_OK(Call(&Stub::Truncate, request).status());
+  std::vector<std::pair<v1::WatchEvent::Type, std::string>> seen;
+  for (int i = 0; i < 3; ++i) {
+    e = watch.Next();
+    ASSERT_TRUE(e.has_value());
+    seen.emplace_back(e->type(), e->lease().lease_id());
+  }
+  EXPECT_THAT(seen, ElementsAre(std::pair(v1::WatchEvent::GRANTED, after.lease_id()),
+                                std::pair(v1::WatchEvent::RECALLED, after.lease_id()),
+                                std::pair(v1::WatchEvent::REVOKED, after.lease_id())));
+}
+
+TEST_F(PinBrokerServiceTest, RecallCarriesTheGraceDeadlineAndReason) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 4 * page_, page_));
+  WatchStream watch(stub_.get(), creds);
+  ASSERT_TRUE(watch.Next().has_value());  // SNAPSHOT
+  ASSERT_TRUE(watch.Next().has_value());  // SNAPSHOT_COMPLETE
+  absl::StatusOr<v1::LayoutChangeResponse> result;
+  std::thread truncate(
+      [&] { result = Call(&Stub::Truncate, TruncateRequestFor(page_, v1::LAYOUT_POLICY_REVOKE)); });
+  auto recall = watch.Next();
+  ASSERT_TRUE(recall.has_value());
+  EXPECT_EQ(recall->type(), v1::WatchEvent::RECALLED);
+  EXPECT_EQ(recall->lease().state(), v1::LEASE_STATE_RECALLING);
+  EXPECT_EQ(recall->lease().recall_deadline().seconds(), recall->at().seconds() + 5);
+  EXPECT_THAT(recall->lease().reason(), HasSubstr("truncate"));
+  v1::ReleaseRequest release;
+  *release.mutable_credentials() = creds;
+  release.set_lease_id(lease.lease_id());
+  ASSERT_OK(Call(&Stub::Release, release).status());
+  truncate.join();
+  ASSERT_OK(result.status());
+  EXPECT_THAT(result->released_lease_ids(), ElementsAre(lease.lease_id()));
+}
+
+TEST_F(PinBrokerServiceTest, WatchWithAWrongTokenEndsUnauthenticated) {
+  v1::SessionCredentials creds = OpenSession();
+  creds.set_token("nope");
+  WatchStream watch(stub_.get(), creds);
+  EXPECT_FALSE(watch.Next().has_value());
+  EXPECT_EQ(watch.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(PinBrokerServiceTest, AnOpenWatchKeepsTheSessionAlive) {
+  v1::SessionCredentials creds = OpenSession();
+  {
+    WatchStream watch(stub_.get(), creds);
+    ASSERT_TRUE(watch.Next().has_value());  // SNAPSHOT_COMPLETE: the stream is registered.
+    clock_.Advance(absl::Minutes(5));
+    EXPECT_OK(Pin(creds, 0, 1).status());
+  }
+}
+
+TEST_F(PinBrokerServiceTest, ShutdownRecallsRevokesAndEndsWatchesUnavailable) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 0, page_));
+  WatchStream watch(stub_.get(), creds);
+  ASSERT_TRUE(watch.Next().has_value());  // SNAPSHOT
+  ASSERT_TRUE(watch.Next().has_value());  // SNAPSHOT_COMPLETE
+  std::thread shutdown([&] { broker_->Shutdown(absl::Seconds(2)); });
+  auto recall = watch.Next();
+  ASSERT_TRUE(recall.has_value());
+  EXPECT_EQ(recall->type(), v1::WatchEvent::RECALLED);
+  EXPECT_THAT(Pin(creds, page_, 1), StatusIs(Code::kUnavailable, HasSubstr("shutting down")));
+  clock_.WaitForWaiters(1);
+  clock_.Advance(absl::Seconds(2));
+  auto revoked = watch.Next();
+  ASSERT_TRUE(revoked.has_value());
+  EXPECT_EQ(revoked->type(), v1::WatchEvent::REVOKED);
+  EXPECT_EQ(revoked->lease().lease_id(), lease.lease_id());
+  EXPECT_FALSE(watch.Next().has_value());
+  EXPECT_EQ(watch.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  shutdown.join();
+  EXPECT_EQ(backend_->held(), 0u);
+}
+
+}  // namespace
+}  // namespace pinbroker::broker
