@@ -2,8 +2,9 @@
 # The README's test command: installs what is missing, then builds and tests pinbroker the way CI
 # does. Usage: scripts/test.sh
 #
-#   1. clang-14 build with -Wthread-safety -Werror and ThreadSanitizer; runs every test under
-#      TSan (tests/testing/tsan_absl_shim.cc lets TSan see Debian's uninstrumented absl::Mutex).
+#   1. clang-14 build with -Wthread-safety -Werror and ThreadSanitizer; runs the engine's tests
+#      under TSan (tests/testing/tsan_absl_shim.cc lets TSan see Debian's uninstrumented
+#      absl::Mutex; gRPC-based tests are left out, see tests/CMakeLists.txt).
 #   2. GCC build with AddressSanitizer + UndefinedBehaviorSanitizer; runs every test.
 #   3. GCC build with -Wall -Wextra -Werror (RelWithDebInfo, benchmarks included); runs every
 #      test.
