@@ -172,7 +172,13 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
     case LayoutPolicy::kRevoke: {
       const absl::Time grace_deadline = clock_->Now() + options.grace;
       for (LeaseId id : held) {
-        if (table_->Recall(id, reason, grace_deadline).ok()) result.recalled.push_back(id);
+        auto recalled = table_->Recall(id, reason, grace_deadline);
+        if (!recalled.ok()) continue;  // Ended meanwhile.
+        result.recalled.push_back(id);
+        PB_LOG(INFO) << table_->Name(id) << " recalled: owner=" << recalled->owner
+                     << " export=" << recalled->export_name << " path=" << recalled->path
+                     << " deadline=" << absl::FormatTime(grace_deadline) << " reason=\"" << reason
+                     << "\"";
       }
       if (!file.busy.AwaitDrained(block.id, grace_deadline)) {
         for (const auto& entry : file.busy.Overlapping(change.affected)) {

@@ -195,7 +195,13 @@ absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, 
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
   ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
-  return coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
+  auto result =
+      coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
+  if (!result.ok()) {
+    PB_LOG(WARNING) << "layout truncate of " << exp->name() << "/" << request.path << " to "
+                    << new_size << " not applied: " << result.status();
+  }
+  return result;
 }
 
 absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request, uint64_t offset,
@@ -203,8 +209,13 @@ absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request,
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
   ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
-  return coordinator_.PunchHole(*state, file.fd.get(), offset, length,
-                                LayoutOptionsFor(*exp, request));
+  auto result = coordinator_.PunchHole(*state, file.fd.get(), offset, length,
+                                       LayoutOptionsFor(*exp, request));
+  if (!result.ok()) {
+    PB_LOG(WARNING) << "layout punch hole of " << exp->name() << "/" << request.path << " ["
+                    << offset << ", +" << length << ") not applied: " << result.status();
+  }
+  return result;
 }
 
 std::vector<LeaseInfo> PinService::ListLeases(const LeaseFilter& filter) const {
@@ -236,7 +247,11 @@ LeaseTable::Subscription PinService::Watch(std::string owner, absl::AnyInvocable
 size_t PinService::RecallAll(const std::string& reason, absl::Duration grace) {
   const absl::Time deadline = clock_->Now() + grace;
   for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
-    table_.Recall(lease.id, reason, deadline).IgnoreError();
+    if (table_.Recall(lease.id, reason, deadline).ok()) {
+      PB_LOG(INFO) << table_.Name(lease.id) << " recalled: owner=" << lease.owner
+                   << " export=" << lease.export_name << " path=" << lease.path
+                   << " deadline=" << absl::FormatTime(deadline) << " reason=\"" << reason << "\"";
+    }
   }
   table_.AwaitEmpty(deadline);
   size_t revoked = 0;

@@ -4,8 +4,11 @@
 // WaitForWaiters() before time moves.
 #include "pinning/layout_coordinator.h"
 
+#include <algorithm>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "pinning/log.h"
 #include "tests/testing/engine_fixture.h"
 
 namespace pinbroker {
@@ -370,6 +373,31 @@ TEST_F(LayoutCoordinatorTest, QueuedChangeGivesUpAtItsDeadline) {
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("another layout change")));
   ASSERT_OK(service_->Release("s1", lease.id));
   ASSERT_OK(first.get().status());
+}
+
+TEST_F(LayoutCoordinatorTest, RevocationIsLoggedWithTheLeaseThePathAndTheReason) {
+  absl::Mutex mu;
+  std::vector<std::string> lines;
+  SetLogSink([&](LogSeverity, absl::string_view line) {
+    absl::MutexLock lock(&mu);
+    lines.emplace_back(line);
+  });
+  LeaseInfo lease = PinPages(4, 1, "session-7");
+  LayoutRequest request = Layout(LayoutPolicy::kRevoke);
+  request.grace = absl::ZeroDuration();
+  ASSERT_OK(service_->Truncate(request, page_).status());
+  SetLogSink(nullptr);
+  absl::MutexLock lock(&mu);
+  const std::string id = absl::StrCat("lease ", lease.id, " ");
+  auto logged = [&](const std::vector<std::string>& parts) {
+    return std::any_of(lines.begin(), lines.end(), [&](const std::string& line) {
+      return std::all_of(parts.begin(), parts.end(),
+                         [&](const std::string& p) { return line.find(p) != std::string::npos; });
+    });
+  };
+  EXPECT_TRUE(logged({id + "recalled", "path=data", "session-7", "truncate"}));
+  EXPECT_TRUE(logged({id + "revoked", "path=data", "session-7", "grace period"}));
+  EXPECT_TRUE(logged({"layout truncate", "revoked [" + std::to_string(lease.id) + "]"}));
 }
 
 TEST_F(LayoutCoordinatorTest, FileStateIsForgottenAfterTheChange) {
