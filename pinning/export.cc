@@ -72,27 +72,6 @@ absl::Status ValidateDurations(const ExportOptions& o) {
   return absl::OkStatus();
 }
 
-absl::string_view FileTypeName(mode_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return "regular file";
-    case S_IFDIR:
-      return "directory";
-    case S_IFIFO:
-      return "FIFO";
-    case S_IFSOCK:
-      return "socket";
-    case S_IFCHR:
-      return "character device";
-    case S_IFBLK:
-      return "block device";
-    case S_IFLNK:
-      return "symlink";
-    default:
-      return "file of unknown type";
-  }
-}
-
 // openat2(2) beneath `root_fd` with kResolveFlags; the new descriptor, or -1 with errno set.
 int OpenBeneath(int root_fd, const std::string& path, uint64_t flags) {
   struct open_how how = {};

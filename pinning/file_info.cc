@@ -23,6 +23,8 @@ constexpr uint64_t kZfsSuperMagic = 0x2fc12fc1;
 constexpr uint64_t kGpfsSuperMagic = 0x47504653;
 constexpr uint64_t kLustreSuperMagic = 0x0bd00bd0;
 
+}  // namespace
+
 absl::string_view FileTypeName(mode_t mode) {
   switch (mode & S_IFMT) {
     case S_IFREG:
@@ -43,8 +45,6 @@ absl::string_view FileTypeName(mode_t mode) {
       return "file of unknown type";
   }
 }
-
-}  // namespace
 
 std::string FileId::ToString() const {
   return absl::StrCat(major(static_cast<dev_t>(dev)), ":", minor(static_cast<dev_t>(dev)), ":",

@@ -4,10 +4,13 @@
 // one busy-range map. Value types; thread-compatible.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace pinbroker {
 
@@ -39,6 +42,9 @@ struct FileInfo {
 // Describes the open regular file `fd`: identity and size (fstat), DAX (statx), filesystem
 // (fstatfs). Errors: the errno of the failing call as an absl::Status with the call named.
 absl::StatusOr<FileInfo> InspectFile(int fd);
+
+// "regular file", "directory", "FIFO", "socket", ... for a st_mode, in error messages.
+absl::string_view FileTypeName(mode_t mode);
 
 // "tmpfs", "ext4", "xfs", ... for a statfs f_type; "0x<hex>" when unknown.
 std::string FilesystemName(uint64_t fs_magic);
