@@ -77,6 +77,8 @@ Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* reque
                                       v1::CloseSessionResponse* response) {
   auto session = Authenticate(request->credentials());
   if (!session.ok()) return ToGrpcStatus(session.status());
+  // Close first, so no pin can join the session while its leases are being released.
+  sessions_->Close(*session).IgnoreError();  // Already gone: closed concurrently.
   LeaseFilter filter;
   filter.owner = *session;
   for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
@@ -84,7 +86,6 @@ Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* reque
       response->add_released_lease_ids(ids_->Format(lease.id));
     }
   }
-  sessions_->Close(*session).IgnoreError();  // Already gone: closed concurrently.
   PB_LOG(INFO) << "session " << *session << " closed; released "
                << response->released_lease_ids_size() << " leases";
   return Status::OK;
@@ -232,7 +233,9 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
     auto session = accepting.ok() ? service_->Authenticate(request->credentials())
                                   : absl::StatusOr<std::string>(accepting);
     if (!session.ok()) {
-      Finish(ToGrpcStatus(session.status()));
+      // Through FinishLocked: a cancellation arriving later must not finish the call twice.
+      absl::MutexLock lock(&mu_);
+      FinishLocked(ToGrpcStatus(session.status()));
       return;
     }
     session_ = *session;
@@ -244,10 +247,14 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
       absl::MutexLock lock(&link->mu);
       if (link->reactor != nullptr) link->reactor->OnEventReady();
     });
+    bool registered;
     {
+      // Registered and checked in one step, so CloseAllWatches() cannot miss this stream.
       absl::MutexLock lock(&service_->mu_);
-      service_->watches_.insert(subscription.events);
+      registered = service_->accepting_;
+      if (registered) service_->watches_.insert(subscription.events);
     }
+    if (!registered) subscription.events->Close();  // Ends the stream with UNAVAILABLE below.
     {
       absl::MutexLock lock(&mu_);
       queue_ = subscription.events;

@@ -433,6 +433,23 @@ TEST_F(PinBrokerServiceTest, WatchWithAWrongTokenEndsUnauthenticated) {
   EXPECT_EQ(watch.Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// Regression: a rejected Watch that the client then cancelled was finished twice (abort).
+TEST_F(PinBrokerServiceTest, CancellingARejectedWatchDoesNotCrashTheBroker) {
+  v1::SessionCredentials creds;
+  creds.set_session_id("x");
+  creds.set_token("y");
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext context;
+    v1::WatchRequest request;
+    *request.mutable_credentials() = creds;
+    auto reader = stub_->Watch(&context, request);
+    context.TryCancel();
+    const grpc::Status status = reader->Finish();
+    EXPECT_FALSE(status.ok());
+  }
+  EXPECT_OK(Call(&Stub::GetInfo, v1::GetInfoRequest()).status());
+}
+
 TEST_F(PinBrokerServiceTest, AnOpenWatchKeepsTheSessionAlive) {
   v1::SessionCredentials creds = OpenSession();
   {
