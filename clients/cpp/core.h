@@ -1,0 +1,206 @@
+// internal::Core: the state a Client shares with its Leases and its Watch stream: the session,
+// the table of leases, the callback queue, and the two library threads (see client.h for the
+// threading model). Not part of the public API.
+//
+// Thread-safety: every method is safe to call concurrently. All mutable state is guarded by
+// one mutex, `mu_`, which is never held while calling gRPC (RPCs, StartCall, TryCancel) or user
+// code, and never while destroying user callbacks. Lock order: Core::mu_ is a leaf (gRPC and
+// user code are only called without it).
+#pragma once
+
+#include <google/protobuf/duration.pb.h>
+#include <google/protobuf/timestamp.pb.h>
+#include <grpcpp/channel.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "clients/cpp/client.h"
+#include "pinbroker/v1/pinbroker.grpc.pb.h"
+
+namespace pinbroker::client::internal {
+
+absl::Time FromProto(const google::protobuf::Timestamp& t);
+absl::Duration FromProto(const google::protobuf::Duration& d);
+void ToProto(absl::Duration d, google::protobuf::Duration* out);
+
+class WatchReactor;
+
+// What a Lease handle reads about its lease.
+struct LeaseView {
+  LeaseState state = LeaseState::kGranted;
+  std::string reason;
+  absl::Time expires_at;
+  absl::Time recall_deadline = absl::InfiniteFuture();
+  v1::Lease info;
+};
+
+class Core : public std::enable_shared_from_this<Core> {
+ public:
+  Core(std::shared_ptr<grpc::Channel> channel, ClientOptions options);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  // Connect(), step 1: OpenSession. Step 2: start the threads and wait (bounded by
+  // rpc_timeout) until the Watch stream has delivered its first snapshot.
+  absl::Status OpenSession() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Start() ABSL_LOCKS_EXCLUDED(mu_);
+  const std::string& session_id() const { return session_id_; }
+  const std::string& broker_epoch() const { return broker_epoch_; }
+
+  // --- Client ---
+  absl::StatusOr<std::unique_ptr<Lease>> Pin(const PinOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status ReleaseLeaseId(absl::string_view lease_id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListLeasesResponse> ListLeases(const v1::ListLeasesRequest& request);
+  absl::StatusOr<v1::DescribeFileResponse> DescribeFile(const v1::DescribeFileRequest& request);
+  absl::StatusOr<v1::LayoutChangeResponse> Truncate(v1::TruncateRequest request);
+  absl::StatusOr<v1::LayoutChangeResponse> PunchHole(v1::PunchHoleRequest request);
+  absl::StatusOr<v1::GetInfoResponse> GetInfo();
+  void FillLayoutOptions(const LayoutOptions& in, v1::LayoutOptions* out) const;
+  absl::Status Close() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status session_status() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool watching() const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t watch_reconnects() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Lease ---
+  LeaseView View(const std::string& id) const ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Release(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Renew(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // ~Lease: no more callbacks, wait for a running one, release if still held, forget it.
+  void Forget(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- WatchReactor ---
+  void OnWatchEvent(uint64_t generation, const v1::WatchEvent& event) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWatchDone(uint64_t generation, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  // One lease of this session that the client knows about.
+  struct Slot {
+    Lease* handle = nullptr;  // Null once ~Lease began: no callbacks any more.
+    v1::Lease info;
+    LeaseState state = LeaseState::kGranted;
+    std::string reason;
+    absl::Time ended_at = absl::InfiniteFuture();
+    absl::Time recall_deadline = absl::InfiniteFuture();
+    absl::Duration ttl;                              // Requested with every renewal.
+    absl::Time next_renew = absl::InfiniteFuture();  // Local time; Infinite: not renewed.
+    absl::Time local_expiry = absl::InfiniteFuture();
+    bool renewing = false;   // A background renewal is in flight.
+    bool releasing = false;  // A Release RPC is in flight.
+    uint64_t registered_seq = 0;
+    bool release_on_recall = false;
+    std::function<void(Lease&, absl::string_view, absl::Time)> on_recall;
+    std::function<void(Lease&, absl::string_view)> on_revoked;
+  };
+  // A unit of work for the callback thread. With a lease id, it runs only if that lease still
+  // has a handle, and receives it.
+  struct Task {
+    std::string lease_id;
+    absl::AnyInvocable<void(Lease*)> run;
+  };
+  struct RenewJob {
+    std::string id;
+    absl::Duration ttl;
+  };
+
+  void CallbackLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void MaintenanceLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void RunRenew(const RenewJob& job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies the answer to a renewal (background or Lease::Renew()) to the lease's slot.
+  void RenewDoneLocked(const std::string& id, const absl::Status& status,
+                       const v1::RenewResponse& response, bool background)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // release_on_recall: releases lease `id` if it is still held and recalling.
+  void ReleaseIfRecalling(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // When the maintenance thread has something to do next.
+  absl::Time NextWakeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // OK if RPCs on the session may be made; the loss or closed error otherwise.
+  absl::Status UsableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The error for an operation on a lease that is no longer live.
+  absl::Status EndedErrorLocked(const std::string& id, const Slot& slot) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Bookkeeping after every authenticated RPC: keeps the session deadline, and loses the
+  // session on UNAUTHENTICATED.
+  void AfterAuthenticatedRpcLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout) const;
+  v1::SessionCredentials Credentials() const;
+
+  void ApplyEventLocked(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReconcileSnapshotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecallLocked(const std::string& id, Slot& slot, std::string reason, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves a live lease to `state` (terminal); queues on_revoked if `notify`.
+  void EndLocked(const std::string& id, Slot& slot, LeaseState state, std::string reason,
+                 bool notify) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SessionLostLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++wake_seq_; }
+
+  const ClientOptions options_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::PinBroker::Stub> stub_;
+  // Set by OpenSession() before any other thread exists; immutable afterwards.
+  std::string session_id_;
+  std::string token_;
+  std::string broker_epoch_;
+  absl::Duration session_ttl_ = absl::Seconds(30);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Slot> leases_ ABSL_GUARDED_BY(mu_);
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;  // Orders lease registrations and watch starts.
+  // Pins whose response has not been registered yet, and the events that arrived for leases
+  // not (yet) in `leases_` meanwhile; cleared whenever no pin is in flight.
+  int pins_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::vector<v1::WatchEvent>> early_events_ ABSL_GUARDED_BY(mu_);
+  size_t early_event_count_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Session.
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // Close() began: no new RPCs.
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;   // Close() finished.
+  bool lost_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status lost_status_ ABSL_GUARDED_BY(mu_);
+  absl::Status close_status_ ABSL_GUARDED_BY(mu_);
+  // Local time after which the broker has surely forgotten the session (no stream, no call).
+  absl::Time session_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+
+  // Watch stream.
+  std::shared_ptr<WatchReactor> watch_ ABSL_GUARDED_BY(mu_);
+  uint64_t watch_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t watch_start_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool watch_established_ ABSL_GUARDED_BY(mu_) = false;
+  bool watch_cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t watch_established_count_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t watch_failures_ ABSL_GUARDED_BY(mu_) = 0;  // Streams that ended before a snapshot.
+  absl::Status last_watch_status_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::Lease> snapshot_ ABSL_GUARDED_BY(mu_);
+  absl::Time reconnect_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
+
+  // Threads.
+  bool stop_maintenance_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_callbacks_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  std::string running_lease_ ABSL_GUARDED_BY(mu_);  // Lease whose callback runs now, or "".
+  std::thread::id callback_thread_id_ ABSL_GUARDED_BY(mu_);
+  // Not guarded: written by Start() before any other thread can see them, then touched only by
+  // the first Close() (and ~Core, after it).
+  std::thread callback_thread_;     // Joined by Close(), or detached if it closes the client.
+  std::thread maintenance_thread_;  // Joined by Close().
+};
+
+}  // namespace pinbroker::client::internal

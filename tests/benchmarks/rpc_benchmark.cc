@@ -1,0 +1,312 @@
+// What pinning costs over the broker's Unix socket, against the cheapest RPC there is.
+//
+// One in-process Broker (RealClock, host backend: mmap + mlock) listens on a Unix socket and
+// exports a directory holding one 64 MiB file (in /dev/shm when it is writable, else in /tmp).
+// The benchmarks call it from the benchmark thread, through a raw generated stub on its own
+// channel, so they measure the service and the transport, not a client library:
+//
+//   BM_Echo:              one Echo RPC with an empty payload: gRPC and the socket alone.
+//                         The baseline.
+//   BM_PinRelease:        Pin of one page (read-write), then Release of the lease: TWO RPCs
+//                         per iteration. Successive iterations pin successive pages.
+//   BM_PinReleaseLibrary: the same through the C++ client library (Client::Pin +
+//                         Lease::Release), whose session also has its Watch stream open, so
+//                         the broker streams a GRANTED and a RELEASED event per iteration.
+//   BM_EnginePinRelease:  a diagnostic, not an RPC: the same Pin + Release called on the
+//                         broker's engine (PinService) directly, in this thread. What the
+//                         engine's own work (path resolution, busy-range map, lease table,
+//                         mmap + mlock + munmap) costs, to tell it apart from the RPC's cost.
+//
+// Times are wall-clock (UseRealTime): the work happens on the broker's threads, so the
+// calling thread's CPU time would understate it. Two counters cover the whole process (the
+// broker runs in it): proc_cpu_us, the CPU time of all its threads per iteration, and
+// ctx_switches, its context switches per iteration (getrusage). The broker's INFO log lines (one
+// per grant and per release) are formatted but discarded, so the terminal's speed does not count;
+// pass
+// --log_to_stderr to keep them.
+//
+// Run, for example (one line):
+//   build/gcc/tests/benchmarks/rpc_benchmark --benchmark_repetitions=5
+//       --benchmark_report_aggregates_only=true
+
+#include <fcntl.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "benchmark/benchmark.h"
+#include "broker/broker.h"
+#include "clients/cpp/client.h"
+#include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "pinning/log.h"
+#include "pinning/real_clock.h"
+
+namespace pinbroker {
+namespace {
+
+namespace v1 = ::pinbroker::v1;
+
+constexpr uint64_t kFileBytes = uint64_t{64} << 20;
+constexpr char kExport[] = "bench";
+constexpr char kFile[] = "data";
+
+struct Environment {
+  std::string data_dir;
+  std::string socket_dir;
+  RealClock clock;
+  std::unique_ptr<broker::Broker> broker;
+  std::unique_ptr<v1::PinBroker::Stub> stub;
+  v1::SessionCredentials credentials;
+  std::unique_ptr<client::Client> library;
+  uint64_t page_size = 0;
+  uint64_t pages = 0;
+};
+
+Environment* env = nullptr;
+
+// CPU time and context switches of the whole process (every thread, the broker's included).
+struct ProcessUsage {
+  double cpu_seconds = 0;
+  double context_switches = 0;
+
+  static ProcessUsage Now() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    ProcessUsage p;
+    p.cpu_seconds = static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                    static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    p.context_switches = static_cast<double>(u.ru_nvcsw + u.ru_nivcsw);
+    return p;
+  }
+};
+
+// Reports the process's usage since `start`, per iteration.
+void ReportUsage(benchmark::State& state, const ProcessUsage& start) {
+  const ProcessUsage end = ProcessUsage::Now();
+  state.counters["proc_cpu_us"] = benchmark::Counter((end.cpu_seconds - start.cpu_seconds) * 1e6,
+                                                     benchmark::Counter::kAvgIterations);
+  state.counters["ctx_switches"] = benchmark::Counter(end.context_switches - start.context_switches,
+                                                      benchmark::Counter::kAvgIterations);
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "rpc_benchmark: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::string MakeTempDir(const std::string& parent) {
+  std::string templ = parent + "/pb-rpc.XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) return "";
+  return templ;
+}
+
+void WriteDataFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) Die("create " + path + ": " + std::strerror(errno));
+  std::vector<char> chunk(1 << 20, 'x');
+  for (uint64_t done = 0; done < kFileBytes; done += chunk.size()) {
+    if (write(fd, chunk.data(), chunk.size()) != static_cast<ssize_t>(chunk.size())) {
+      Die("write " + path + ": " + std::strerror(errno));
+    }
+  }
+  close(fd);
+}
+
+void SetUp() {
+  env = new Environment();
+  // The data on tmpfs when possible: the benchmark is about the broker, not the disk.
+  env->data_dir = access("/dev/shm", W_OK) == 0 ? MakeTempDir("/dev/shm") : "";
+  if (env->data_dir.empty()) env->data_dir = MakeTempDir("/tmp");
+  env->socket_dir = MakeTempDir("/tmp");
+  if (env->data_dir.empty() || env->socket_dir.empty()) Die("cannot create temporary dirs");
+  WriteDataFile(env->data_dir + "/" + kFile);
+
+  v1::BrokerConfig config;
+  const std::string endpoint = absl::StrCat("unix:", env->socket_dir, "/s.sock");
+  config.add_listen(endpoint);
+  v1::ExportConfig* exp = config.add_exports();
+  exp->set_name(kExport);
+  exp->set_root(env->data_dir);
+  auto broker = broker::Broker::Start(config, &env->clock);
+  if (!broker.ok()) Die("starting the broker: " + broker.status().ToString());
+  env->broker = *std::move(broker);
+  env->page_size = env->broker->engine().page_size();
+  env->pages = kFileBytes / env->page_size;
+
+  env->stub =
+      v1::PinBroker::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::OpenSessionRequest open;
+  open.set_client_name("rpc_benchmark");
+  v1::OpenSessionResponse opened;
+  grpc::Status s = env->stub->OpenSession(&context, open, &opened);
+  if (!s.ok()) Die("OpenSession: " + s.error_message());
+  env->credentials = opened.credentials();
+
+  client::ClientOptions options;
+  options.client_name = "rpc_benchmark-library";
+  auto library = client::Client::Connect(endpoint, options);
+  if (!library.ok()) Die("client library: " + library.status().ToString());
+  env->library = *std::move(library);
+}
+
+void TearDown() {
+  env->library.reset();
+  env->stub.reset();
+  env->broker->Shutdown(absl::ZeroDuration());
+  env->broker.reset();
+  unlink((env->data_dir + "/" + kFile).c_str());
+  rmdir(env->data_dir.c_str());
+  unlink((env->socket_dir + "/s.sock").c_str());
+  rmdir(env->socket_dir.c_str());
+  delete env;
+  env = nullptr;
+}
+
+void BM_Echo(benchmark::State& state) {
+  v1::EchoRequest request;
+  v1::EchoResponse response;
+  const ProcessUsage start = ProcessUsage::Now();
+  for (auto _ : state) {
+    grpc::ClientContext context;
+    const grpc::Status s = env->stub->Echo(&context, request, &response);
+    if (!s.ok()) {
+      state.SkipWithError(("Echo: " + s.error_message()).c_str());
+      break;
+    }
+  }
+  ReportUsage(state, start);
+  state.SetItemsProcessed(state.iterations());  // RPCs.
+}
+BENCHMARK(BM_Echo)->UseRealTime();
+
+void BM_PinRelease(benchmark::State& state) {
+  v1::PinRequest pin;
+  *pin.mutable_credentials() = env->credentials;
+  pin.set_export_name(kExport);
+  pin.set_path(kFile);
+  pin.set_length(env->page_size);
+  pin.set_access(v1::ACCESS_READ_WRITE);
+  v1::ReleaseRequest release;
+  *release.mutable_credentials() = env->credentials;
+  v1::PinResponse pinned;
+  v1::ReleaseResponse released;
+  uint64_t page = 0;
+  const ProcessUsage start = ProcessUsage::Now();
+  for (auto _ : state) {
+    pin.set_offset((page++ % env->pages) * env->page_size);
+    grpc::ClientContext pin_context;
+    grpc::Status s = env->stub->Pin(&pin_context, pin, &pinned);
+    if (!s.ok()) {
+      state.SkipWithError(("Pin: " + s.error_message()).c_str());
+      break;
+    }
+    release.set_lease_id(pinned.lease().lease_id());
+    grpc::ClientContext release_context;
+    s = env->stub->Release(&release_context, release, &released);
+    if (!s.ok()) {
+      state.SkipWithError(("Release: " + s.error_message()).c_str());
+      break;
+    }
+  }
+  ReportUsage(state, start);
+  state.SetItemsProcessed(2 * state.iterations());  // RPCs.
+}
+BENCHMARK(BM_PinRelease)->UseRealTime();
+
+void BM_PinReleaseLibrary(benchmark::State& state) {
+  client::PinOptions pin;
+  pin.export_name = kExport;
+  pin.path = kFile;
+  pin.length = env->page_size;
+  pin.access = v1::ACCESS_READ_WRITE;
+  uint64_t page = 0;
+  const ProcessUsage start = ProcessUsage::Now();
+  for (auto _ : state) {
+    pin.offset = (page++ % env->pages) * env->page_size;
+    auto lease = env->library->Pin(pin);
+    if (!lease.ok()) {
+      state.SkipWithError(("Pin: " + lease.status().ToString()).c_str());
+      break;
+    }
+    const absl::Status s = (*lease)->Release();
+    if (!s.ok()) {
+      state.SkipWithError(("Release: " + s.ToString()).c_str());
+      break;
+    }
+  }
+  ReportUsage(state, start);
+  state.SetItemsProcessed(2 * state.iterations());  // RPCs.
+}
+BENCHMARK(BM_PinReleaseLibrary)->UseRealTime();
+
+void BM_EnginePinRelease(benchmark::State& state) {
+  PinRequest pin;
+  pin.owner = "rpc_benchmark-engine";  // Not a session: the engine does not check owners.
+  pin.export_name = kExport;
+  pin.path = kFile;
+  pin.length = env->page_size;
+  pin.access = Access::kReadWrite;
+  PinService& engine = env->broker->engine();
+  uint64_t page = 0;
+  const ProcessUsage start = ProcessUsage::Now();
+  for (auto _ : state) {
+    pin.offset = (page++ % env->pages) * env->page_size;
+    auto lease = engine.Pin(pin);
+    if (!lease.ok()) {
+      state.SkipWithError(("Pin: " + lease.status().ToString()).c_str());
+      break;
+    }
+    const absl::Status s = engine.Release(pin.owner, lease->id);
+    if (!s.ok()) {
+      state.SkipWithError(("Release: " + s.ToString()).c_str());
+      break;
+    }
+  }
+  ReportUsage(state, start);
+}
+BENCHMARK(BM_EnginePinRelease)->UseRealTime();
+
+}  // namespace
+}  // namespace pinbroker
+
+int main(int argc, char** argv) {
+  bool log_to_stderr = false;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (absl::string_view(argv[i]) == "--log_to_stderr") {
+      log_to_stderr = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+  if (!log_to_stderr) {
+    pinbroker::SetLogSink([](pinbroker::LogSeverity severity, absl::string_view line) {
+      if (severity != pinbroker::LogSeverity::kInfo) {
+        std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
+      }
+    });
+  }
+  pinbroker::SetUp();
+  benchmark::RunSpecifiedBenchmarks();
+  pinbroker::TearDown();
+  benchmark::Shutdown();
+  return 0;
+}
