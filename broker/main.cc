@@ -12,6 +12,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -38,8 +40,10 @@ ABSL_FLAG(absl::Duration, grace, absl::Seconds(5),
           "revoke: time between recall and invalidation, for --export exports");
 ABSL_FLAG(absl::Duration, layout_timeout, absl::Seconds(30),
           "defer: how long a layout change waits for releases, for --export exports");
-ABSL_FLAG(absl::Duration, default_ttl, absl::Seconds(60), "Lease TTL when a pin asks for none");
-ABSL_FLAG(absl::Duration, max_ttl, absl::Minutes(10), "Longest lease TTL granted");
+ABSL_FLAG(absl::Duration, default_ttl, absl::Seconds(60),
+          "Lease TTL when a pin asks for none, for --export exports");
+ABSL_FLAG(absl::Duration, max_ttl, absl::Minutes(10),
+          "Longest lease TTL granted, for --export exports");
 ABSL_FLAG(bool, read_only, false, "Make --export exports read-only");
 ABSL_FLAG(std::string, backend, "", "Pin backend: auto (RDMA if present, else host) or host");
 ABSL_FLAG(absl::Duration, session_ttl, absl::ZeroDuration(),
@@ -182,6 +186,13 @@ int Run() {
 }  // namespace pinbroker::broker
 
 int main(int argc, char** argv) {
+  // --help lists this file's flags (absl's default looks for a file named after the program).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "broker/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "pinbroker daemon: brokers DMA/RDMA pins of file ranges and keeps them safe across "
       "truncates and hole punches.\n\nWith no --config and no --export it serves the embedded "
