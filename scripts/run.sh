@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup.sh >&2
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+mkdir -p build
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPINBROKER_BUILD_BENCHMARKS=OFF >build/release.configure.log 2>&1 ||
   { cat build/release.configure.log; exit 1; }
