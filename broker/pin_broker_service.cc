@@ -210,7 +210,7 @@ Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoRes
   }
   response->set_page_size(engine_->page_size());
   ToProto(sessions_->default_ttl(), response->mutable_session_ttl());
-  response->set_live_leases(engine_->ListLeases({}).size());
+  response->set_live_leases(engine_->live_lease_count());
   response->set_pinned_bytes(engine_->backend().pinned_bytes());
   return Status::OK;
 }

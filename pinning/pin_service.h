@@ -103,6 +103,8 @@ class PinService {
                                          uint64_t length);
 
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
+  // Granted or recalling leases, without copying them.
+  size_t live_lease_count() const { return table_.live_count(); }
   absl::StatusOr<FileDescription> DescribeFile(absl::string_view export_name,
                                                absl::string_view path);
   LeaseTable::Subscription Watch(std::string owner, absl::AnyInvocable<void()> on_ready = nullptr);
