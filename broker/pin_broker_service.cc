@@ -113,6 +113,7 @@ Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinRespons
   pin.access = *access;
   pin.ttl = *ttl;
   pin.wait_if_blocked = *wait;
+  pin.rdma = request->rdma();
   auto lease = engine_->Pin(pin);
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   ToProto(*lease, *ids_, response->mutable_lease());

@@ -145,6 +145,16 @@ void ToProto(const LeaseInfo& lease, const LeaseIdCodec& ids, pb::Lease* out) {
     ToProto(lease.recall_deadline, out->mutable_recall_deadline());
   }
   out->set_reason(lease.reason);
+  if (!lease.rdma.device.empty()) {
+    pb::RdmaAccess* rdma = out->mutable_rdma();
+    rdma->set_device(lease.rdma.device);
+    rdma->set_rkey(lease.rdma.rkey);
+    rdma->set_remote_address(lease.rdma.remote_address);
+    rdma->set_length(lease.rdma.length);
+    rdma->set_required_alignment(lease.rdma.required_alignment);
+    rdma->set_max_transfer_size(lease.rdma.max_transfer_size);
+    rdma->set_constraint_reason(lease.rdma.constraint_reason);
+  }
 }
 
 namespace {

@@ -192,7 +192,10 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
   const uint64_t handle = next_handle_++;
   mappings_.emplace(handle, Mapping{.addr = addr, .length = length});
   pinned_bytes_ += length;
-  return BackendPin{.handle = handle, .mode = RegistrationMode::kHost};
+  BackendPin pin;
+  pin.handle = handle;
+  pin.mode = RegistrationMode::kHost;
+  return pin;
 }
 
 absl::Status HostBackend::Release(uint64_t handle) { return Unpin(handle, "release"); }

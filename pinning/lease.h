@@ -35,6 +35,19 @@ inline bool IsTerminal(LeaseState s) {
   return s == LeaseState::kReleased || s == LeaseState::kRevoked || s == LeaseState::kExpired;
 }
 
+// How a remote client reaches a lease's memory over RDMA (set by the RDMA backend only).
+struct RdmaGrant {
+  std::string device;         // Empty: no RDMA access.
+  uint32_t rkey = 0;          // The lease's memory window; valid only on its owner's connection.
+  uint64_t remote_address = 0;  // Address of the lease's first byte.
+  uint64_t length = 0;
+  // Transfer constraints: every operation's remote offset and length must be multiples of
+  // `required_alignment` (1: none) and at most `max_transfer_size` (0: unlimited).
+  uint64_t required_alignment = 1;
+  uint64_t max_transfer_size = 0;
+  std::string constraint_reason;  // Why, when constrained.
+};
+
 // What the engine tells about one lease.
 struct LeaseInfo {
   LeaseId id = 0;
@@ -53,6 +66,7 @@ struct LeaseInfo {
   // Set while recalling: when the broker will revoke, and why.
   absl::Time recall_deadline = absl::InfiniteFuture();
   std::string reason;  // Why the lease is recalling or how it ended.
+  RdmaGrant rdma;  // Empty unless the lease was pinned for RDMA.
   // Engine-internal: the PinBackend's handle for this lease's pin. Never shown to clients.
   uint64_t backend_handle = 0;
 };

@@ -28,11 +28,13 @@ struct PinSpec {
   const FileInfo* file = nullptr;
   ByteRange bytes;  // Page-aligned, within the file.
   Access access = Access::kRead;
+  bool rdma = false;  // Remote access through the owner's RDMA connection was asked for.
 };
 
 struct BackendPin {
   uint64_t handle = 0;  // Backend-private; passed back to Release()/Revoke().
   RegistrationMode mode = RegistrationMode::kHost;
+  RdmaGrant rdma;  // Filled for RDMA pins.
 };
 
 class PinBackend {

@@ -131,6 +131,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   spec.file = &file.info;
   spec.bytes = bytes;
   spec.access = request.access;
+  spec.rdma = request.rdma;
   ASSIGN_OR_RETURN(const BackendPin pin, backend_->Pin(spec));
 
   const absl::Time now = clock_->Now();
@@ -149,6 +150,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   lease.granted_at = now;
   lease.expires_at = now + EffectiveTtl(*exp, request.ttl);
   lease.backend_handle = pin.handle;
+  lease.rdma = pin.rdma;
 
   absl::Status inserted;
   const absl::Status commit = state->busy.Commit(id, [&] { inserted = table_.Insert(lease); });

@@ -44,6 +44,7 @@ struct PinRequest {
   Access access = Access::kRead;
   absl::Duration ttl = absl::ZeroDuration();  // Zero: the export's default; capped at its max.
   absl::Duration wait_if_blocked = absl::ZeroDuration();  // See the header comment.
+  bool rdma = false;  // Remote access through the owner's RDMA connection (PinSpec::rdma).
 };
 
 // Which layout change, on what, with which policy. Unset policy/grace/timeout take the export's.

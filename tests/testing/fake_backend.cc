@@ -19,7 +19,10 @@ absl::StatusOr<BackendPin> FakeBackend::Pin(const PinSpec& spec) {
   Call call{Call::Kind::kPin, spec.lease, handle, spec.bytes};
   calls_.push_back(call);
   held_.emplace(handle, call);
-  return BackendPin{handle, mode_};
+  BackendPin pin;
+  pin.handle = handle;
+  pin.mode = mode_;
+  return pin;
 }
 
 absl::Status FakeBackend::Release(uint64_t handle) {
