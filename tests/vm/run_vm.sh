@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Boots a Debian kernel in qemu (TCG) with two soft-RoCE devices and two fs-dax filesystems, runs
+# the guest's smoke checks and the project's VM scenarios/benchmarks, and reports the results.
+#
+# Usage: tests/vm/run_vm.sh --kernel bookworm|backports [options]
+#   --bin-dir DIR      a build tree (or bin directory) to take pinbrokerd, pinctl, pinrdma,
+#                      vm_scenarios and vm_benchmarks from, found by name; repeatable; missing
+#                      programs are left out
+#   --add FILE         one more program for /pb/bin in the guest; repeatable
+#   --run CMD          a shell command the guest runs after the smoke checks (its SCENARIO lines
+#                      count; a non-zero exit without a FAIL line is a failure)
+#   --env KEY=VALUE    a variable for the guest's programs; repeatable
+#   --scenario-args S  arguments for vm_scenarios (word-split in the guest)
+#   --no-scenarios     do not run vm_scenarios          --no-bench   do not run vm_benchmarks
+#   --timeout S        host-side limit for the whole VM, seconds (default 900)
+#   --shell            interactive: a guest shell after the checks (exit it to power off)
+#   --log FILE         keep the serial console log there (default: in the work dir)
+#   --keep             keep the work dir (initramfs, nvdimm images, log)
+#   --quiet            echo only result lines, not the whole guest console
+#   --no-strip         keep debug info in the guest's copies of the binaries
+#   --cache DIR        kernel cache (default ${PINBROKER_VM_CACHE:-/var/cache/pinbroker-vm})
+#   --smp N / --mem M  guest CPUs (default 2) and RAM (default 2G)
+#   --append ARGS      extra kernel command-line arguments
+# The last line is "vm-<kernel>: N passed, N failed, N skipped". Exit status: 0 when every check
+# passed, 1 when any failed, 2 when the guest did not finish (timeout, crash, no summary) or the
+# VM could not be prepared.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+die() { echo "run_vm: error: $*" >&2; exit 2; }
+log() { echo "run_vm: $*" >&2; }
+
+KERNEL="" TIMEOUT=900 SHELL_MODE=0 KEEP=0 QUIET=0 STRIP_ARG="" LOGFILE="" RUN_CMD=""
+CACHE=${PINBROKER_VM_CACHE:-/var/cache/pinbroker-vm} SMP=2 MEM=2G APPEND_EXTRA=""
+SCEN_ARGS="" SKIP_SCEN=0 SKIP_BENCH=0
+BIN_DIRS=() ADDS=() ENVS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kernel) KERNEL=${2:?--kernel needs a value}; shift 2 ;;
+    --bin-dir) BIN_DIRS+=("${2:?--bin-dir needs a value}"); shift 2 ;;
+    --add) ADDS+=("${2:?--add needs a value}"); shift 2 ;;
+    --run) RUN_CMD=${2:?--run needs a value}; shift 2 ;;
+    --env) [[ "${2:-}" == [A-Za-z_]*=* ]] || die "--env needs KEY=VALUE"; ENVS+=("$2"); shift 2 ;;
+    --scenario-args) SCEN_ARGS=${2?}; shift 2 ;;
+    --no-scenarios) SKIP_SCEN=1; shift ;;
+    --no-bench) SKIP_BENCH=1; shift ;;
+    --timeout) TIMEOUT=${2:?}; [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout needs seconds"; shift 2 ;;
+    --shell) SHELL_MODE=1; shift ;;
+    --log) LOGFILE=${2:?}; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --quiet) QUIET=1; shift ;;
+    --no-strip) STRIP_ARG=--no-strip; shift ;;
+    --cache) CACHE=${2:?}; shift 2 ;;
+    --smp) SMP=${2:?}; shift 2 ;;
+    --mem) MEM=${2:?}; shift 2 ;;
+    --append) APPEND_EXTRA=${2?}; shift 2 ;;
+    -h | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//; /^set -e/d'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+case "$KERNEL" in bookworm | backports) ;; *) die "--kernel bookworm|backports is required" ;; esac
+for tool in qemu-system-x86_64 timeout flock; do
+  command -v "$tool" >/dev/null || die "'$tool' not found (run scripts/setup.sh)"
+done
+
+T_START=$SECONDS
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pb-vm-$KERNEL.XXXXXX")
+QEMU_PID=""
+cleanup() {
+  if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then kill -KILL "$QEMU_PID" 2>/dev/null || true; fi
+  if [ "$KEEP" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1. Kernel (cached).
+t0=$SECONDS
+KDIR=$("$HERE/fetch_kernel.sh" "$KERNEL" "$CACHE" | tail -n1) || die "fetch_kernel.sh failed"
+T_FETCH=$((SECONDS - t0))
+
+# 2. Binaries, found by name in the given trees.
+BINS=()
+for name in pinbrokerd pinctl pinrdma vm_scenarios vm_benchmarks; do
+  found=""
+  for d in "${BIN_DIRS[@]}"; do
+    [ -d "$d" ] || die "--bin-dir $d is not a directory"
+    # The newest regular executable of that name outside CMake's scratch directories.
+    cand=$(find "$d" -name CMakeFiles -prune -o -type f -name "$name" -perm -u+x -printf '%T@ %p\n' 2>/dev/null |
+      sort -rn | head -n1 | cut -d' ' -f2-)
+    [ -n "$cand" ] && { found=$cand; break; }
+  done
+  [ -n "$found" ] && BINS+=("$found")
+done
+for f in "${ADDS[@]}"; do [ -f "$f" ] || die "--add $f: no such file"; BINS+=("$f"); done
+if [ ${#BIN_DIRS[@]} -gt 0 ] || [ ${#ADDS[@]} -gt 0 ]; then
+  log "guest programs: ${BINS[*]:-none found}"
+fi
+
+# 3. Guest settings and initramfs (the kernel tree is read under the cache's shared lock so a
+#    concurrent fetch cannot prune it meanwhile).
+{
+  echo "PB_VM_SKIP_SCENARIOS=$SKIP_SCEN"
+  echo "PB_VM_SKIP_BENCH=$SKIP_BENCH"
+  echo "PB_VM_SHELL=$SHELL_MODE"
+  printf 'PB_SCENARIO_ARGS=%q\n' "$SCEN_ARGS"
+  for kv in "${ENVS[@]}"; do printf '%s=%q\n' "${kv%%=*}" "${kv#*=}"; done
+} >"$WORK/run.env"
+RUN_ARGS=()
+if [ -n "$RUN_CMD" ]; then
+  printf '#!/bin/sh\n%s\n' "$RUN_CMD" >"$WORK/run.sh"
+  RUN_ARGS=(--run-file "$WORK/run.sh")
+fi
+t0=$SECONDS
+exec 9>"$CACHE/.lock"
+flock -s 9
+KDIR=$(readlink -f "$KDIR")
+# shellcheck source=/dev/null
+. "$KDIR/kernel.env"
+cp "$PB_KVMLINUZ" "$WORK/vmlinuz"
+"$HERE/build_initramfs.sh" --kernel "$KDIR" --out "$WORK/initramfs" --env-file "$WORK/run.env" \
+  "${RUN_ARGS[@]}" $STRIP_ARG "${BINS[@]}" || die "build_initramfs.sh failed"
+flock -u 9
+T_INITRAMFS=$((SECONDS - t0))
+
+# 4. Fresh sparse nvdimm backing files (a reused one boots in fsdax mode and the guest's
+#    conversion from raw mode then fails). mkfs.xfs needs at least 300 MB.
+truncate -s 512M "$WORK/nv0.img" "$WORK/nv1.img"
+
+# 5. Boot.
+LOG=${LOGFILE:-$WORK/console.log}
+mkdir -p "$(dirname "$LOG")"
+: >"$LOG"
+APPEND="console=ttyS0,115200 panic=-1 quiet loglevel=4 mitigations=off nokaslr tsc=reliable"
+APPEND+=" no_timer_check cryptomgr.notests random.trust_cpu=on i8042.noaux i8042.nopnp"
+APPEND+=" ${APPEND_EXTRA}"
+QEMU=(qemu-system-x86_64 -nodefaults -no-user-config
+  -accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM,slots=4,maxmem=6G"
+  -machine pc,nvdimm=on -nic none -no-reboot -nographic -monitor none
+  -kernel "$WORK/vmlinuz" -initrd "$WORK/initramfs" -append "$APPEND"
+  -object "memory-backend-file,id=nv0,share=on,mem-path=$WORK/nv0.img,size=512M"
+  -device nvdimm,id=nvdimm0,memdev=nv0
+  -object "memory-backend-file,id=nv1,share=on,mem-path=$WORK/nv1.img,size=512M"
+  -device nvdimm,id=nvdimm1,memdev=nv1)
+log "booting $PB_KV ($KERNEL $PB_KPKGVERSION), timeout ${TIMEOUT}s, console log $LOG"
+t0=$SECONDS
+if [ "$SHELL_MODE" = 1 ]; then
+  # Interactive: the console is this terminal (Ctrl-A X quits qemu).
+  "${QEMU[@]}" -serial mon:stdio | tee "$LOG"
+  exit 0
+fi
+"${QEMU[@]}" -serial stdio </dev/null >"$LOG" 2>&1 &
+QEMU_PID=$!
+# Echo the console as it comes, without carriage returns and SeaBIOS's terminal escapes.
+STRIP_TTY='s/\r//g; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g'
+FILTER='.'
+[ "$QUIET" = 1 ] && FILTER='^(SCENARIO |PB-VM-DONE|== )'
+tail -n +1 -f --pid="$QEMU_PID" "$LOG" 2>/dev/null | sed -u "$STRIP_TTY" | grep --line-buffered -aE "$FILTER" &
+TAIL_PID=$!
+TIMED_OUT=0
+while kill -0 "$QEMU_PID" 2>/dev/null; do
+  if [ $((SECONDS - t0)) -ge "$TIMEOUT" ]; then
+    TIMED_OUT=1
+    kill -TERM "$QEMU_PID" 2>/dev/null || true
+    sleep 2
+    kill -KILL "$QEMU_PID" 2>/dev/null || true
+    break
+  fi
+  sleep 1
+done
+QEMU_RC=0
+wait "$QEMU_PID" || QEMU_RC=$?
+QEMU_PID=""
+wait "$TAIL_PID" 2>/dev/null || true
+T_VM=$((SECONDS - t0))
+
+# 6. Verdict.
+CLEAN=$(sed "$STRIP_TTY" "$LOG")
+boot_at=$(grep -m1 -o '^== setup: kernel.*(t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
+smoke_at=$(grep -m1 -o '^== smoke (t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
+smoke_done=$(grep -m1 -o '^== smoke done (t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
+done_line=$(grep -a '^PB-VM-DONE ' <<<"$CLEAN" | tail -n1 || true)
+status=0
+if [ -n "$done_line" ]; then
+  passed=$(sed 's/.*passed=\([0-9]*\).*/\1/' <<<"$done_line")
+  failed=$(sed 's/.*failed=\([0-9]*\).*/\1/' <<<"$done_line")
+  skipped=$(sed 's/.*skipped=\([0-9]*\).*/\1/' <<<"$done_line")
+  [ "$failed" = 0 ] || status=1
+else
+  # Count what the console shows and add one failure for the unfinished VM.
+  passed=$(grep -ac '^SCENARIO [^ ]*: PASS' <<<"$CLEAN" || true)
+  failed=$(($(grep -ac '^SCENARIO [^ ]*: FAIL' <<<"$CLEAN" || true) + 1))
+  skipped=$(grep -ac '^SCENARIO [^ ]*: SKIP' <<<"$CLEAN" || true)
+  if [ "$TIMED_OUT" = 1 ]; then
+    echo "SCENARIO vm-$KERNEL-finished: FAIL timed out after ${TIMEOUT}s (qemu killed)"
+  else
+    echo "SCENARIO vm-$KERNEL-finished: FAIL guest stopped without its summary (qemu exit $QEMU_RC)"
+  fi
+  echo "run_vm: last console lines:"
+  tail -n 30 <<<"$CLEAN" | sed 's/^/  | /'
+  status=2
+fi
+if [ "$status" != 0 ] && [ -z "$LOGFILE" ] && [ "$KEEP" = 0 ]; then
+  keep_log="${TMPDIR:-/tmp}/pb-vm-$KERNEL-$(date +%Y%m%d-%H%M%S).log"
+  cp "$LOG" "$keep_log" && log "console log kept: $keep_log"
+fi
+log "$KERNEL $PB_KV: fetch ${T_FETCH}s, initramfs ${T_INITRAMFS}s, vm ${T_VM}s" \
+  "(/init at ${boot_at:-?}s, smoke ${smoke_at:-?}-${smoke_done:-?}s), total $((SECONDS - T_START))s"
+echo "vm-$KERNEL: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
