@@ -16,6 +16,10 @@ PACKAGES=(
   python3 python3-grpcio python3-grpc-tools
   # Real-filesystem tests (ext4 image on a loop device).
   e2fsprogs mount util-linux
+  # VM tests (tests/vm): qemu guest with soft-RoCE and fs-dax; the kernel itself is downloaded
+  # (not installed) by tests/vm/fetch_kernel.sh. Not rdma-core: it pulls udev/systemd upgrades.
+  qemu-system-x86 busybox-static ibverbs-utils rdmacm-utils perftest xfsprogs iproute2 kmod cpio
+  xz-utils zstd
 )
 
 missing=()

@@ -8,7 +8,10 @@
 #   2. GCC build with AddressSanitizer + UndefinedBehaviorSanitizer; runs every test.
 #   3. GCC build with -Wall -Wextra -Werror (RelWithDebInfo, benchmarks included); runs every
 #      test.
-# The last line is the total over the three runs: "N passed, N failed, N skipped".
+#   4. VM tests (tests/vm/run_suite.sh): the gcc build's programs in qemu on Debian 12's 6.1 kernel
+#      and the newest trixie-backports kernel, with real soft-RoCE (rdma_rxe) and fs-dax. Set
+#      PINBROKER_SKIP_VM=1 to skip them on a developer machine (CI never sets it).
+# The last line is the total over all runs: "N passed, N failed, N skipped".
 #
 # Build trees live in build/<name>; ccache keeps rebuilds cheap.
 set -euo pipefail
@@ -52,6 +55,17 @@ configure gcc
 cmake --build build/gcc -j "$JOBS"
 ctest --test-dir build/gcc -j "$JOBS" --output-junit "$PWD/build/gcc.junit.xml"
 
+vm_reports=()
+if [ "${PINBROKER_SKIP_VM:-0}" = 1 ]; then
+  stage "VM tests skipped (PINBROKER_SKIP_VM=1)"
+else
+  stage "VM: soft-RoCE + fs-dax in qemu (Debian 12 6.1, newest trixie-backports)"
+  rm -rf build/vm
+  # Failures are counted from the JUnit reports below (a missing report counts as a failure).
+  tests/vm/run_suite.sh --bin-dir build/gcc --junit-dir build/vm --log-dir build/vm || true
+  vm_reports=(vm-bookworm=build/vm/vm-bookworm.junit.xml vm-backports=build/vm/vm-backports.junit.xml)
+fi
+
 stage "summary"
 scripts/junit_summary.py tsan=build/clang-tsan.junit.xml asan-ubsan=build/asan-ubsan.junit.xml \
-  gcc=build/gcc.junit.xml
+  gcc=build/gcc.junit.xml "${vm_reports[@]}"

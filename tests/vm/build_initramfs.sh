@@ -144,9 +144,10 @@ echo "$PB_KFLAVOR $PB_KPKGVERSION $PB_KV" >"$R/pb/etc/kernel"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\n' >"$R/etc/group"
 mkdir -p "$R/root"
-# The kernel opens /dev/console for /init before anything can mount devtmpfs.
-mknod -m 600 "$R/dev/console" c 5 1
-mknod -m 666 "$R/dev/null" c 1 3
+# The kernel opens /dev/console for /init before anything can mount devtmpfs (only root can make
+# the node; without it /init reopens the console itself after mounting devtmpfs).
+mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || true
+mknod -m 666 "$R/dev/null" c 1 3 2>/dev/null || true
 
 COMPRESS=(gzip -1)
 if [ -n "${PB_KCONFIG:-}" ] && grep -q '^CONFIG_RD_ZSTD=y' "$PB_KCONFIG"; then COMPRESS=(zstd -q -T0 -6); fi

@@ -15,7 +15,7 @@
 # sources.list.d/*.list and *.sources); a private sources list, list directory and archive
 # directory under the cache keep apt's state apart from the system's.
 #
-# Cache (default ${PINBROKER_VM_CACHE:-/var/cache/pinbroker-vm}):
+# Cache (default $PINBROKER_VM_CACHE, else /var/cache/pinbroker-vm, else ~/.cache/pinbroker-vm):
 #   debs/                       downloaded .debs, reused while the resolved version is unchanged
 #   apt/<flavor>/               private sources.list and package lists
 #   kernels/<flavor>/<version>/ unpacked tree (root/), depmod run, kernel.env describing it
@@ -31,9 +31,21 @@ set -euo pipefail
 die() { echo "fetch_kernel: error: $*" >&2; exit 1; }
 log() { echo "fetch_kernel: $*" >&2; }
 
+# The cache: $PINBROKER_VM_CACHE, else /var/cache/pinbroker-vm when it can be written, else
+# ~/.cache/pinbroker-vm.
+default_cache() {
+  if [ -n "${PINBROKER_VM_CACHE:-}" ]; then
+    echo "$PINBROKER_VM_CACHE"
+  elif mkdir -p /var/cache/pinbroker-vm 2>/dev/null && [ -w /var/cache/pinbroker-vm ]; then
+    echo /var/cache/pinbroker-vm
+  else
+    echo "${XDG_CACHE_HOME:-$HOME/.cache}/pinbroker-vm"
+  fi
+}
+
 [ $# -ge 1 ] && [ $# -le 2 ] || die "usage: $0 <bookworm|backports> [CACHE_DIR]"
 FLAVOR=$1
-CACHE=${2:-${PINBROKER_VM_CACHE:-/var/cache/pinbroker-vm}}
+CACHE=${2:-$(default_cache)}
 case "$FLAVOR" in bookworm | backports) ;; *) die "unknown kernel flavor '$FLAVOR'" ;; esac
 for tool in apt-get apt-cache dpkg-deb depmod sha256sum flock; do
   command -v "$tool" >/dev/null || die "'$tool' not found (run scripts/setup.sh)"

@@ -17,8 +17,10 @@
 #   --log FILE         keep the serial console log there (default: in the work dir)
 #   --keep             keep the work dir (initramfs, nvdimm images, log)
 #   --quiet            echo only result lines, not the whole guest console
+#   --junit FILE       also write the results as a JUnit report (one testcase per SCENARIO line)
 #   --no-strip         keep debug info in the guest's copies of the binaries
-#   --cache DIR        kernel cache (default ${PINBROKER_VM_CACHE:-/var/cache/pinbroker-vm})
+#   --cache DIR        kernel cache (default $PINBROKER_VM_CACHE, else /var/cache/pinbroker-vm,
+#                      else ~/.cache/pinbroker-vm; see fetch_kernel.sh)
 #   --smp N / --mem M  guest CPUs (default 2) and RAM (default 2G)
 #   --append ARGS      extra kernel command-line arguments
 # The last line is "vm-<kernel>: N passed, N failed, N skipped". Exit status: 0 when every check
@@ -30,8 +32,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "run_vm: error: $*" >&2; exit 2; }
 log() { echo "run_vm: $*" >&2; }
 
-KERNEL="" TIMEOUT=900 SHELL_MODE=0 KEEP=0 QUIET=0 STRIP_ARG="" LOGFILE="" RUN_CMD=""
-CACHE=${PINBROKER_VM_CACHE:-/var/cache/pinbroker-vm} SMP=2 MEM=2G APPEND_EXTRA=""
+JUNIT="" KERNEL="" TIMEOUT=900 SHELL_MODE=0 KEEP=0 QUIET=0 STRIP_ARG="" LOGFILE="" RUN_CMD=""
+CACHE="" SMP=2 MEM=2G APPEND_EXTRA=""
 SCEN_ARGS="" SKIP_SCEN=0 SKIP_BENCH=0
 BIN_DIRS=() ADDS=() ENVS=()
 while [ $# -gt 0 ]; do
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
     --log) LOGFILE=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --quiet) QUIET=1; shift ;;
+    --junit) JUNIT=${2:?}; shift 2 ;;
     --no-strip) STRIP_ARG=--no-strip; shift ;;
     --cache) CACHE=${2:?}; shift 2 ;;
     --smp) SMP=${2:?}; shift 2 ;;
@@ -59,6 +62,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$KERNEL" in bookworm | backports) ;; *) die "--kernel bookworm|backports is required" ;; esac
+# The cache: $PINBROKER_VM_CACHE, else /var/cache/pinbroker-vm when it can be written, else
+# ~/.cache/pinbroker-vm.
+default_cache() {
+  if [ -n "${PINBROKER_VM_CACHE:-}" ]; then
+    echo "$PINBROKER_VM_CACHE"
+  elif mkdir -p /var/cache/pinbroker-vm 2>/dev/null && [ -w /var/cache/pinbroker-vm ]; then
+    echo /var/cache/pinbroker-vm
+  else
+    echo "${XDG_CACHE_HOME:-$HOME/.cache}/pinbroker-vm"
+  fi
+}
+[ -n "$CACHE" ] || CACHE=$(default_cache)
 for tool in qemu-system-x86_64 timeout flock; do
   command -v "$tool" >/dev/null || die "'$tool' not found (run scripts/setup.sh)"
 done
@@ -175,11 +190,12 @@ T_VM=$((SECONDS - t0))
 
 # 6. Verdict.
 CLEAN=$(sed "$STRIP_TTY" "$LOG")
-boot_at=$(grep -m1 -o '^== setup: kernel.*(t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
+boot_at=$(grep -m1 -o '== setup: kernel.*(t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
 smoke_at=$(grep -m1 -o '^== smoke (t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
 smoke_done=$(grep -m1 -o '^== smoke done (t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
 done_line=$(grep -a '^PB-VM-DONE ' <<<"$CLEAN" | tail -n1 || true)
 status=0
+UNFINISHED=""
 if [ -n "$done_line" ]; then
   passed=$(sed 's/.*passed=\([0-9]*\).*/\1/' <<<"$done_line")
   failed=$(sed 's/.*failed=\([0-9]*\).*/\1/' <<<"$done_line")
@@ -191,10 +207,11 @@ else
   failed=$(($(grep -ac '^SCENARIO [^ ]*: FAIL' <<<"$CLEAN" || true) + 1))
   skipped=$(grep -ac '^SCENARIO [^ ]*: SKIP' <<<"$CLEAN" || true)
   if [ "$TIMED_OUT" = 1 ]; then
-    echo "SCENARIO vm-$KERNEL-finished: FAIL timed out after ${TIMEOUT}s (qemu killed)"
+    UNFINISHED="SCENARIO vm-$KERNEL-finished: FAIL timed out after ${TIMEOUT}s (qemu killed)"
   else
-    echo "SCENARIO vm-$KERNEL-finished: FAIL guest stopped without its summary (qemu exit $QEMU_RC)"
+    UNFINISHED="SCENARIO vm-$KERNEL-finished: FAIL guest stopped without its summary (qemu exit $QEMU_RC)"
   fi
+  echo "$UNFINISHED"
   echo "run_vm: last console lines:"
   tail -n 30 <<<"$CLEAN" | sed 's/^/  | /'
   status=2
@@ -202,6 +219,32 @@ fi
 if [ "$status" != 0 ] && [ -z "$LOGFILE" ] && [ "$KEEP" = 0 ]; then
   keep_log="${TMPDIR:-/tmp}/pb-vm-$KERNEL-$(date +%Y%m%d-%H%M%S).log"
   cp "$LOG" "$keep_log" && log "console log kept: $keep_log"
+fi
+if [ -n "$JUNIT" ]; then
+  mkdir -p "$(dirname "$JUNIT")"
+  { grep -a '^SCENARIO [^ ]*: \(PASS\|FAIL\|SKIP\)' <<<"$CLEAN" || true; [ -z "$UNFINISHED" ] || echo "$UNFINISHED"; } |
+    awk -v suite="vm-$KERNEL" -v kv="$PB_KV" -v secs="$T_VM" '
+      function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); gsub(/"/, "\\&quot;", s)
+                        gsub(/[\001-\010\013\014\016-\037]/, "?", s); return s }
+      {
+        name = $2; sub(/:$/, "", name); verdict = $3
+        detail = $0; sub(/^SCENARIO [^ ]* [A-Z]+ ?/, "", detail)
+        n++; names[n] = esc(name); verdicts[n] = verdict; details[n] = esc(detail)
+        if (verdict == "FAIL") f++; else if (verdict == "SKIP") k++
+      }
+      END {
+        print "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        printf "<testsuite name=\"%s\" tests=\"%d\" failures=\"%d\" skipped=\"%d\" time=\"%s\">\n", suite, n, f, k, secs
+        printf "  <properties><property name=\"kernel\" value=\"%s\"/></properties>\n", esc(kv)
+        for (i = 1; i <= n; i++) {
+          printf "  <testcase classname=\"%s\" name=\"%s\">", suite, names[i]
+          if (verdicts[i] == "FAIL") printf "<failure message=\"%s\"/>", details[i]
+          else if (verdicts[i] == "SKIP") printf "<skipped message=\"%s\"/>", details[i]
+          else printf "<system-out>%s</system-out>", details[i]
+          print "</testcase>"
+        }
+        print "</testsuite>"
+      }' >"$JUNIT"
 fi
 log "$KERNEL $PB_KV: fetch ${T_FETCH}s, initramfs ${T_INITRAMFS}s, vm ${T_VM}s" \
   "(/init at ${boot_at:-?}s, smoke ${smoke_at:-?}-${smoke_done:-?}s), total $((SECONDS - T_START))s"

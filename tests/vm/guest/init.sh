@@ -20,6 +20,7 @@ umask 022
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
 mkdir -p /dev/pts /dev/shm /mnt/ext4dax /mnt/xfsdax /mnt/tmpfs
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
@@ -72,6 +73,7 @@ kmsg() {
 }
 
 # ---------------------------------------------------------------------------------------------
+echo  # the firmware's last line ("Booting from ROM...") has no newline
 stage "setup: kernel $PB_KERNEL ($(cat /pb/etc/kernel 2>/dev/null))"
 while read -r ko; do
   [ -n "$ko" ] || continue
