@@ -48,15 +48,19 @@ mkdir -p "$R"/{usr/bin,usr/sbin,usr/lib,usr/lib64,etc,dev,proc,sys,tmp,run,mnt,p
 for d in bin sbin lib lib64; do ln -s "usr/$d" "$R/$d"; done  # merged /usr, as on the host
 
 declare -A COPIED=()
-# Copies a file (following symlinks) to the same path inside the image, plus its ldd libraries.
+copy_file() {
+  [ -n "${COPIED[$2]:-}" ] && return 0
+  COPIED[$2]=1
+  mkdir -p "$R$(dirname "$2")"
+  cp -L "$1" "$R$2"
+}
+# Copies a file (following symlinks) to the same path inside the image (or to $2), plus the
+# libraries ldd lists for it (ldd already lists the whole closure).
 copy_with_libs() {
   local src=$1 dst=${2:-$1} lib
-  [ -n "${COPIED[$dst]:-}" ] && return 0
-  COPIED[$dst]=1
-  mkdir -p "$R$(dirname "$dst")"
-  cp -L "$src" "$R$dst"
+  copy_file "$src" "$dst"
   while read -r lib; do
-    [ -n "$lib" ] && copy_with_libs "$lib"
+    [ -n "$lib" ] && copy_file "$lib" "$lib"
   done < <(ldd "$src" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }')
 }
 optional_tool() {
@@ -102,11 +106,10 @@ for b in "${BINS[@]}"; do
   if [ "$STRIP" = 1 ]; then strip --strip-debug "$R/pb/bin/$name" 2>/dev/null || true; fi
 done
 
-# busybox applets for everything not provided by a real tool above.
+# busybox, with the link /init's #! needs; init makes the other applet links (busybox --install
+# -s, which leaves the real tools above in place).
 cp /bin/busybox "$R/usr/bin/busybox"
-while read -r applet; do
-  [ -e "$R/$applet" ] || [ -L "$R/$applet" ] || { mkdir -p "$R/$(dirname "$applet")"; ln -s /usr/bin/busybox "$R/$applet"; }
-done < <(busybox --list-full)
+ln -s busybox "$R/usr/bin/sh"
 
 # Kernel modules, in load order, decompressed.
 WANT=(crc32_generic crc32-pclmul crc32c_generic crc32c-intel rdma_rxe ib_uverbs rdma_ucm ib_umad
@@ -143,6 +146,8 @@ echo "$PB_KFLAVOR $PB_KPKGVERSION $PB_KV" >"$R/pb/etc/kernel"
 [ -z "$RUN_FILE" ] || { cp "$RUN_FILE" "$R/pb/etc/run.sh"; chmod 755 "$R/pb/etc/run.sh"; }
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\n' >"$R/etc/group"
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' >"$R/etc/hosts"
+printf 'passwd: files\ngroup: files\nhosts: files\n' >"$R/etc/nsswitch.conf"
 mkdir -p "$R/root"
 # The kernel opens /dev/console for /init before anything can mount devtmpfs (only root can make
 # the node; without it /init reopens the console itself after mounting devtmpfs).

@@ -263,7 +263,7 @@ prune() {
 fetch() {
   write_sources || { log "no usable Debian entry in the system's apt sources"; return 1; }
   local t0=$SECONDS
-  apt-get "${APT_OPTS[@]}" update >"$ADIR/update.log" 2>&1 || {
+  apt-get "${APT_OPTS[@]}" --error-on=any update >"$ADIR/update.log" 2>&1 || {
     log "apt-get update failed:"; tail -n 5 "$ADIR/update.log" >&2; return 1
   }
   log "package lists refreshed in $((SECONDS - t0)) s"

@@ -74,6 +74,7 @@ default_cache() {
   fi
 }
 [ -n "$CACHE" ] || CACHE=$(default_cache)
+for d in "${BIN_DIRS[@]}"; do [ -d "$d" ] || die "--bin-dir $d is not a directory"; done
 for tool in qemu-system-x86_64 timeout flock; do
   command -v "$tool" >/dev/null || die "'$tool' not found (run scripts/setup.sh)"
 done
@@ -98,7 +99,6 @@ BINS=()
 for name in pinbrokerd pinctl pinrdma vm_scenarios vm_benchmarks; do
   found=""
   for d in "${BIN_DIRS[@]}"; do
-    [ -d "$d" ] || die "--bin-dir $d is not a directory"
     # The newest regular executable of that name outside CMake's scratch directories.
     cand=$(find "$d" -name CMakeFiles -prune -o -type f -name "$name" -perm -u+x -printf '%T@ %p\n' 2>/dev/null |
       sort -rn | head -n1 | cut -d' ' -f2-)
@@ -194,27 +194,37 @@ boot_at=$(grep -m1 -o '== setup: kernel.*(t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=
 smoke_at=$(grep -m1 -o '^== smoke (t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
 smoke_done=$(grep -m1 -o '^== smoke done (t=[0-9.]*s)' <<<"$CLEAN" | sed 's/.*t=\([0-9.]*\)s)/\1/' || true)
 done_line=$(grep -a '^PB-VM-DONE ' <<<"$CLEAN" | tail -n1 || true)
+# The verdict counts the SCENARIO lines on the console (they are also the JUnit test cases), plus
+# a failure when the guest did not finish or its own count disagrees with the console.
+RESULTS=$(grep -a '^SCENARIO [^ ]*: \(PASS\|FAIL\|SKIP\)' <<<"$CLEAN" || true)
+count() { [ -z "$RESULTS" ] && echo 0 || awk -v v="$1" '$3 == v { n++ } END { print n + 0 }' <<<"$RESULTS"; }
+c_pass=$(count PASS) c_fail=$(count FAIL) c_skip=$(count SKIP)
+EXTRA=""
 status=0
-UNFINISHED=""
 if [ -n "$done_line" ]; then
-  passed=$(sed 's/.*passed=\([0-9]*\).*/\1/' <<<"$done_line")
-  failed=$(sed 's/.*failed=\([0-9]*\).*/\1/' <<<"$done_line")
-  skipped=$(sed 's/.*skipped=\([0-9]*\).*/\1/' <<<"$done_line")
-  [ "$failed" = 0 ] || status=1
-else
-  # Count what the console shows and add one failure for the unfinished VM.
-  passed=$(grep -ac '^SCENARIO [^ ]*: PASS' <<<"$CLEAN" || true)
-  failed=$(($(grep -ac '^SCENARIO [^ ]*: FAIL' <<<"$CLEAN" || true) + 1))
-  skipped=$(grep -ac '^SCENARIO [^ ]*: SKIP' <<<"$CLEAN" || true)
-  if [ "$TIMED_OUT" = 1 ]; then
-    UNFINISHED="SCENARIO vm-$KERNEL-finished: FAIL timed out after ${TIMEOUT}s (qemu killed)"
-  else
-    UNFINISHED="SCENARIO vm-$KERNEL-finished: FAIL guest stopped without its summary (qemu exit $QEMU_RC)"
+  g=$(sed 's/.*passed=\([0-9]*\) failed=\([0-9]*\) skipped=\([0-9]*\).*/\1 \2 \3/' <<<"$done_line")
+  if [ "$((c_pass + c_fail + c_skip))" = 0 ]; then
+    EXTRA="SCENARIO vm-$KERNEL-results: FAIL the guest reported no results"
+  elif [ "$g" != "$c_pass $c_fail $c_skip" ]; then
+    EXTRA="SCENARIO vm-$KERNEL-results: FAIL the guest counted $g (passed failed skipped) but the console shows $c_pass $c_fail $c_skip"
   fi
-  echo "$UNFINISHED"
+elif [ "$TIMED_OUT" = 1 ]; then
+  EXTRA="SCENARIO vm-$KERNEL-finished: FAIL timed out after ${TIMEOUT}s (qemu killed)"
+  status=2
+else
+  EXTRA="SCENARIO vm-$KERNEL-finished: FAIL guest stopped without its summary (qemu exit $QEMU_RC)"
+  status=2
+fi
+if [ -n "$EXTRA" ]; then
+  echo "$EXTRA"
+  RESULTS=$(printf '%s\n%s' "$RESULTS" "$EXTRA" | sed '/^$/d')
+  c_fail=$((c_fail + 1))
+fi
+passed=$c_pass failed=$c_fail skipped=$c_skip
+[ "$status" != 0 ] || [ "$failed" = 0 ] || status=1
+if [ "$status" = 2 ]; then
   echo "run_vm: last console lines:"
   tail -n 30 <<<"$CLEAN" | sed 's/^/  | /'
-  status=2
 fi
 if [ "$status" != 0 ] && [ -z "$LOGFILE" ] && [ "$KEEP" = 0 ]; then
   keep_log="${TMPDIR:-/tmp}/pb-vm-$KERNEL-$(date +%Y%m%d-%H%M%S).log"
@@ -222,7 +232,7 @@ if [ "$status" != 0 ] && [ -z "$LOGFILE" ] && [ "$KEEP" = 0 ]; then
 fi
 if [ -n "$JUNIT" ]; then
   mkdir -p "$(dirname "$JUNIT")"
-  { grep -a '^SCENARIO [^ ]*: \(PASS\|FAIL\|SKIP\)' <<<"$CLEAN" || true; [ -z "$UNFINISHED" ] || echo "$UNFINISHED"; } |
+  { [ -z "$RESULTS" ] || echo "$RESULTS"; } |
     awk -v suite="vm-$KERNEL" -v kv="$PB_KV" -v secs="$T_VM" '
       function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); gsub(/"/, "\\&quot;", s)
                         gsub(/[\001-\010\013\014\016-\037]/, "?", s); return s }

@@ -17,6 +17,8 @@ export PATH=/usr/sbin:/usr/bin:/pb/bin
 export HOME=/root
 umask 022
 
+# Applet links where no real tool is (ip, mke2fs... stay iproute2's and e2fsprogs').
+/usr/bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
