@@ -217,6 +217,31 @@ if command -v rping >/dev/null; then
   fi
 fi
 
+# smoke-odp-write-bw: RDMA WRITE into an on-demand-paging MR (path MTU 4096), where the kernel's
+# rxe has ODP (trixie-backports); a SKIP elsewhere.
+if ! command -v ib_write_bw >/dev/null; then
+  result smoke-odp-write-bw SKIP "ib_write_bw (perftest) not in the image"
+elif ! ibv_devinfo -v -d "$PB_RXE0" 2>/dev/null | grep -A1 'general_odp_caps' | grep -q ODP_SUPPORT; then
+  result smoke-odp-write-bw SKIP "$PB_RXE0 has no ODP on $PB_KERNEL"
+else
+  bw="ib_write_bw -x $PB_GID_INDEX -m 4096 --odp -n 200 -s 65536"
+  timeout 60 $bw -d "$PB_RXE0" >/tmp/bw-server 2>&1 &
+  server=$!
+  ok=1
+  for i in $(seq 1 20); do
+    sleep 0.25
+    if timeout 60 $bw -d "$PB_RXE1" "$PB_IP0" >/tmp/bw-client 2>&1; then ok=0; break; fi
+    grep -q "Couldn't connect\|Unable to open file descriptor" /tmp/bw-client || break
+  done
+  wait "$server"; src=$?
+  avg=$(awk '$1 == 65536 && $2 == 200 { print $4 }' /tmp/bw-client)
+  if [ $ok = 0 ] && [ $src = 0 ] && [ -n "$avg" ]; then
+    result smoke-odp-write-bw PASS "200 x 64 KiB RDMA WRITE into an ODP MR: $avg MB/s"
+  else
+    result smoke-odp-write-bw FAIL "server exit $src: $(tail -n 2 /tmp/bw-server | tr '\n' ' ') client: $(tail -n 3 /tmp/bw-client | tr '\n' ' ')"
+  fi
+fi
+
 # smoke-<fs>dax: mounted with dax and statx reports STATX_ATTR_DAX (0x200000) on a new file.
 check_dax() {
   local name=$1 dir=$2 fstype=$3 line attr
