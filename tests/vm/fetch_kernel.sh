@@ -24,6 +24,8 @@
 # exists, the cached one is used (with a warning on stderr). Older versions of the same flavor
 # are pruned after a successful fetch.
 #
+# PINBROKER_VM_KERNEL_PACKAGE=linux-image-X names an image package to take instead of the newest.
+#
 # Prints the kernel directory (containing kernel.env) as the last line on stdout. kernel.env sets
 # PB_KFLAVOR, PB_KPKGVERSION, PB_KV (uname -r), PB_KROOT, PB_KMODDIR, PB_KVMLINUZ, PB_KCONFIG.
 set -euo pipefail
@@ -143,49 +145,57 @@ APT_OPTS=(
   -o Acquire::Languages=none -o APT::Sandbox::User=root -q
 )
 
-# Prints the names of the packages to download (their versions are all $VERSION) and sets
-# VERSION. Returns non-zero when nothing suitable is found.
-resolve() {
-  local names dep
-  case "$FLAVOR" in
-    bookworm)
-      names=$(apt-cache "${APT_OPTS[@]}" pkgnames linux-image-6.1.0- |
-        grep -E '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | sort -V -r) || return 1
-      local n
-      for n in $names; do
-        VERSION=$(apt-cache "${APT_OPTS[@]}" policy "$n" | awk '/Candidate:/ { print $2 }')
-        if [ -n "$VERSION" ] && [ "$VERSION" != "(none)" ]; then
-          RESOLVED=("$n")
-          return 0
-        fi
-      done
-      return 1
-      ;;
-    backports)
-      # linux-image-amd64 in trixie-backports depends on the newest linux-image-X-amd64.
-      VERSION=$(apt-cache "${APT_OPTS[@]}" policy linux-image-amd64 | awk '/Candidate:/ { print $2 }')
-      [ -n "$VERSION" ] && [ "$VERSION" != "(none)" ] || return 1
-      local image
-      image=$(apt-cache "${APT_OPTS[@]}" show "linux-image-amd64=$VERSION" |
-        sed -n 's/^Depends: //p' | tr ',' '\n' |
-        sed -n 's/^ *\(linux-image-[0-9][^ ]*-amd64\) .*/\1/p' | head -n1)
-      [ -n "$image" ] || return 1
-      RESOLVED=("$image")
-      # Split form (6.19+): the image package is empty and depends on the parts.
-      for dep in $(apt-cache "${APT_OPTS[@]}" show "$image=$VERSION" | sed -n 's/^Depends: //p' |
-        tr ',|' '\n\n' | sed -n 's/^ *\(linux-\(binary\|modules\|base\)-[^ ]*\) .*/\1/p'); do
-        RESOLVED+=("$dep")
-      done
-      return 0
-      ;;
-  esac
+# Prints the candidate version of package $1, or nothing.
+candidate() {
+  apt-cache "${APT_OPTS[@]}" policy "$1" 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" { print $2 }'
 }
 
-# Downloads $1=$VERSION into debs/ unless a file with the archive's SHA256 is already there.
-# Prints the .deb path.
+# Sets VERSION (the kernel image package's version: the cache key) and RESOLVED (NAME=VERSION of
+# every package to download). $PINBROKER_VM_KERNEL_PACKAGE names an image package to take instead
+# of the newest (to reproduce a run on an older kernel that is still in the archive).
+resolve() {
+  local image="" n
+  if [ -n "${PINBROKER_VM_KERNEL_PACKAGE:-}" ]; then
+    image=$PINBROKER_VM_KERNEL_PACKAGE
+    log "PINBROKER_VM_KERNEL_PACKAGE: using $image instead of the newest"
+  else
+    case "$FLAVOR" in
+      bookworm)
+        for n in $(apt-cache "${APT_OPTS[@]}" pkgnames linux-image-6.1.0- |
+          grep -E '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | sort -V -r); do
+          [ -n "$(candidate "$n")" ] && { image=$n; break; }
+        done
+        ;;
+      backports)
+        # trixie-backports' linux-image-amd64 depends on the newest linux-image-X-amd64.
+        n=$(candidate linux-image-amd64)
+        [ -n "$n" ] && image=$(apt-cache "${APT_OPTS[@]}" show "linux-image-amd64=$n" |
+          sed -n 's/^Depends: //p' | tr ',' '\n' |
+          sed -n 's/^ *\(linux-image-[0-9][^ ]*-amd64\) .*/\1/p' | head -n1)
+        ;;
+    esac
+  fi
+  [ -n "$image" ] || return 1
+  VERSION=$(candidate "$image")
+  [ -n "$VERSION" ] || { log "$image is not in the package lists"; return 1; }
+  RESOLVED=("$image=$VERSION")
+  # Split form (6.19+): the image package is nearly empty and depends on its parts, each pinned
+  # with (= VERSION); the single-package form may still depend on a linux-base-X.
+  for n in $(apt-cache "${APT_OPTS[@]}" show "$image=$VERSION" | sed -n 's/^Depends: //p' |
+    tr ',|' '\n\n' | sed -n 's/^ *\(linux-\(binary\|modules\|base\)-[^ ]*\) (= \([^)]*\)).*/\1=\3/p'); do
+    if apt-cache "${APT_OPTS[@]}" show "$n" 2>/dev/null | grep -q "^Filename: "; then
+      RESOLVED+=("$n")
+    else
+      log "note: $n is no longer in the archive; unpacking without it"
+    fi
+  done
+}
+
+# Downloads package $1 (NAME=VERSION) into debs/ unless a file with the archive's SHA256 is
+# already there. Prints the .deb path.
 download() {
   local pkg=$1 rec file sha size deb tmp
-  rec=$(apt-cache "${APT_OPTS[@]}" show "$pkg=$VERSION") || return 1
+  rec=$(apt-cache "${APT_OPTS[@]}" show "$pkg") || return 1
   file=$(sed -n 's/^Filename: //p' <<<"$rec" | head -n1)
   sha=$(sed -n 's/^SHA256: //p' <<<"$rec" | head -n1)
   size=$(sed -n 's/^Size: //p' <<<"$rec" | head -n1)
@@ -197,8 +207,8 @@ download() {
   else
     tmp=$(mktemp -d "$CACHE/debs/.dl.XXXXXX"); TMPS+=("$tmp")
     local t0=$SECONDS
-    log "downloading $pkg=$VERSION ($((size / 1048576)) MiB)"
-    (cd "$tmp" && apt-get "${APT_OPTS[@]}" download "$pkg=$VERSION" >&2) || return 1
+    log "downloading $pkg ($((size / 1048576)) MiB)"
+    (cd "$tmp" && apt-get "${APT_OPTS[@]}" download "$pkg" >&2) || return 1
     [ "$(sha256sum "$tmp"/*.deb | cut -d' ' -f1)" = "$sha" ] || { log "checksum mismatch: $pkg"; return 1; }
     mv "$tmp"/*.deb "$deb"
     log "downloaded $(basename "$deb") in $((SECONDS - t0)) s"
@@ -269,10 +279,10 @@ fetch() {
   log "package lists refreshed in $((SECONDS - t0)) s"
   RESOLVED=()
   resolve || { log "no $FLAVOR kernel found in the package lists"; return 1; }
-  log "resolved ${RESOLVED[*]} = $VERSION"
+  log "resolved ${RESOLVED[*]}"
   local debs=() p deb
   for p in "${RESOLVED[@]}"; do
-    deb=$(download "$p") || { log "download of $p=$VERSION failed"; return 1; }
+    deb=$(download "$p") || { log "download of $p failed"; return 1; }
     debs+=("$deb")
   done
   unpack "${debs[@]}"
