@@ -171,6 +171,7 @@ absl::StatusOr<v1::GetInfoResponse> Client::GetInfo() { return core_->GetInfo();
 
 absl::Status Client::Close() { return core_->Close(); }
 
+v1::SessionCredentials Client::credentials() const { return core_->credentials(); }
 absl::Status Client::session_status() const { return core_->session_status(); }
 bool Client::watching() const { return core_->watching(); }
 uint64_t Client::watch_reconnects() const { return core_->watch_reconnects(); }

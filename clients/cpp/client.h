@@ -135,6 +135,10 @@ struct PinOptions {
   absl::Duration ttl = absl::ZeroDuration();  // Zero: the export's default; capped at its max.
   // Zero: fail with ABORTED at once if a layout change blocks the range; else wait this long.
   absl::Duration wait_if_blocked = absl::ZeroDuration();
+  // Ask for RDMA access (PinRequest.rdma): the lease carries a memory window's rkey in
+  // info().rdma(), valid only on this session's attached RDMA connection. Normally set by
+  // RdmaLease::Pin (clients/rdma/rdma_lease.h), which attaches and checks the grant.
+  bool rdma = false;
   // Release the lease as soon as it is recalled (after on_recall, if any, has returned).
   bool release_on_recall = false;
   // The broker recalls the lease: stop I/O on it and release it before `deadline`
@@ -245,6 +249,9 @@ class Client {
 
   const std::string& session_id() const { return session_id_; }
   const std::string& broker_epoch() const { return broker_epoch_; }
+  // The session's id and token, for attaching an RDMA connection to it
+  // (clients/rdma/rdma_connection.h). The token is a secret: never log or print it.
+  v1::SessionCredentials credentials() const;
   // OK while the session is alive; why it was lost afterwards (UNAUTHENTICATED).
   absl::Status session_status() const;
   // Whether the Watch stream is open and has delivered its snapshot; how many times it had to

@@ -283,6 +283,7 @@ absl::StatusOr<std::unique_ptr<Lease>> Core::Pin(const PinOptions& options) {
   request.set_offset(options.offset);
   request.set_length(options.length);
   request.set_access(options.access);
+  request.set_rdma(options.rdma);
   if (options.ttl != absl::ZeroDuration()) ToProto(options.ttl, request.mutable_ttl());
   if (options.wait_if_blocked != absl::ZeroDuration()) {
     ToProto(options.wait_if_blocked, request.mutable_wait_if_blocked());

@@ -61,6 +61,7 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Status Start() ABSL_LOCKS_EXCLUDED(mu_);
   const std::string& session_id() const { return session_id_; }
   const std::string& broker_epoch() const { return broker_epoch_; }
+  v1::SessionCredentials credentials() const { return Credentials(); }
 
   // --- Client ---
   absl::StatusOr<std::unique_ptr<Lease>> Pin(const PinOptions& options) ABSL_LOCKS_EXCLUDED(mu_);
