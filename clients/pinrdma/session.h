@@ -1,0 +1,41 @@
+// What every pinrdma command starts with: a Client session with the broker (gRPC), an RDMA
+// connection attached to it, and an RDMA lease on the file range the options name; each step
+// prints its event ("connected", "pinned").
+//
+// Thread-safety: used from the main thread; the lease's callbacks run on the Client's
+// callback thread (see clients/rdma/rdma_lease.h).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "clients/cpp/client.h"
+#include "clients/pinrdma/options.h"
+#include "clients/pinrdma/output.h"
+#include "clients/rdma/rdma_connection.h"
+#include "clients/rdma/rdma_lease.h"
+
+namespace pinrdma {
+
+// --endpoint, else $PINBROKER_ENDPOINT, else pinbrokerd's default socket; "/x" -> "unix:/x".
+std::string ResolveEndpoint(const std::string& flag);
+
+struct Session {
+  std::unique_ptr<pinbroker::client::Client> client;
+  std::unique_ptr<pinbroker::client::RdmaConnection> connection;
+};
+
+// Connects the Client (step "connect") and, if `rdma`, the RDMA connection (step "attach").
+// On failure returns the exit status after printing the error.
+int OpenSession(const Options& options, Printer& out, bool rdma, Session* session);
+
+// Pins the options' range with RDMA access and prints "pinned". Callbacks may be unset.
+int PinLease(const Options& options, Printer& out, Session& session,
+             pinbroker::client::RdmaPinOptions pin,
+             std::unique_ptr<pinbroker::client::RdmaLease>* lease);
+
+// The lease's fields for the "pinned" line.
+Fields LeaseFields(const pinbroker::client::RdmaLease& lease);
+
+}  // namespace pinrdma
