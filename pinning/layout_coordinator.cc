@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <limits>
+#include <optional>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -132,6 +133,42 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int f
                      return absl::OkStatus();
                    }));
   result.size_before = result.size_after = size;
+  return result;
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::CoordinateExternal(
+    FileState& file, const ExternalChange& change, const LayoutOptions& options,
+    absl::FunctionRef<absl::Status()> proceed) {
+  RETURN_IF_ERROR(EnterLayout(file, options.deadline, change.description));
+  absl::Cleanup exit = [&] { ExitLayout(file); };
+  Change run{PageRange{}, change.description};
+  switch (change.kind) {
+    case ExternalChange::Kind::kTruncate: {
+      // As Truncate(): from the page holding the smaller of the two sizes.
+      const uint64_t first = std::min(change.size_before, change.new_size) / page_size_;
+      const uint64_t end = change.size_before == change.new_size ? first : kPageRangeToInfinity;
+      run.affected = PageRange{first, end};
+      break;
+    }
+    case ExternalChange::Kind::kPunchHole: {
+      const uint64_t first = change.offset / page_size_;
+      const std::optional<PageRange> pages =
+          PagesCovering(change.offset, change.length, page_size_);
+      if (pages.has_value()) {
+        run.affected = *pages;
+      } else {  // Empty (length 0), or running past 2^64.
+        run.affected = PageRange{first, change.length == 0 ? first : kPageRangeToInfinity};
+      }
+      break;
+    }
+    case ExternalChange::Kind::kFromOffset:
+      run.affected = PageRange{change.offset / page_size_, kPageRangeToInfinity};
+      break;
+  }
+  ASSIGN_OR_RETURN(LayoutResult result, Run(file, run, options, proceed));
+  result.size_before = change.size_before;
+  result.size_after =
+      change.kind == ExternalChange::Kind::kTruncate ? change.new_size : change.size_before;
   return result;
 }
 

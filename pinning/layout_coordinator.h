@@ -14,7 +14,8 @@
 //  4. apply the change with ftruncate(2) / fallocate(2) PUNCH_HOLE|KEEP_SIZE;
 //  5. unblock, on success and on every failure.
 // Pins on unaffected ranges and on other files go on throughout: nothing here holds a lock
-// while it waits.
+// while it waits. CoordinateExternal() runs the same steps for a change another process is
+// making (caught by the file guard), with step 4 letting that process go instead.
 //
 // Thread-safety: safe to call concurrently.
 #pragma once
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "pinning/clock.h"
@@ -39,6 +41,24 @@ struct LayoutOptions {
   absl::Duration grace = absl::Seconds(5);       // revoke: recall -> invalidation.
   absl::Time deadline = absl::InfiniteFuture();  // Queueing behind another change, defer.
   std::string initiator;  // Who asked, for reasons and logs ("session 3", "pinctl", ...).
+};
+
+// A layout change the kernel is about to make for another process, caught by the file guard
+// (pinning/guard/) while the caller is held. The coordinator never makes it itself: see
+// LayoutCoordinator::CoordinateExternal.
+struct ExternalChange {
+  enum class Kind {
+    kTruncate,    // The size becomes new_size.
+    kPunchHole,   // Bytes [offset, offset + length) lose their blocks; the size stays.
+    kFromOffset,  // Everything from offset to EOF moves (collapse or insert range).
+  };
+  Kind kind = Kind::kTruncate;
+  uint64_t size_before = 0;  // The file's size as the change begins.
+  uint64_t new_size = 0;     // kTruncate.
+  uint64_t offset = 0;       // kPunchHole, kFromOffset.
+  uint64_t length = 0;       // kPunchHole.
+  // For reasons and logs: "out-of-band ftruncate(2) from 1048576 to 4096 bytes".
+  std::string description;
 };
 
 struct LayoutResult {
@@ -79,6 +99,17 @@ class LayoutCoordinator {
   // or overflowing length, OUT_OF_RANGE for an offset at or past EOF.
   absl::StatusOr<LayoutResult> PunchHole(FileState& file, int fd, uint64_t offset, uint64_t length,
                                          const LayoutOptions& options);
+
+  // An out-of-band change another process is making (see ExternalChange): queued, blocked,
+  // policy applied and drained exactly like Truncate/PunchHole, but step 4 runs `proceed`
+  // instead of a system call. `proceed` lets the held caller go and returns once the kernel
+  // has made the change, while the range is still blocked, so no pin slips in between.
+  // OK: `proceed` ran. Errors as for Truncate/PunchHole (refuse: FAILED_PRECONDITION, defer:
+  // DEADLINE_EXCEEDED; `proceed` not called, so the caller can be failed and the file stays
+  // unchanged).
+  absl::StatusOr<LayoutResult> CoordinateExternal(FileState& file, const ExternalChange& change,
+                                                  const LayoutOptions& options,
+                                                  absl::FunctionRef<absl::Status()> proceed);
 
  private:
   struct Change {

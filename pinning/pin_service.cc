@@ -36,7 +36,12 @@ PinService::PinService(Clock* clock, PinBackend* backend, Options options)
       page_size_(SystemPageSize()),
       files_(clock),
       table_(
-          clock, [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
+          clock,
+          [this](const LeaseInfo& lease) {
+            lifecycle_.OnExpired(lease);
+            NotifyLeaseEnded(lease.file);
+          },
+          options.table),
       lifecycle_(&table_, backend, &files_),
       coordinator_(clock, &table_, &lifecycle_, page_size_, std::move(options.on_layout_apply)) {}
 
@@ -97,7 +102,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
                                                    request.length, " overflows 64 bits"));
   }
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, request.access));
+  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, request.access));
   RETURN_IF_ERROR(CheckRangeWithinFile(request.offset, request.length, file.info.size));
 
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
@@ -164,6 +169,10 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
                << lease.offset << ", " << lease.offset + lease.length
                << ") access=" << AccessName(lease.access)
                << " mode=" << RegistrationModeName(lease.mode);
+  {
+    absl::ReaderMutexLock lock(&guard_mu_);
+    if (guard_ != nullptr) guard_->OnLeaseGranted(lease, file.fd.get());
+  }
   return lease;
 }
 
@@ -181,7 +190,18 @@ absl::StatusOr<LeaseInfo> PinService::Renew(absl::string_view owner, LeaseId id,
 }
 
 absl::Status PinService::Release(absl::string_view owner, LeaseId id) {
-  return lifecycle_.Release(owner, id);
+  const absl::StatusOr<LeaseInfo> lease = table_.Get(id);
+  absl::Status released = lifecycle_.Release(owner, id);
+  if (released.ok() && lease.ok()) NotifyLeaseEnded(lease->file);
+  return released;
+}
+
+size_t PinService::RevokeLeases(const std::vector<LeaseId>& ids, const std::string& reason) {
+  size_t revoked = 0;
+  for (LeaseId id : ids) {
+    if (lifecycle_.Revoke(id, reason).ok()) ++revoked;
+  }
+  return revoked;
 }
 
 LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutRequest& request) const {
@@ -195,10 +215,11 @@ LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutReques
 
 absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, uint64_t new_size) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
+  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result =
       coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
+  if (result.ok()) NotifyLeaseEnded(file.info.id);
   if (!result.ok()) {
     PB_LOG(WARNING) << "layout truncate of " << exp->name() << "/" << request.path << " to "
                     << new_size << " not applied: " << result.status();
@@ -209,10 +230,11 @@ absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, 
 absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request, uint64_t offset,
                                                    uint64_t length) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(request.path, Access::kReadWrite));
+  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result = coordinator_.PunchHole(*state, file.fd.get(), offset, length,
                                        LayoutOptionsFor(*exp, request));
+  if (result.ok()) NotifyLeaseEnded(file.info.id);
   if (!result.ok()) {
     PB_LOG(WARNING) << "layout punch hole of " << exp->name() << "/" << request.path << " ["
                     << offset << ", +" << length << ") not applied: " << result.status();
@@ -239,7 +261,63 @@ absl::StatusOr<FileDescription> PinService::DescribeFile(absl::string_view expor
     out.busy = (*state)->busy.Entries();
     out.blocked = (*state)->busy.Blocks();
   }
+  {
+    absl::ReaderMutexLock lock(&guard_mu_);
+    const GuardReport report = guard_ != nullptr ? guard_->Report(file.info.id) : UnguardedReport();
+    out.guard = report.guard;
+    out.unguarded_operations = report.unguarded_operations;
+  }
   return out;
+}
+
+void PinService::AttachGuard(FileGuardHooks* guard) {
+  absl::MutexLock lock(&guard_mu_);
+  guard_ = guard;
+}
+
+void PinService::NotifyLeaseEnded(const FileId& file) {
+  absl::ReaderMutexLock lock(&guard_mu_);
+  if (guard_ != nullptr) guard_->OnLeaseEnded(file);
+}
+
+absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_view path,
+                                                Access access) {
+  absl::StatusOr<OpenedFile> file = exp.OpenFile(path, access);
+  if (file.ok() || access != Access::kReadWrite || !absl::IsUnavailable(file.status())) {
+    return file;
+  }
+  // UNAVAILABLE: a file lease refused the O_NONBLOCK open. If it is the guard's own, have the
+  // guard give it up and try once more (a read-only open does not break a read lease).
+  {
+    absl::ReaderMutexLock lock(&guard_mu_);
+    if (guard_ == nullptr) return file;
+    absl::StatusOr<OpenedFile> probe = exp.OpenFile(path, Access::kRead);
+    if (!probe.ok()) return file;
+    guard_->YieldLease(probe->info.id);
+  }
+  return exp.OpenFile(path, access);
+}
+
+absl::StatusOr<LayoutResult> PinService::CoordinateExternal(
+    const FileId& file, const ExternalChange& change, const LayoutOptions& options,
+    absl::FunctionRef<absl::Status()> proceed) {
+  FileRegistry::FileRef state = files_.Acquire(file);
+  return coordinator_.CoordinateExternal(*state, change, options, proceed);
+}
+
+std::vector<LeaseId> PinService::RecallLeases(const std::vector<LeaseId>& ids,
+                                              const std::string& reason, absl::Time deadline) {
+  std::vector<LeaseId> recalled;
+  for (LeaseId id : ids) {
+    auto lease = table_.Get(id);
+    if (!lease.ok() || lease->state != LeaseState::kGranted) continue;
+    if (!table_.Recall(id, reason, deadline).ok()) continue;
+    recalled.push_back(id);
+    PB_LOG(INFO) << table_.Name(id) << " recalled: owner=" << lease->owner
+                 << " export=" << lease->export_name << " path=" << lease->path
+                 << " deadline=" << absl::FormatTime(deadline) << " reason=\"" << reason << "\"";
+  }
+  return recalled;
 }
 
 LeaseTable::Subscription PinService::Watch(std::string owner, absl::AnyInvocable<void()> on_ready) {

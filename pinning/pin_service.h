@@ -20,14 +20,18 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "pinning/busy_range_map.h"
 #include "pinning/clock.h"
 #include "pinning/export.h"
 #include "pinning/file_registry.h"
+#include "pinning/guard/guard_hooks.h"
 #include "pinning/layout_coordinator.h"
 #include "pinning/lease_lifecycle.h"
 #include "pinning/lease_table.h"
@@ -64,6 +68,9 @@ struct FileDescription {
   std::vector<LeaseInfo> leases;          // Live leases on the file, ascending id.
   std::vector<BusyRangeMap::Entry> busy;  // Every busy range, held or being set up.
   std::vector<BusyRangeMap::BlockInfo> blocked;
+  // How the file guard watches the file (GuardReport; "none" without a guard).
+  std::string guard = "none";
+  std::vector<std::string> unguarded_operations;
 };
 
 class PinService {
@@ -99,6 +106,11 @@ class PinService {
   // The holder gives the lease back. NOT_FOUND for unknown, ended or foreign leases.
   absl::Status Release(absl::string_view owner, LeaseId id);
 
+  // Revokes each of `ids` that is still live with `reason` (the backend already lost their
+  // access, e.g. their RDMA connection went away). Ids that ended meanwhile are skipped.
+  // Returns how many were revoked.
+  size_t RevokeLeases(const std::vector<LeaseId>& ids, const std::string& reason);
+
   absl::StatusOr<LayoutResult> Truncate(const LayoutRequest& request, uint64_t new_size);
   absl::StatusOr<LayoutResult> PunchHole(const LayoutRequest& request, uint64_t offset,
                                          uint64_t length);
@@ -113,6 +125,24 @@ class PinService {
   // Recalls every live lease (with `reason`, deadline now + grace), waits for releases until
   // then, and revokes the rest. Returns how many were revoked. For shutdown.
   size_t RecallAll(const std::string& reason, absl::Duration grace);
+
+  // ---- For the file guard (pinning/guard/file_guard.h) ----
+
+  // Attaches the guard that PinService tells about leases and asks for DescribeFile (nullptr
+  // detaches; waits for hook calls in progress, so the guard may go away afterwards).
+  void AttachGuard(FileGuardHooks* guard) ABSL_LOCKS_EXCLUDED(guard_mu_);
+
+  // Coordinates an out-of-band change of `file` that the guard holds (see
+  // LayoutCoordinator::CoordinateExternal). `options` are complete (the guard resolves the
+  // export's policy itself).
+  absl::StatusOr<LayoutResult> CoordinateExternal(const FileId& file, const ExternalChange& change,
+                                                  const LayoutOptions& options,
+                                                  absl::FunctionRef<absl::Status()> proceed);
+
+  // Recalls each live lease of `ids` with `reason` and revoke deadline `deadline` (leases
+  // already recalling keep theirs). Returns the ids recalled now.
+  std::vector<LeaseId> RecallLeases(const std::vector<LeaseId>& ids, const std::string& reason,
+                                    absl::Time deadline);
 
   // Waits until no lease is live or ending, or the clock reaches `deadline`. True if none.
   bool AwaitNoLeases(absl::Time deadline) { return table_.AwaitEmpty(deadline); }
@@ -131,6 +161,10 @@ class PinService {
   absl::StatusOr<const Export*> ExportFor(absl::string_view name) const;
   absl::Duration EffectiveTtl(const Export& exp, absl::Duration requested) const;
   LayoutOptions LayoutOptionsFor(const Export& exp, const LayoutRequest& request) const;
+  // Opens for I/O; for writing, first has the guard give up a file lease of its own that the
+  // open would break (which would fail it with UNAVAILABLE).
+  absl::StatusOr<OpenedFile> OpenFile(const Export& exp, absl::string_view path, Access access);
+  void NotifyLeaseEnded(const FileId& file) ABSL_LOCKS_EXCLUDED(guard_mu_);
 
   Clock* const clock_;
   PinBackend* const backend_;
@@ -140,6 +174,9 @@ class PinService {
   LeaseTable table_;
   LeaseLifecycle lifecycle_;
   LayoutCoordinator coordinator_;
+  // Hooks are called under a reader lock, so that AttachGuard(nullptr) can wait them out.
+  mutable absl::Mutex guard_mu_;
+  FileGuardHooks* guard_ ABSL_GUARDED_BY(guard_mu_) = nullptr;
 };
 
 }  // namespace pinbroker

@@ -1,0 +1,206 @@
+#include "pinning/guard/fanotify_groups.h"
+
+#include <fcntl.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "pinning/errno_status.h"
+#include "pinning/guard/fanotify_abi.h"
+
+namespace pinbroker::guard {
+namespace {
+
+constexpr uint64_t kNotifyMask = FAN_ATTRIB | FAN_MODIFY | FAN_DELETE_SELF;
+
+absl::StatusOr<ScopedFd> Init(unsigned int flags, unsigned int event_flags, const char* what) {
+  ScopedFd fd(::fanotify_init(flags, event_flags));
+  if (fd.valid()) return fd;
+  const int err = errno;
+  if (err == EPERM) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("fanotify_init(", what, "): needs CAP_SYS_ADMIN (run pinbrokerd as root)"));
+  }
+  if (err == ENOSYS) {
+    return absl::UnimplementedError("this kernel has no fanotify (CONFIG_FANOTIFY)");
+  }
+  if (err == EINVAL) {
+    return absl::UnimplementedError(
+        absl::StrCat("fanotify_init(", what, "): flags not supported by this kernel"));
+  }
+  return ErrnoToStatus(err, absl::StrCat("fanotify_init(", what, ")"));
+}
+
+std::string Bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PreContentGroup>> PreContentGroup::Open() {
+  absl::StatusOr<ScopedFd> fd = Init(
+      FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE,
+      O_RDONLY | O_LARGEFILE | O_CLOEXEC, "pre-content");
+  if (!fd.ok()) return fd.status();
+  return std::unique_ptr<PreContentGroup>(new PreContentGroup(*std::move(fd)));
+}
+
+absl::Status PreContentGroup::Mark(int file_fd) {
+  if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_INODE, FAN_PRE_ACCESS, file_fd, nullptr) ==
+      0) {
+    return absl::OkStatus();
+  }
+  const int err = errno;
+  if (err == EINVAL) {
+    return absl::UnimplementedError(
+        "this kernel has no fanotify pre-content events (FAN_PRE_ACCESS needs Linux >= 6.14)");
+  }
+  if (err == EOPNOTSUPP) {
+    return absl::FailedPreconditionError(
+        "this filesystem does not offer fanotify pre-content events (EOPNOTSUPP)");
+  }
+  return ErrnoToStatus(err, "fanotify_mark(FAN_PRE_ACCESS)");
+}
+
+void PreContentGroup::Unmark(int file_fd) {
+  ::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_INODE, FAN_PRE_ACCESS, file_fd, nullptr);
+}
+
+absl::StatusOr<std::vector<PreContentGroup::Event>> PreContentGroup::ReadEvents() {
+  std::vector<Event> out;
+  alignas(fanotify_event_metadata) char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return out;
+      return ErrnoToStatus(errno, "read(fanotify pre-content group)");
+    }
+    if (n == 0) return out;
+    ssize_t len = n;
+    for (auto* m = reinterpret_cast<fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
+         m = FAN_EVENT_NEXT(m, len)) {
+      Event event;
+      event.fd.reset(m->fd);
+      event.tid = m->pid;
+      event.mask = m->mask;
+      const char* info = reinterpret_cast<const char*>(m) + m->metadata_len;
+      const char* end = reinterpret_cast<const char*>(m) + m->event_len;
+      while (info + sizeof(fanotify_event_info_header) <= end) {
+        fanotify_event_info_header hdr;
+        std::memcpy(&hdr, info, sizeof(hdr));
+        if (hdr.len < sizeof(hdr) || info + hdr.len > end) break;
+        if (hdr.info_type == FAN_EVENT_INFO_TYPE_RANGE &&
+            hdr.len >= sizeof(fanotify_event_info_range)) {
+          fanotify_event_info_range range;
+          std::memcpy(&range, info, sizeof(range));
+          event.has_range = true;
+          event.offset = range.offset;
+          event.count = range.count;
+        }
+        info += hdr.len;
+      }
+      out.push_back(std::move(event));
+    }
+  }
+}
+
+absl::Status PreContentGroup::Respond(int event_fd, uint32_t response) {
+  struct fanotify_response r = {event_fd, response};
+  for (;;) {
+    if (::write(fd_.get(), &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r))) {
+      return absl::OkStatus();
+    }
+    if (errno != EINTR) return ErrnoToStatus(errno, "answering a fanotify permission event");
+  }
+}
+
+absl::Status PreContentGroup::Allow(int event_fd) { return Respond(event_fd, FAN_ALLOW); }
+
+absl::Status PreContentGroup::Deny(int event_fd, int err) {
+  return Respond(event_fd, FAN_DENY_ERRNO(static_cast<uint32_t>(err)));
+}
+
+absl::StatusOr<std::unique_ptr<NotifyGroup>> NotifyGroup::Open() {
+  absl::StatusOr<ScopedFd> fd =
+      Init(FAN_CLASS_NOTIF | FAN_REPORT_FID | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
+           O_RDONLY | O_CLOEXEC, "notification");
+  if (!fd.ok()) return fd.status();
+  return std::unique_ptr<NotifyGroup>(new NotifyGroup(*std::move(fd)));
+}
+
+absl::Status NotifyGroup::Mark(int file_fd) {
+  if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_INODE, kNotifyMask, file_fd, nullptr) ==
+      0) {
+    return absl::OkStatus();
+  }
+  const int err = errno;
+  if (err == EOPNOTSUPP || err == EXDEV || err == ENODEV) {
+    return absl::FailedPreconditionError("this filesystem cannot report file handles to fanotify");
+  }
+  return ErrnoToStatus(err, "fanotify_mark(FAN_ATTRIB|FAN_MODIFY)");
+}
+
+void NotifyGroup::Unmark(int file_fd) {
+  ::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_INODE, kNotifyMask, file_fd, nullptr);
+}
+
+absl::StatusOr<std::vector<NotifyGroup::Event>> NotifyGroup::ReadEvents() {
+  std::vector<Event> out;
+  alignas(fanotify_event_metadata) char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return out;
+      return ErrnoToStatus(errno, "read(fanotify notification group)");
+    }
+    if (n == 0) return out;
+    ssize_t len = n;
+    for (auto* m = reinterpret_cast<fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
+         m = FAN_EVENT_NEXT(m, len)) {
+      Event event;
+      event.mask = m->mask;
+      const char* info = reinterpret_cast<const char*>(m) + m->metadata_len;
+      const char* end = reinterpret_cast<const char*>(m) + m->event_len;
+      while (info + sizeof(fanotify_event_info_header) <= end) {
+        fanotify_event_info_header hdr;
+        std::memcpy(&hdr, info, sizeof(hdr));
+        if (hdr.len < sizeof(hdr) || info + hdr.len > end) break;
+        if (hdr.info_type == FAN_EVENT_INFO_TYPE_FID) {
+          // header, fsid, then a struct file_handle.
+          const char* p = info + sizeof(hdr);
+          const size_t fsid_len = sizeof(__kernel_fsid_t);
+          if (p + fsid_len + sizeof(file_handle) <= info + hdr.len) {
+            file_handle fh;
+            std::memcpy(&fh, p + fsid_len, sizeof(fh));
+            const char* bytes = p + fsid_len + sizeof(file_handle);
+            if (bytes + fh.handle_bytes <= info + hdr.len) {
+              event.key = absl::StrCat(Bytes(p, fsid_len), Bytes(&fh.handle_type, sizeof(int)),
+                                       Bytes(bytes, fh.handle_bytes));
+            }
+          }
+        }
+        info += hdr.len;
+      }
+      out.push_back(std::move(event));
+    }
+  }
+}
+
+absl::StatusOr<std::string> NotifyGroup::KeyOf(int fd) {
+  struct statfs fs;
+  if (::fstatfs(fd, &fs) != 0) return ErrnoToStatus(errno, "fstatfs");
+  alignas(file_handle) char storage[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(storage);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (::name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0) {
+    return ErrnoToStatus(errno, "name_to_handle_at");
+  }
+  return absl::StrCat(Bytes(&fs.f_fsid, sizeof(fs.f_fsid)), Bytes(&fh->handle_type, sizeof(int)),
+                      Bytes(fh->f_handle, fh->handle_bytes));
+}
+
+}  // namespace pinbroker::guard

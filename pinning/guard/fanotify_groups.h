@@ -1,0 +1,89 @@
+// fanotify groups of the file guard.
+//
+// PreContentGroup: a FAN_CLASS_PRE_CONTENT group with FAN_PRE_ACCESS marks on the inodes of
+// leased files (Linux >= 6.14; ext4, xfs and their DAX modes; not tmpfs). The kernel holds each
+// caller (truncate, ftruncate, fallocate, read, write, mmap of a marked file) until the guard
+// answers its event; events carry the byte range and, with FAN_REPORT_TID, the caller's thread.
+// Each event comes with a read-only descriptor of the file opened by the kernel with
+// FMODE_NONOTIFY, so the guard may fstat it without raising events; closing the group answers
+// every pending event with "allow" and drops every mark.
+//
+// NotifyGroup: a notification group with FAN_REPORT_FID and FAN_ATTRIB | FAN_MODIFY |
+// FAN_DELETE_SELF marks: an unlink (link count change), a write, truncate or punch that has
+// happened. It opens no descriptors; events name the file by (fsid, file handle).
+//
+// Thread-safety: Mark/Unmark/ReadEvents/answers may run concurrently (each is one system call
+// on the group descriptor); the group must outlive every call.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pinning/scoped_fd.h"
+
+namespace pinbroker::guard {
+
+class PreContentGroup {
+ public:
+  // PERMISSION_DENIED without CAP_SYS_ADMIN; UNIMPLEMENTED if the kernel has no fanotify.
+  static absl::StatusOr<std::unique_ptr<PreContentGroup>> Open();
+
+  int fd() const { return fd_.get(); }
+
+  // Marks the inode of `file_fd` for FAN_PRE_ACCESS. UNIMPLEMENTED: this kernel has no
+  // pre-content events (< 6.14: EINVAL); FAILED_PRECONDITION: the filesystem does not offer
+  // them (EOPNOTSUPP: tmpfs and others).
+  absl::Status Mark(int file_fd);
+  void Unmark(int file_fd);
+
+  struct Event {
+    ScopedFd fd;    // The kernel's descriptor of the file; answer, then close it.
+    pid_t tid = 0;  // The caller's thread; 0 if outside the broker's pid namespace.
+    uint64_t mask = 0;
+    bool has_range = false;
+    uint64_t offset = 0;
+    uint64_t count = 0;
+  };
+  // Every queued event, without blocking (empty if none).
+  absl::StatusOr<std::vector<Event>> ReadEvents();
+
+  // Answers the permission event whose descriptor is `event_fd`.
+  absl::Status Allow(int event_fd);
+  absl::Status Deny(int event_fd, int err);  // FAN_DENY_ERRNO(err): the caller fails with err.
+
+ private:
+  explicit PreContentGroup(ScopedFd fd) : fd_(std::move(fd)) {}
+  absl::Status Respond(int event_fd, uint32_t response);
+  ScopedFd fd_;
+};
+
+class NotifyGroup {
+ public:
+  static absl::StatusOr<std::unique_ptr<NotifyGroup>> Open();
+
+  int fd() const { return fd_.get(); }
+
+  // FAILED_PRECONDITION if the filesystem cannot report file handles (older tmpfs).
+  absl::Status Mark(int file_fd);
+  void Unmark(int file_fd);
+
+  struct Event {
+    uint64_t mask = 0;
+    std::string key;  // KeyOf() of the file; empty for FAN_Q_OVERFLOW.
+  };
+  absl::StatusOr<std::vector<Event>> ReadEvents();
+
+  // (fsid, handle type, handle bytes) of the file open as `fd`, as events report it.
+  static absl::StatusOr<std::string> KeyOf(int fd);
+
+ private:
+  explicit NotifyGroup(ScopedFd fd) : fd_(std::move(fd)) {}
+  ScopedFd fd_;
+};
+
+}  // namespace pinbroker::guard

@@ -1,0 +1,195 @@
+// FileGuard: catches layout changes other processes make behind the broker's back to files it
+// holds leases on (truncate(2), ftruncate(2), fallocate(2) hole punches, open(O_TRUNC), unlink),
+// and applies the export's layout policy before the change takes effect wherever the kernel
+// allows it. docs/GUARD.md is the user-facing description and the kernel x filesystem x
+// operation matrix.
+//
+// Per leased file (armed on its first lease, disarmed when its last lease ends), with the
+// guard's own O_RDONLY descriptor of it:
+//   - fanotify pre-content (FAN_PRE_ACCESS, Linux >= 6.14, not tmpfs): the caller of a
+//     truncate or fallocate sleeps until the guard answers; the guard reads the caller's system
+//     call (caller.h, change_classifier.h) to tell a punch from a write, and runs layout changes
+//     through the LayoutCoordinator (GuardArbiter): allow, or fail with EBUSY;
+//   - a read file lease (file_lease.h), where it can be taken (no writer has the file open):
+//     catches truncate(path) and open for writing, O_TRUNC included, which fanotify does not;
+//     delay-only;
+//   - fanotify notification (FAN_ATTRIB | FAN_MODIFY, by file handle) and a periodic check on
+//     the Clock: detect-after. A link count of 0 recalls the file's leases with reason
+//     "unlinked"; a size or hole change under a lease revokes it at once with reason
+//     "out-of-band change" (layout_snapshot.h).
+//
+// Threads and the no-deadlock rule. One listener thread reads every event source (two fanotify
+// groups, a signalfd for lease-break signals, a wake-up eventfd) and never blocks on anything
+// else: it answers ordinary accesses itself at once (reads, writes, mmap, the broker's own
+// calls) after a procfs read, and hands layout changes to worker threads (at most
+// Options::max_workers; more wait in a queue, still held by the kernel). Workers decide and
+// answer. Neither ever reads, writes, maps or truncates a guarded file: they use fstat(2),
+// lseek(SEEK_HOLE/SEEK_DATA) and fcntl(2) on the guard's descriptor and procfs, none of which
+// raises a pre-content event. Events raised by the broker's own threads (its mmap of a second
+// lease, its own coordinated truncate) are allowed at once: they are already coordinated.
+//
+// Shutdown. Stop() answers every event: from the moment it starts, the listener fails layout
+// changes on files that still have leases with EBUSY and allows everything else at once; it
+// revokes the leases that changes already in progress wait for, so they finish at once; then it
+// closes the groups, and the kernel allows whatever was still queued. pinbrokerd stops the
+// guard after recalling every lease, so in practice nothing is waiting.
+//
+// Thread-safety: every public method is safe to call concurrently. Lock order:
+// arm_mu_ -> mu_ -> (PinService's locks). No lock is held while calling PinService.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pinning/clock.h"
+#include "pinning/guard/caller.h"
+#include "pinning/guard/change_classifier.h"
+#include "pinning/guard/fanotify_groups.h"
+#include "pinning/guard/guard_arbiter.h"
+#include "pinning/guard/guard_hooks.h"
+#include "pinning/guard/layout_snapshot.h"
+#include "pinning/pin_service.h"
+#include "pinning/scoped_fd.h"
+
+namespace pinbroker::guard {
+
+class FileGuard : public FileGuardHooks {
+ public:
+  struct Options {
+    bool use_fanotify = true;  // Pre-content and notification groups, where available.
+    bool use_leases = true;    // Read file leases, where they can be taken.
+    // Clock period of the detect-after check of every guarded file (also retries file leases
+    // that could not be taken or were broken).
+    absl::Duration check_interval = absl::Seconds(1);
+    // Real time a change the guard let through keeps its range blocked while the kernel makes
+    // it (until the caller's system call returns), so that no pin slips in between.
+    absl::Duration completion_limit = absl::Seconds(2);
+    int lease_signal = 0;  // 0: SIGRTMIN + 4.
+    int max_workers = 16;
+  };
+
+  // What this kernel and process offer, found at Start().
+  struct Capabilities {
+    bool pre_content_group = false;  // A FAN_CLASS_PRE_CONTENT group could be created.
+    std::string pre_content_why;     // Why not, if not.
+    bool notify_group = false;
+    std::string notify_why;
+    bool leases = false;
+    int lease_break_seconds = 45;
+  };
+
+  // Starts the listener and attaches the guard to `service` (PinService::AttachGuard). Never
+  // fails for lack of kernel support: it then guards with what there is, down to detect-after
+  // only, and says so in Report() and the log. INTERNAL if threads or descriptors cannot be made.
+  static absl::StatusOr<std::unique_ptr<FileGuard>> Start(PinService* service, Options options);
+  static absl::StatusOr<std::unique_ptr<FileGuard>> Start(PinService* service) {
+    return Start(service, Options());
+  }
+  // Stop()s and detaches from the service.
+  ~FileGuard() override;
+  FileGuard(const FileGuard&) = delete;
+  FileGuard& operator=(const FileGuard&) = delete;
+
+  // See the header comment. Idempotent.
+  void Stop();
+
+  // FileGuardHooks.
+  void OnLeaseGranted(const LeaseInfo& lease, int fd) override;
+  void OnLeaseEnded(const FileId& file) override;
+  void YieldLease(const FileId& file) override;
+  GuardReport Report(const FileId& file) const override;
+
+  const Capabilities& capabilities() const { return caps_; }
+  // "fanotify pre-content: yes; notification: yes; file leases: yes (break time 45 s)".
+  std::string DescribeCapabilities() const;
+
+  // Runs the detect-after check of every guarded file on the calling thread, now.
+  void CheckNow();
+  // Waits until no work is queued or running (for tests).
+  void AwaitIdle();
+  size_t guarded_files() const;
+
+ private:
+  struct Watched;
+  struct Work;
+  class HeldEvent;
+
+  FileGuard(PinService* service, Options options);
+  absl::Status StartThreads();
+
+  // Arming (arm_mu_ held).
+  std::shared_ptr<Watched> Arm(const LeaseInfo& lease, int fd)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
+  void Disarm(const std::shared_ptr<Watched>& file) ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
+  void DisarmIfIdle(const FileId& id);
+  void TryArmLease(const std::shared_ptr<Watched>& file);
+
+  // Listener.
+  void ListenLoop();
+  void HandlePreContentEvents();
+  void HandleNotifyEvents();
+  void HandleLeaseSignals();
+
+  // Work.
+  void Enqueue(std::unique_ptr<Work> work) ABSL_LOCKS_EXCLUDED(mu_);
+  void QueueCheck(const std::shared_ptr<Watched>& file, std::optional<CallerSyscall> after)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void QueueCheckAll() ABSL_LOCKS_EXCLUDED(mu_);
+  void WorkerLoop();
+  void Run(Work& work);
+  void RunPreContent(Work& work);
+  void RunLeaseBreak(Work& work);
+  void CheckFile(const std::shared_ptr<Watched>& file);
+  void HandleUnlinked(const std::shared_ptr<Watched>& file);
+  void ScheduleTick();
+
+  std::shared_ptr<Watched> Find(const FileId& id) const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<std::shared_ptr<Watched>> AllWatched() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool HasLiveLeases(const FileId& id) const;
+
+  PinService* const service_;
+  Clock* const clock_;
+  const Options options_;
+  const int lease_signal_;
+  Capabilities caps_;
+  GuardArbiter arbiter_;
+
+  std::unique_ptr<PreContentGroup> pre_;
+  std::unique_ptr<NotifyGroup> notify_;
+  ScopedFd signal_fd_;
+  ScopedFd wake_fd_;
+  std::thread listener_;
+
+  absl::Mutex arm_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<FileId, std::shared_ptr<Watched>> files_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int, FileId> by_fd_ ABSL_GUARDED_BY(mu_);           // Lease signals' si_fd.
+  absl::flat_hash_map<std::string, FileId> by_key_ ABSL_GUARDED_BY(mu_);  // Notify handles.
+  pid_t listener_tid_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  bool listener_exit_ ABSL_GUARDED_BY(mu_) = false;
+  bool workers_exit_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::unique_ptr<Work>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
+  int idle_workers_ ABSL_GUARDED_BY(mu_) = 0;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  // Files with a layout change queued or being decided (Stop() revokes their leases).
+  absl::flat_hash_map<FileId, int> changes_in_flight_ ABSL_GUARDED_BY(mu_);
+  Clock::TimerId tick_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);  // Unlinked-revoke timers.
+};
+
+}  // namespace pinbroker::guard

@@ -1,0 +1,737 @@
+// The real file guard against other processes: truncate(2), ftruncate(2), fallocate punch,
+// open(O_TRUNC), pwrite and unlink done by a separate process (pb_oob, /usr/bin/truncate,
+// /usr/bin/fallocate) on a file the broker holds host pins on, under each layout policy. The
+// test asserts what the process saw (held, failed with EBUSY, went ahead), the file's size and
+// bytes afterwards, and each lease's end state and reason.
+//
+// Filesystems: an ext4 image on a loop device (needs root and loop devices), a DAX mount named
+// by $PINBROKER_DAX_DIR (the VM suite), and tmpfs (/dev/shm). Which mechanism guards what
+// depends on the kernel and filesystem (docs/GUARD.md): each test that demonstrates a mechanism
+// skips, saying so, where the guard reports that mechanism is not armed, and the
+// ReportMatchesTheMatrix test checks the report against the matrix itself.
+//
+// Time: policy time (grace, defer deadline) runs on a SimulatedClock that the test moves after
+// seeing the guard's worker wait (WaitForWaiters); a held process is seen in /proc/<pid>/wchan.
+// Nothing sleeps to wait for a timer.
+#include "pinning/guard/file_guard.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pinning/guard/guard_report.h"
+#include "pinning/host_backend.h"
+#include "pinning/pin_service.h"
+#include "pinning/simulated_clock.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+extern char** environ;
+
+namespace pinbroker::guard {
+namespace {
+
+using ::pinbroker::testing::TempDir;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+constexpr uint64_t kPages = 16;
+constexpr absl::Duration kSafety = absl::Seconds(60);  // Bound on waiting for real events.
+
+// Runs `command` through the shell; returns its exit status and output.
+int Shell(const std::string& command, std::string* out) {
+  const std::string log = absl::StrCat("/tmp/pb-guard-", getpid(), ".log");
+  const int rc = std::system((command + " >" + log + " 2>&1").c_str());
+  std::ifstream in(log);
+  std::stringstream s;
+  s << in.rdbuf();
+  *out += command + ": " + s.str();
+  unlink(log.c_str());
+  return rc;
+}
+
+std::string ReadProc(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return std::string(absl::StripAsciiWhitespace(s.str()));
+}
+
+// Another process doing one operation. Its stdin and stdout are pipes.
+class Child {
+ public:
+  explicit Child(std::vector<std::string> argv) : argv_(std::move(argv)) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) std::abort();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    std::vector<char*> args;
+    for (std::string& a : argv_) args.push_back(a.data());
+    args.push_back(nullptr);
+    if (posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ) != 0) std::abort();
+    posix_spawn_file_actions_destroy(&actions);
+    close(in[0]);
+    close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+  }
+  ~Child() {
+    if (!reaped_) {
+      kill(pid_, SIGKILL);
+      int status;
+      waitpid(pid_, &status, 0);
+    }
+    close(stdin_);
+    close(stdout_);
+  }
+
+  pid_t pid() const { return pid_; }
+  std::string command() const { return absl::StrJoin(argv_, " "); }
+
+  // Where the kernel holds it: "fanotify" (a permission event), "lease" (a lease break), "".
+  std::string HeldBy() const {
+    const std::string wchan = ReadProc(absl::StrCat("/proc/", pid_, "/wchan"));
+    if (absl::StrContains(wchan, "fanotify")) return "fanotify";
+    if (wchan == "__break_lease") return "lease";
+    return "";
+  }
+  // Waits until the kernel holds the process for the guard; false if it finished instead.
+  bool WaitHeld() {
+    const absl::Time give_up = absl::Now() + kSafety;
+    while (absl::Now() < give_up) {
+      if (!HeldBy().empty()) return true;
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        status_ = status;
+        return false;
+      }
+      std::this_thread::yield();
+    }
+    return false;
+  }
+  // Waits for the process to end; its exit status (-1 if killed or too slow).
+  int Wait() {
+    if (!reaped_) {
+      const absl::Time give_up = absl::Now() + kSafety;
+      while (waitpid(pid_, &status_, WNOHANG) != pid_) {
+        if (absl::Now() > give_up) {
+          ADD_FAILURE() << command() << " did not finish; held by '" << HeldBy() << "'";
+          return -1;
+        }
+        std::this_thread::yield();
+      }
+      reaped_ = true;
+    }
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+  }
+  std::string Output() {
+    std::string out;
+    char buf[256];
+    ssize_t n;
+    while ((n = read(stdout_, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+  std::string ReadLine() {
+    std::string line;
+    char c;
+    while (read(stdout_, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+  void WriteLine() { (void)!write(stdin_, "\n", 1); }
+
+ private:
+  std::vector<std::string> argv_;
+  pid_t pid_ = 0;
+  int stdin_ = -1, stdout_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+// --- filesystems ---
+
+class Filesystem {
+ public:
+  virtual ~Filesystem() = default;
+  virtual std::string SetUp() = 0;  // Empty, or why it is unavailable (the test skips).
+  virtual std::string dir() const = 0;
+};
+
+class Ext4Loop : public Filesystem {
+ public:
+  std::string SetUp() override {
+    if (geteuid() != 0) return "mounting an ext4 image on a loop device needs root";
+    std::string log;
+    image_ = tmp_.Join("ext4.img");
+    mount_ = tmp_.Join("mnt");
+    if (Shell(absl::StrCat("truncate -s 64M ", image_, " && mkfs.ext4 -q -F ", image_, " && mkdir ",
+                           mount_),
+              &log) != 0) {
+      return "could not make an ext4 image (mkfs.ext4 from e2fsprogs): " + log;
+    }
+    if (Shell(absl::StrCat("mount -o loop ", image_, " ", mount_), &log) != 0) {
+      return "could not mount an ext4 image on a loop device (no loop devices or no "
+             "CAP_SYS_ADMIN here): " +
+             log;
+    }
+    mounted_ = true;
+    chmod(mount_.c_str(), 0777);
+    return "";
+  }
+  ~Ext4Loop() override {
+    std::string log;
+    if (mounted_ && Shell("umount " + mount_, &log) != 0) ADD_FAILURE() << log;
+  }
+  std::string dir() const override { return mount_; }
+
+ private:
+  TempDir tmp_;
+  std::string image_, mount_;
+  bool mounted_ = false;
+};
+
+class NamedDir : public Filesystem {
+ public:
+  NamedDir(std::string dir, uint64_t magic, std::string why)
+      : parent_(std::move(dir)), magic_(magic), why_(std::move(why)) {}
+  std::string SetUp() override {
+    struct statfs fs;
+    if (parent_.empty() || statfs(parent_.c_str(), &fs) != 0 ||
+        (magic_ != 0 && static_cast<uint64_t>(fs.f_type) != magic_)) {
+      return why_;
+    }
+    tmp_ = std::make_unique<TempDir>(parent_);
+    return "";
+  }
+  std::string dir() const override { return tmp_->path(); }
+
+ private:
+  std::string parent_;
+  uint64_t magic_;
+  std::string why_;
+  std::unique_ptr<TempDir> tmp_;
+};
+
+std::unique_ptr<Filesystem> MakeFilesystem(const std::string& name) {
+  if (name == "ext4") return std::make_unique<Ext4Loop>();
+  if (name == "tmpfs") {
+    return std::make_unique<NamedDir>("/dev/shm", 0x01021994,
+                                      "/dev/shm is not a tmpfs mount on this machine");
+  }
+  const char* dax = std::getenv("PINBROKER_DAX_DIR");
+  return std::make_unique<NamedDir>(
+      dax == nullptr ? "" : dax, 0,
+      "no fs-dax filesystem here: set PINBROKER_DAX_DIR to a directory on a -o dax mount (the VM "
+      "suite does, for ext4-dax and xfs-dax)");
+}
+
+std::string Pattern(uint64_t size) {
+  std::string s(size, '\0');
+  for (uint64_t i = 0; i < size; ++i) s[i] = static_cast<char>('A' + (i * 13 + i / 4096) % 61);
+  return s;
+}
+
+// --- the fixture ---
+
+class FileGuardTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    fs_ = MakeFilesystem(GetParam());
+    if (const std::string why = fs_->SetUp(); !why.empty()) GTEST_SKIP() << why;
+    path_ = fs_->dir() + "/data";
+    original_ = Pattern(kPages * page_);
+    std::ofstream(path_, std::ios::binary) << original_;
+    std::vector<ExportOptions> exports;
+    for (auto [name, policy] :
+         {std::pair{"defer", LayoutPolicy::kDefer}, std::pair{"revoke", LayoutPolicy::kRevoke},
+          std::pair{"refuse", LayoutPolicy::kRefuse}}) {
+      ExportOptions exp;
+      exp.name = name;
+      exp.root = fs_->dir();
+      exp.default_policy = policy;
+      exp.grace = absl::Seconds(5);
+      exp.layout_timeout = absl::Seconds(30);
+      exp.default_ttl = absl::Hours(1);
+      exp.max_ttl = absl::Hours(1);
+      exports.push_back(exp);
+    }
+    auto service = PinService::Create(&clock_, &backend_, exports);
+    ASSERT_TRUE(service.ok()) << service.status();
+    service_ = *std::move(service);
+    if (GetParam() == "dax") {
+      ASSERT_OK_AND_ASSIGN(FileDescription d, service_->DescribeFile("revoke", "data"));
+      if (!d.info.dax) GTEST_SKIP() << "$PINBROKER_DAX_DIR is not on a DAX mount";
+    }
+    FileGuard::Options options;
+    options.check_interval = absl::Hours(1000);  // Tests run checks with CheckNow().
+    ASSERT_OK_AND_ASSIGN(guard_, FileGuard::Start(service_.get(), options));
+    events_ = service_->Watch("holder").events;
+  }
+  void TearDown() override {
+    guard_.reset();
+    service_.reset();
+  }
+
+  LeaseInfo Pin(const std::string& exp, uint64_t first_page, uint64_t pages,
+                Access access = Access::kReadWrite) {
+    PinRequest r;
+    r.owner = "holder";
+    r.export_name = exp;
+    r.path = "data";
+    r.offset = first_page * page_;
+    r.length = pages * page_;
+    r.access = access;
+    auto lease = service_->Pin(r);
+    EXPECT_TRUE(lease.ok()) << lease.status();
+    return lease.ok() ? *lease : LeaseInfo{};
+  }
+
+  GuardReport Report(const std::string& exp = "revoke") {
+    auto d = service_->DescribeFile(exp, "data");
+    EXPECT_TRUE(d.ok()) << d.status();
+    GuardReport r;
+    if (d.ok()) {
+      r.guard = d->guard;
+      r.unguarded_operations = d->unguarded_operations;
+    }
+    return r;
+  }
+  // Skips unless the file's guard has `mechanism` armed.
+  bool Armed(const std::string& mechanism, const std::string& exp = "revoke") {
+    return absl::StrContains(Report(exp).guard, mechanism);
+  }
+
+  std::optional<LeaseInfo> Live(LeaseId id) {
+    for (const auto& l : service_->ListLeases({})) {
+      if (l.id == id) return l;
+    }
+    return std::nullopt;
+  }
+  // The terminal event of `id` seen on the holder's stream, if any.
+  std::optional<LeaseEvent> Ended(LeaseId id) {
+    while (auto next = events_->TryNext()) {
+      if (next->ok()) seen_.push_back(**next);
+    }
+    for (const LeaseEvent& e : seen_) {
+      if (e.lease.id == id && IsTerminal(e.lease.state)) return e;
+    }
+    return std::nullopt;
+  }
+  bool Recalled(LeaseId id) {
+    Ended(id);
+    for (const LeaseEvent& e : seen_) {
+      if (e.lease.id == id && e.type == LeaseEvent::Type::kRecalled) return true;
+    }
+    return false;
+  }
+  // Runs the detect-after check now, and waits for any the guard's notification events started
+  // (a worker may be ending the same lease).
+  void Settle() {
+    guard_->CheckNow();
+    guard_->AwaitIdle();
+  }
+  // Waits for a lease state the guard's own threads bring about.
+  bool WaitFor(const std::function<bool()>& done) {
+    const absl::Time give_up = absl::Now() + kSafety;
+    while (!done()) {
+      if (absl::Now() > give_up) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  }
+
+  std::string Contents() const {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  uint64_t Size() const {
+    struct stat st {};
+    EXPECT_EQ(stat(path_.c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_size);
+  }
+  Child Oob(std::vector<std::string> args) {
+    args.insert(args.begin(), PB_OOB_HELPER);
+    return Child(std::move(args));
+  }
+
+  const uint64_t page_ = SystemPageSize();
+  SimulatedClock clock_;
+  std::unique_ptr<Filesystem> fs_;
+  HostBackend backend_;
+  std::unique_ptr<PinService> service_;
+  std::unique_ptr<FileGuard> guard_;
+  std::shared_ptr<EventQueue> events_;
+  std::vector<LeaseEvent> seen_;
+  std::string path_;
+  std::string original_;
+};
+
+// --- what is armed, per kernel and filesystem ---
+
+TEST_P(FileGuardTest, ReportMatchesTheMatrix) {
+  const bool pre_content = guard_->capabilities().pre_content_group;
+  const bool fanotify_fs = GetParam() != "tmpfs";  // ext4, ext4-dax, xfs-dax.
+  const std::string fan = pre_content && fanotify_fs ? "fanotify" : "";
+
+  EXPECT_EQ(Report().guard, "none");  // No lease yet: not watched.
+  const LeaseInfo rw = Pin("revoke", 2, 2);
+  const GuardReport with_writer = Report();
+  // The broker's own writable mapping keeps a read lease from being taken.
+  EXPECT_EQ(with_writer.guard, fan.empty() ? "none" : fan);
+  EXPECT_THAT(with_writer.unguarded_operations, Contains("open(2) O_TRUNC"));
+  EXPECT_THAT(with_writer.unguarded_operations, Contains("open(2) O_RDONLY|O_TRUNC"));
+  if (fan.empty()) {
+    EXPECT_THAT(with_writer.unguarded_operations, Contains("ftruncate(2)"));
+    EXPECT_THAT(with_writer.unguarded_operations, Contains("fallocate(2) PUNCH_HOLE"));
+  } else {
+    EXPECT_THAT(with_writer.unguarded_operations, Not(Contains("ftruncate(2)")));
+    EXPECT_THAT(with_writer.unguarded_operations, Contains(kOpPunchPreopened));
+  }
+  ASSERT_OK(service_->Release("holder", rw.id));
+  EXPECT_EQ(guard_->guarded_files(), 0u);
+  EXPECT_EQ(Report().guard, "none");
+
+  Pin("revoke", 2, 2, Access::kRead);
+  const GuardReport read_only = Report();
+  EXPECT_EQ(read_only.guard, fan.empty() ? "lease" : "fanotify+lease");
+  EXPECT_THAT(read_only.unguarded_operations, Not(Contains("open(2) O_TRUNC")));
+  EXPECT_THAT(read_only.unguarded_operations, Not(Contains("truncate(2)")));
+  EXPECT_THAT(read_only.unguarded_operations, Not(Contains(kOpPunchPreopened)));
+}
+
+// --- fanotify: truncate, ftruncate and punch held before they take effect ---
+
+TEST_P(FileGuardTest, FanotifyRefuseFailsTruncateFtruncateAndPunchWithEbusy) {
+  const LeaseInfo lease = Pin("refuse", 4, 2);
+  if (!Armed("fanotify", "refuse"))
+    GTEST_SKIP() << "no fanotify pre-content guard here: " << Report("refuse").guard;
+  Child truncate = Oob({"truncate", path_, std::to_string(2 * page_)});
+  EXPECT_EQ(truncate.Wait(), EBUSY) << truncate.Output();
+  Child ftruncate({"/usr/bin/truncate", "-s", std::to_string(3 * page_ + 100), path_});
+  EXPECT_EQ(ftruncate.Wait(), 1);
+  EXPECT_THAT(ftruncate.Output(), HasSubstr("Device or resource busy"));
+  Child punch({"/usr/bin/fallocate", "--punch-hole", "-o", std::to_string(5 * page_), "-l",
+               std::to_string(page_), path_});
+  EXPECT_EQ(punch.Wait(), 1);
+  EXPECT_THAT(punch.Output(), HasSubstr("Device or resource busy"));
+  EXPECT_EQ(Contents(), original_);
+  ASSERT_TRUE(Live(lease.id).has_value());
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+  EXPECT_FALSE(Recalled(lease.id));
+  // Changes that miss the lease go through.
+  Child beside = Oob({"punch", path_, std::to_string(8 * page_), std::to_string(page_)});
+  EXPECT_EQ(beside.Wait(), 0) << beside.Output();
+  EXPECT_EQ(Contents().substr(8 * page_, page_), std::string(page_, '\0'));
+}
+
+TEST_P(FileGuardTest, FanotifyDeferHoldsTheTruncateUntilTheLeaseIsReleased) {
+  const LeaseInfo lease = Pin("defer", 4, 2);
+  if (!Armed("fanotify", "defer")) GTEST_SKIP() << "no fanotify pre-content guard here";
+  Child truncate = Oob({"truncate", path_, std::to_string(page_)});
+  ASSERT_TRUE(truncate.WaitHeld()) << truncate.Output();
+  EXPECT_EQ(truncate.HeldBy(), "fanotify");
+  clock_.WaitForWaiters(1);
+  EXPECT_EQ(Size(), kPages * page_);  // Held: nothing happened yet.
+  ASSERT_OK(service_->Release("holder", lease.id));
+  EXPECT_EQ(truncate.Wait(), 0) << truncate.Output();
+  EXPECT_EQ(Size(), page_);
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kReleased);
+}
+
+TEST_P(FileGuardTest, FanotifyDeferFailsThePunchAtTheLayoutTimeout) {
+  const LeaseInfo lease = Pin("defer", 4, 2);
+  if (!Armed("fanotify", "defer")) GTEST_SKIP() << "no fanotify pre-content guard here";
+  Child punch({"/usr/bin/fallocate", "--punch-hole", "-o", std::to_string(4 * page_), "-l",
+               std::to_string(page_), path_});
+  ASSERT_TRUE(punch.WaitHeld()) << punch.Output();
+  clock_.WaitForWaiters(1);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_EQ(punch.Wait(), 1);
+  EXPECT_THAT(punch.Output(), HasSubstr("Device or resource busy"));
+  EXPECT_EQ(Contents(), original_);
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+}
+
+TEST_P(FileGuardTest, FanotifyRevokeRecallsRevokesAfterGraceThenLetsTheChangeThrough) {
+  const LeaseInfo lease = Pin("revoke", 4, 2);
+  const LeaseInfo elsewhere = Pin("revoke", 0, 1);
+  if (!Armed("fanotify")) GTEST_SKIP() << "no fanotify pre-content guard here";
+  Child ftruncate({"/usr/bin/truncate", "-s", std::to_string(3 * page_ + 100), path_});
+  ASSERT_TRUE(ftruncate.WaitHeld()) << ftruncate.Output();
+  clock_.WaitForWaiters(1);
+  ASSERT_TRUE(Live(lease.id).has_value());
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kRecalling);
+  EXPECT_THAT(Live(lease.id)->reason,
+              AllOf(HasSubstr(absl::StrCat("out-of-band ftruncate(2) from ", kPages * page_, " to ",
+                                           3 * page_ + 100, " bytes")),
+                    HasSubstr("policy revoke"), HasSubstr("(truncate), caught by fanotify")));
+  EXPECT_EQ(Size(), kPages * page_);
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_EQ(ftruncate.Wait(), 0) << ftruncate.Output();
+  EXPECT_EQ(Size(), 3 * page_ + 100);
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+  EXPECT_THAT(Ended(lease.id)->lease.reason, HasSubstr("not released within the 5s grace"));
+  EXPECT_EQ(Live(elsewhere.id)->state, LeaseState::kGranted);  // Pages before the new EOF.
+}
+
+TEST_P(FileGuardTest, FanotifyRevokeLetsAPunchThroughOnceTheHolderReleases) {
+  const LeaseInfo lease = Pin("revoke", 4, 2);
+  if (!Armed("fanotify")) GTEST_SKIP() << "no fanotify pre-content guard here";
+  Child punch({"/usr/bin/fallocate", "--punch-hole", "-o", std::to_string(5 * page_), "-l",
+               std::to_string(2 * page_), path_});
+  ASSERT_TRUE(punch.WaitHeld()) << punch.Output();
+  clock_.WaitForWaiters(1);
+  EXPECT_THAT(Live(lease.id)->reason,
+              HasSubstr(absl::StrCat("out-of-band fallocate(2) PUNCH_HOLE of bytes [", 5 * page_,
+                                     ", ", 7 * page_, ")")));
+  ASSERT_OK(service_->Release("holder", lease.id));
+  EXPECT_EQ(punch.Wait(), 0) << punch.Output();
+  std::string want = original_;
+  want.replace(5 * page_, 2 * page_, std::string(2 * page_, '\0'));
+  EXPECT_EQ(Contents(), want);
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kReleased);
+}
+
+// --- writes and reads: never held beyond the answer, never a recall ---
+
+TEST_P(FileGuardTest, WritesAndReadsOfALeasedRangeProceedAndRecallNothing) {
+  const LeaseInfo lease = Pin("revoke", 4, 2);
+  Child write = Oob({"pwrite", path_, std::to_string(4 * page_ + 10), "100"});
+  EXPECT_EQ(write.Wait(), 0) << write.Output();
+  std::string out;
+  EXPECT_EQ(Shell(absl::StrCat("cat ", path_, " >/dev/null"), &out), 0) << out;
+  std::string want = original_;
+  want.replace(4 * page_ + 10, 100, std::string(100, 'W'));
+  EXPECT_EQ(Contents(), want);
+  guard_->AwaitIdle();
+  Settle();
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+  EXPECT_FALSE(Recalled(lease.id));
+}
+
+// --- file lease: truncate(path) and open(O_TRUNC) with read-only leases ---
+
+TEST_P(FileGuardTest, LeaseRevokeHoldsAnOTruncOpenUntilTheLeaseIsRevoked) {
+  const LeaseInfo lease = Pin("revoke", 4, 2, Access::kRead);
+  if (!Armed("lease")) GTEST_SKIP() << "no file-lease guard here: " << Report().guard;
+  Child otrunc = Oob({"otrunc", path_});
+  ASSERT_TRUE(otrunc.WaitHeld()) << otrunc.Output();
+  EXPECT_EQ(otrunc.HeldBy(), "lease");
+  clock_.WaitForWaiters(1);
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kRecalling);
+  EXPECT_THAT(Live(lease.id)->reason,
+              AllOf(HasSubstr("out-of-band openat(2) O_TRUNC from"), HasSubstr("to 0 bytes"),
+                    HasSubstr("caught by file lease")));
+  EXPECT_EQ(Size(), kPages * page_);
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_EQ(otrunc.Wait(), 0) << otrunc.Output();
+  EXPECT_EQ(Size(), 0u);
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+}
+
+TEST_P(FileGuardTest, LeaseRefuseCannotFailTheOpenSoItRevokesAtOnce) {
+  const LeaseInfo lease = Pin("refuse", 4, 2, Access::kRead);
+  if (!Armed("lease", "refuse")) GTEST_SKIP() << "no file-lease guard here";
+  Child otrunc = Oob({"otrunc", path_});
+  EXPECT_EQ(otrunc.Wait(), 0) << otrunc.Output();
+  EXPECT_EQ(Size(), 0u);
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+}
+
+TEST_P(FileGuardTest, LeaseDeferHoldsTruncateByPathUntilRelease) {
+  const LeaseInfo lease = Pin("defer", 4, 2, Access::kRead);
+  if (!Armed("lease", "defer")) GTEST_SKIP() << "no file-lease guard here";
+  Child truncate = Oob({"truncate", path_, std::to_string(2 * page_)});
+  ASSERT_TRUE(truncate.WaitHeld()) << truncate.Output();
+  clock_.WaitForWaiters(1);
+  EXPECT_EQ(Size(), kPages * page_);
+  ASSERT_OK(service_->Release("holder", lease.id));
+  EXPECT_EQ(truncate.Wait(), 0) << truncate.Output();
+  EXPECT_EQ(Size(), 2 * page_);
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kReleased);
+}
+
+TEST_P(FileGuardTest, LeaseLetsPlainWriterOpensGoAtOnceAndRecallsNothing) {
+  const LeaseInfo lease = Pin("revoke", 4, 2, Access::kRead);
+  if (!Armed("lease")) GTEST_SKIP() << "no file-lease guard here";
+  Child write = Oob({"pwrite", path_, std::to_string(4 * page_), "10"});
+  EXPECT_EQ(write.Wait(), 0) << write.Output();
+  guard_->AwaitIdle();
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+  EXPECT_FALSE(Recalled(lease.id));
+  // The lease was given up for the writer and comes back at the next check.
+  Settle();
+  EXPECT_THAT(Report().guard, HasSubstr("lease"));
+}
+
+// --- detect-after: what nothing could intercept ---
+
+TEST_P(FileGuardTest, UnguardedOTruncIsDetectedAfterAndRevokesAtOnce) {
+  // A read-write lease: the broker's writable mapping keeps a file lease from being armed.
+  const LeaseInfo lease = Pin("refuse", 4, 2);
+  EXPECT_THAT(Report("refuse").unguarded_operations, Contains("open(2) O_TRUNC"));
+  Child otrunc = Oob({"otrunc", path_});
+  EXPECT_EQ(otrunc.Wait(), 0) << otrunc.Output();
+  EXPECT_EQ(Size(), 0u);
+  Settle();
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+  EXPECT_THAT(Ended(lease.id)->lease.reason,
+              AllOf(StartsWith("out-of-band change: the file shrank from"),
+                    HasSubstr("detected afterwards")));
+}
+
+TEST_P(FileGuardTest, ReadOnlyOTruncEscapesEveryMechanismAndIsDetectedAfter) {
+  const LeaseInfo lease = Pin("revoke", 2, 2, Access::kRead);
+  EXPECT_THAT(Report().unguarded_operations, Contains("open(2) O_RDONLY|O_TRUNC"));
+  Child otrunc = Oob({"rdonly-otrunc", path_});
+  EXPECT_EQ(otrunc.Wait(), 0) << otrunc.Output();
+  EXPECT_EQ(Size(), 0u);
+  Settle();
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_THAT(Ended(lease.id)->lease.reason, StartsWith("out-of-band change:"));
+}
+
+TEST_P(FileGuardTest, PunchThroughADescriptorOpenedBeforeArmingIsDetectedAfter) {
+  Child early = Oob({"open-then-punch", path_, std::to_string(4 * page_), std::to_string(page_)});
+  ASSERT_EQ(early.ReadLine(), "opened");
+  const LeaseInfo lease = Pin("refuse", 4, 2);
+  const GuardReport report = Report("refuse");
+  EXPECT_THAT(report.unguarded_operations,
+              Contains(absl::StrContains(report.guard, "fanotify") ? kOpPunchPreopened
+                                                                   : "fallocate(2) PUNCH_HOLE"));
+  early.WriteLine();
+  EXPECT_EQ(early.Wait(), 0) << early.Output();
+  Settle();
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+  EXPECT_THAT(Ended(lease.id)->lease.reason,
+              AllOf(StartsWith("out-of-band change: bytes ["), HasSubstr("became a hole")));
+}
+
+TEST_P(FileGuardTest, FtruncateWithoutFanotifyIsDetectedAfter) {
+  const LeaseInfo lease = Pin("refuse", 4, 2);
+  if (Armed("fanotify", "refuse")) GTEST_SKIP() << "fanotify guards ftruncate(2) here";
+  Child ftruncate({"/usr/bin/truncate", "-s", std::to_string(page_), path_});
+  EXPECT_EQ(ftruncate.Wait(), 0) << ftruncate.Output();
+  Settle();
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_THAT(Ended(lease.id)->lease.reason, StartsWith("out-of-band change: the file shrank"));
+}
+
+// --- unlink ---
+
+TEST_P(FileGuardTest, UnlinkRecallsWithReasonUnlinkedAndRevokesAfterGrace) {
+  const LeaseInfo lease = Pin("revoke", 4, 2);
+  Child unlink = Oob({"unlink", path_});
+  EXPECT_EQ(unlink.Wait(), 0) << unlink.Output();
+  // With a notification group the guard notices by itself; otherwise at its next check.
+  if (!guard_->capabilities().notify_group) guard_->CheckNow();
+  ASSERT_TRUE(
+      WaitFor([&] { return Live(lease.id) && Live(lease.id)->state == LeaseState::kRecalling; }));
+  EXPECT_THAT(Live(lease.id)->reason, StartsWith("unlinked: revoke/data was deleted"));
+  guard_->AwaitIdle();  // The revoke timer is set right after the recall.
+  EXPECT_EQ(Live(lease.id)->recall_deadline, clock_.Now() + absl::Seconds(5));
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+  EXPECT_THAT(Ended(lease.id)->lease.reason, HasSubstr("unlinked"));
+}
+
+TEST_P(FileGuardTest, UnlinkUnderDeferRecallsButNeverRevokes) {
+  const LeaseInfo lease = Pin("defer", 4, 2);
+  Child unlink = Oob({"unlink", path_});
+  EXPECT_EQ(unlink.Wait(), 0) << unlink.Output();
+  Settle();
+  ASSERT_TRUE(Live(lease.id).has_value());
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kRecalling);
+  EXPECT_THAT(Live(lease.id)->reason, StartsWith("unlinked:"));
+  EXPECT_EQ(Live(lease.id)->recall_deadline, lease.expires_at);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kRecalling);
+}
+
+// --- the broker's own changes and shutdown ---
+
+TEST_P(FileGuardTest, TheBrokersOwnLayoutChangesAndPinsNeverWaitForTheGuard) {
+  const LeaseInfo ro = Pin("revoke", 0, 2, Access::kRead);
+  const LeaseInfo rw = Pin("revoke", 8, 2);  // A second pin: its mmap raises an event of ours.
+  LayoutRequest r;
+  r.export_name = "revoke";
+  r.path = "data";
+  r.policy = LayoutPolicy::kRefuse;
+  r.initiator = "test";
+  // Truncate RPC: opens the file for writing (the guard yields its file lease) and truncates
+  // (its own fanotify event is allowed at once).
+  ASSERT_OK(service_->Truncate(r, 12 * page_).status());
+  EXPECT_EQ(Size(), 12 * page_);
+  ASSERT_OK(service_->PunchHole(r, 4 * page_, page_).status());
+  Settle();
+  EXPECT_EQ(Live(ro.id)->state, LeaseState::kGranted);
+  EXPECT_EQ(Live(rw.id)->state, LeaseState::kGranted);
+}
+
+TEST_P(FileGuardTest, StopAnswersAHeldCallerAtOnce) {
+  const LeaseInfo lease = Pin("defer", 4, 2);
+  if (!Armed("fanotify", "defer")) GTEST_SKIP() << "no fanotify pre-content guard here";
+  Child truncate = Oob({"truncate", path_, std::to_string(page_)});
+  ASSERT_TRUE(truncate.WaitHeld()) << truncate.Output();
+  clock_.WaitForWaiters(1);
+  guard_->Stop();
+  EXPECT_EQ(truncate.Wait(), 0) << truncate.Output();
+  EXPECT_EQ(Size(), page_);
+  ASSERT_TRUE(Ended(lease.id).has_value());
+  EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+  EXPECT_THAT(Ended(lease.id)->lease.reason, HasSubstr("broker shutting down"));
+  // After Stop nothing is watched: changes go straight through.
+  Child after = Oob({"truncate", path_, "0"});
+  EXPECT_EQ(after.Wait(), 0) << after.Output();
+}
+
+TEST_P(FileGuardTest, DisarmsWhenTheLastLeaseEnds) {
+  const LeaseInfo a = Pin("refuse", 4, 1);
+  const LeaseInfo b = Pin("refuse", 6, 1);
+  EXPECT_EQ(guard_->guarded_files(), 1u);
+  ASSERT_OK(service_->Release("holder", a.id));
+  EXPECT_EQ(guard_->guarded_files(), 1u);
+  ASSERT_OK(service_->Release("holder", b.id));
+  EXPECT_EQ(guard_->guarded_files(), 0u);
+  Child truncate = Oob({"truncate", path_, "0"});
+  EXPECT_EQ(truncate.Wait(), 0) << truncate.Output();
+}
+
+INSTANTIATE_TEST_SUITE_P(Filesystems, FileGuardTest, ::testing::Values("ext4", "dax", "tmpfs"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace pinbroker::guard

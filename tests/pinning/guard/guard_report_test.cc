@@ -1,0 +1,50 @@
+// What DescribeFile reports as guard and unguarded operations for each set of armed mechanisms.
+#include "pinning/guard/guard_report.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pinbroker::guard {
+namespace {
+
+using ::testing::ElementsAre;
+
+TEST(ReportFor, NothingArmedLeavesEveryLayoutChangeUnguarded) {
+  const GuardReport r = ReportFor({.fanotify = false, .lease = false});
+  EXPECT_EQ(r.guard, "none");
+  EXPECT_THAT(r.unguarded_operations,
+              ElementsAre("truncate(2)", "ftruncate(2)", "fallocate(2) PUNCH_HOLE",
+                          "open(2) O_TRUNC", "open(2) O_RDONLY|O_TRUNC"));
+}
+
+TEST(ReportFor, FanotifyAloneMissesOTruncAndPreopenedDescriptors) {
+  GuardReport r = ReportFor({.fanotify = true, .lease = false, .writers_predate_mark = true});
+  EXPECT_EQ(r.guard, "fanotify");
+  EXPECT_THAT(r.unguarded_operations, ElementsAre(kOpPunchPreopened, kOpPunchUnidentified,
+                                                  "open(2) O_TRUNC", "open(2) O_RDONLY|O_TRUNC"));
+}
+
+TEST(ReportFor, LeaseAloneMissesCallsOnOpenDescriptors) {
+  const GuardReport r = ReportFor({.fanotify = false, .lease = true});
+  EXPECT_EQ(r.guard, "lease");
+  EXPECT_THAT(r.unguarded_operations,
+              ElementsAre("ftruncate(2)", "fallocate(2) PUNCH_HOLE", "open(2) O_RDONLY|O_TRUNC"));
+}
+
+TEST(ReportFor, BothTogetherCoverTheMost) {
+  const GuardReport r = ReportFor({.fanotify = true, .lease = true, .writers_predate_mark = false});
+  EXPECT_EQ(r.guard, "fanotify+lease");
+  EXPECT_THAT(r.unguarded_operations,
+              ElementsAre(kOpPunchUnidentified, "open(2) O_RDONLY|O_TRUNC"));
+}
+
+TEST(UnguardedReport, IsWhatFilesWithoutAGuardReport) {
+  const GuardReport r = UnguardedReport();
+  EXPECT_EQ(r.guard, "none");
+  EXPECT_THAT(r.unguarded_operations,
+              ElementsAre("truncate(2)", "ftruncate(2)", "fallocate(2) PUNCH_HOLE",
+                          "open(2) O_TRUNC", "unlink(2)"));
+}
+
+}  // namespace
+}  // namespace pinbroker::guard
