@@ -35,6 +35,9 @@ absl::Status Validate(const std::string& endpoint, const ClientOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("renew_fraction is ", o.renew_fraction, "; it must be in (0, 1)"));
   }
+  if (o.connect_timeout < absl::Milliseconds(100)) {
+    return absl::InvalidArgumentError("connect_timeout must be at least 100ms");
+  }
   if (o.reconnect_backoff_min <= absl::ZeroDuration() ||
       o.reconnect_backoff_max < o.reconnect_backoff_min) {
     return absl::InvalidArgumentError(
@@ -101,7 +104,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(std::string endpoint,
   // The Watch stream may stay silent for hours: keep pinging without data.
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, Millis(options.reconnect_backoff_min));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, Millis(options.reconnect_backoff_min));
+  // Despite its name, gRPC uses GRPC_ARG_MIN_RECONNECT_BACKOFF_MS only as the minimum time a
+  // connection attempt is given (the backoff itself is INITIAL/MAX above): set it to the
+  // connect timeout, not to the backoff, or attempts are cut off after 100 ms.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, Millis(options.connect_timeout));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Millis(options.reconnect_backoff_max));
   // Each Client has its own connection: one client's broken transport is not another's.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

@@ -121,6 +121,9 @@ struct ClientOptions {
   // Backoff between attempts to reopen the Watch stream (also gRPC's reconnect backoff).
   absl::Duration reconnect_backoff_min = absl::Milliseconds(100);
   absl::Duration reconnect_backoff_max = absl::Seconds(5);
+  // How long one connection attempt (connect plus the HTTP/2 handshake) may take before gRPC
+  // gives up on it. Slow machines (a TCG-emulated VM) need well over 100 ms.
+  absl::Duration connect_timeout = absl::Seconds(20);
   // Runs (on the callback thread) once, when the session is lost, with the reason
   // (UNAUTHENTICATED). Every held lease has already been reported through on_revoked.
   std::function<void(const absl::Status& why)> on_session_lost;
