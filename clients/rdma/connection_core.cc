@@ -535,8 +535,8 @@ void ConnectionCore::HandleCmEvents() {
           disconnected_ = true;
           closing = closing_;
         }
-        Break(absl::UnavailableError(closing ? "the connection was closed"
-                                             : "the broker closed the RDMA connection"));
+        // A disconnect this side asked for by closing is not a failure.
+        if (!closing) Break(absl::UnavailableError("the broker closed the RDMA connection"));
         break;
       }
       case RDMA_CM_EVENT_DEVICE_REMOVAL:
