@@ -182,7 +182,7 @@ for dev in "$PB_RXE0" "$PB_RXE1"; do
 done
 
 # smoke-rc-pingpong: RC send/recv between the two devices over RoCEv2 (GID 1), path MTU 4096.
-ibv_rc_pingpong -d "$PB_RXE0" -g "$PB_GID_INDEX" -m 4096 -n 100 >/tmp/pp-server 2>&1 &
+timeout 90 ibv_rc_pingpong -d "$PB_RXE0" -g "$PB_GID_INDEX" -m 4096 -n 100 >/tmp/pp-server 2>&1 &
 server=$!
 ok=1
 for i in $(seq 1 20); do
@@ -201,19 +201,29 @@ fi
 
 # smoke-rping: rdma_cm connection setup and RDMA READ/WRITE between the devices.
 if command -v rping >/dev/null; then
-  rping -s -a "$PB_IP0" -C 10 >/tmp/rping-server 2>&1 &
+  timeout 90 rping -s -a "$PB_IP0" -C 10 >/tmp/rping-server 2>&1 &
   server=$!
-  ok=1
+  crc=1
   for i in $(seq 1 20); do
     sleep 0.25
-    if timeout 60 rping -c -a "$PB_IP0" -I "$PB_IP1" -C 10 -v >/tmp/rping-client 2>&1; then ok=0; break; fi
+    timeout 60 rping -c -a "$PB_IP0" -I "$PB_IP1" -C 10 -v >/tmp/rping-client 2>&1
+    crc=$?
+    [ $crc = 0 ] && break
     grep -q -i 'refused\|rdma_connect' /tmp/rping-client || break
   done
   wait "$server"; src=$?
-  if [ $ok = 0 ] && [ $src = 0 ] && [ "$(grep -c 'ping data' /tmp/rping-client)" = 10 ]; then
-    result smoke-rping PASS "10 rdma_cm ping-pongs (RDMA READ + WRITE)"
+  pings=$(grep -c 'ping data' /tmp/rping-client)
+  errors=$(grep -v 'ping data\|DISCONNECT EVENT' /tmp/rping-client | tr '\n' ' ')
+  note=""
+  # rdma-core 44's rping client sometimes exits 255 after all pings, when its CM thread reads
+  # the event channel during teardown (about 1 run in 30 under TCG): not a data-path failure.
+  if [ $crc = 255 ] && [ "$errors" = "rdma_get_cm_event: Bad file descriptor " ]; then
+    crc=0 note=" (client exit 255 from rping's teardown race)"
+  fi
+  if [ $crc = 0 ] && [ $src = 0 ] && [ "$pings" = 10 ]; then
+    result smoke-rping PASS "10 rdma_cm ping-pongs (RDMA READ + WRITE)$note"
   else
-    result smoke-rping FAIL "server exit $src: $(tail -n 2 /tmp/rping-server | tr '\n' ' ') client: $(tail -n 2 /tmp/rping-client | tr '\n' ' ')"
+    result smoke-rping FAIL "client exit $crc, $pings of 10 pings: ${errors:-no error text}; server exit $src: $(tail -n 2 /tmp/rping-server | tr '\n' ' ')"
   fi
 fi
 
