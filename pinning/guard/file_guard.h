@@ -179,7 +179,6 @@ class FileGuard : public FileGuardHooks {
   absl::flat_hash_map<std::string, FileId> by_key_ ABSL_GUARDED_BY(mu_);  // Notify handles.
   pid_t listener_tid_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool listener_exit_ ABSL_GUARDED_BY(mu_) = false;
   bool workers_exit_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::unique_ptr<Work>> queue_ ABSL_GUARDED_BY(mu_);

@@ -10,6 +10,11 @@
 // skips, saying so, where the guard reports that mechanism is not armed, and the
 // ReportMatchesTheMatrix test checks the report against the matrix itself.
 //
+// Environment (the VM suite runs this binary in its guests): PB_OOB_HELPER names the pb_oob
+// program (default: the one built with this test), PB_TOOL_DIR the directory holding
+// `truncate` (coreutils) and `fallocate` (util-linux) (default /usr/bin), PB_TMPFS a tmpfs
+// directory (default /dev/shm).
+//
 // Time: policy time (grace, defer deadline) runs on a SimulatedClock that the test moves after
 // seeing the guard's worker wait (WaitForWaiters); a held process is seen in /proc/<pid>/wchan.
 // Nothing sleeps to wait for a timer.
@@ -71,6 +76,12 @@ int Shell(const std::string& command, std::string* out) {
   unlink(log.c_str());
   return rc;
 }
+
+std::string Env(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string(value) : fallback;
+}
+std::string Tool(const std::string& name) { return Env("PB_TOOL_DIR", "/usr/bin") + "/" + name; }
 
 std::string ReadProc(const std::string& path) {
   std::ifstream in(path);
@@ -240,8 +251,9 @@ class NamedDir : public Filesystem {
 std::unique_ptr<Filesystem> MakeFilesystem(const std::string& name) {
   if (name == "ext4") return std::make_unique<Ext4Loop>();
   if (name == "tmpfs") {
-    return std::make_unique<NamedDir>("/dev/shm", 0x01021994,
-                                      "/dev/shm is not a tmpfs mount on this machine");
+    const std::string dir = Env("PB_TMPFS", "/dev/shm");
+    return std::make_unique<NamedDir>(dir, 0x01021994,
+                                      dir + " is not a tmpfs mount on this machine");
   }
   const char* dax = std::getenv("PINBROKER_DAX_DIR");
   return std::make_unique<NamedDir>(
@@ -377,7 +389,7 @@ class FileGuardTest : public ::testing::TestWithParam<std::string> {
     return static_cast<uint64_t>(st.st_size);
   }
   Child Oob(std::vector<std::string> args) {
-    args.insert(args.begin(), PB_OOB_HELPER);
+    args.insert(args.begin(), Env("PB_OOB_HELPER", PB_OOB_HELPER));
     return Child(std::move(args));
   }
 
@@ -434,10 +446,10 @@ TEST_P(FileGuardTest, FanotifyRefuseFailsTruncateFtruncateAndPunchWithEbusy) {
     GTEST_SKIP() << "no fanotify pre-content guard here: " << Report("refuse").guard;
   Child truncate = Oob({"truncate", path_, std::to_string(2 * page_)});
   EXPECT_EQ(truncate.Wait(), EBUSY) << truncate.Output();
-  Child ftruncate({"/usr/bin/truncate", "-s", std::to_string(3 * page_ + 100), path_});
+  Child ftruncate({Tool("truncate"), "-s", std::to_string(3 * page_ + 100), path_});
   EXPECT_EQ(ftruncate.Wait(), 1);
   EXPECT_THAT(ftruncate.Output(), HasSubstr("Device or resource busy"));
-  Child punch({"/usr/bin/fallocate", "--punch-hole", "-o", std::to_string(5 * page_), "-l",
+  Child punch({Tool("fallocate"), "--punch-hole", "-o", std::to_string(5 * page_), "-l",
                std::to_string(page_), path_});
   EXPECT_EQ(punch.Wait(), 1);
   EXPECT_THAT(punch.Output(), HasSubstr("Device or resource busy"));
@@ -469,7 +481,7 @@ TEST_P(FileGuardTest, FanotifyDeferHoldsTheTruncateUntilTheLeaseIsReleased) {
 TEST_P(FileGuardTest, FanotifyDeferFailsThePunchAtTheLayoutTimeout) {
   const LeaseInfo lease = Pin("defer", 4, 2);
   if (!Armed("fanotify", "defer")) GTEST_SKIP() << "no fanotify pre-content guard here";
-  Child punch({"/usr/bin/fallocate", "--punch-hole", "-o", std::to_string(4 * page_), "-l",
+  Child punch({Tool("fallocate"), "--punch-hole", "-o", std::to_string(4 * page_), "-l",
                std::to_string(page_), path_});
   ASSERT_TRUE(punch.WaitHeld()) << punch.Output();
   clock_.WaitForWaiters(1);
@@ -484,7 +496,7 @@ TEST_P(FileGuardTest, FanotifyRevokeRecallsRevokesAfterGraceThenLetsTheChangeThr
   const LeaseInfo lease = Pin("revoke", 4, 2);
   const LeaseInfo elsewhere = Pin("revoke", 0, 1);
   if (!Armed("fanotify")) GTEST_SKIP() << "no fanotify pre-content guard here";
-  Child ftruncate({"/usr/bin/truncate", "-s", std::to_string(3 * page_ + 100), path_});
+  Child ftruncate({Tool("truncate"), "-s", std::to_string(3 * page_ + 100), path_});
   ASSERT_TRUE(ftruncate.WaitHeld()) << ftruncate.Output();
   clock_.WaitForWaiters(1);
   ASSERT_TRUE(Live(lease.id).has_value());
@@ -506,7 +518,7 @@ TEST_P(FileGuardTest, FanotifyRevokeRecallsRevokesAfterGraceThenLetsTheChangeThr
 TEST_P(FileGuardTest, FanotifyRevokeLetsAPunchThroughOnceTheHolderReleases) {
   const LeaseInfo lease = Pin("revoke", 4, 2);
   if (!Armed("fanotify")) GTEST_SKIP() << "no fanotify pre-content guard here";
-  Child punch({"/usr/bin/fallocate", "--punch-hole", "-o", std::to_string(5 * page_), "-l",
+  Child punch({Tool("fallocate"), "--punch-hole", "-o", std::to_string(5 * page_), "-l",
                std::to_string(2 * page_), path_});
   ASSERT_TRUE(punch.WaitHeld()) << punch.Output();
   clock_.WaitForWaiters(1);
@@ -642,7 +654,7 @@ TEST_P(FileGuardTest, PunchThroughADescriptorOpenedBeforeArmingIsDetectedAfter) 
 TEST_P(FileGuardTest, FtruncateWithoutFanotifyIsDetectedAfter) {
   const LeaseInfo lease = Pin("refuse", 4, 2);
   if (Armed("fanotify", "refuse")) GTEST_SKIP() << "fanotify guards ftruncate(2) here";
-  Child ftruncate({"/usr/bin/truncate", "-s", std::to_string(page_), path_});
+  Child ftruncate({Tool("truncate"), "-s", std::to_string(page_), path_});
   EXPECT_EQ(ftruncate.Wait(), 0) << ftruncate.Output();
   Settle();
   ASSERT_TRUE(Ended(lease.id).has_value());
