@@ -550,6 +550,19 @@ TEST_P(FileGuardTest, WritesAndReadsOfALeasedRangeProceedAndRecallNothing) {
   EXPECT_FALSE(Recalled(lease.id));
 }
 
+TEST_P(FileGuardTest, StoresThroughAnotherProcesssMappingProceedAndRecallNothing) {
+  const LeaseInfo lease = Pin("refuse", 4, 2);
+  // mmap(2) raises an ordinary-access event (answered at once); page faults raise none.
+  Child writer = Oob({"mmap-write", path_, std::to_string(4 * page_ + 100), "200"});
+  EXPECT_EQ(writer.Wait(), 0) << writer.Output();
+  std::string want = original_;
+  want.replace(4 * page_ + 100, 200, std::string(200, 'M'));
+  EXPECT_EQ(Contents(), want);
+  Settle();
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+  EXPECT_FALSE(Recalled(lease.id));
+}
+
 // --- file lease: truncate(path) and open(O_TRUNC) with read-only leases ---
 
 TEST_P(FileGuardTest, LeaseRevokeHoldsAnOTruncOpenUntilTheLeaseIsRevoked) {
@@ -651,14 +664,25 @@ TEST_P(FileGuardTest, PunchThroughADescriptorOpenedBeforeArmingIsDetectedAfter) 
               AllOf(StartsWith("out-of-band change: bytes ["), HasSubstr("became a hole")));
 }
 
-TEST_P(FileGuardTest, FtruncateWithoutFanotifyIsDetectedAfter) {
-  const LeaseInfo lease = Pin("refuse", 4, 2);
-  if (Armed("fanotify", "refuse")) GTEST_SKIP() << "fanotify guards ftruncate(2) here";
+TEST_P(FileGuardTest, TruncatesWithoutFanotifyAreDetectedAfter) {
+  // Read-write leases: no file lease either.
+  const LeaseInfo a = Pin("refuse", 8, 2);
+  const LeaseInfo b = Pin("refuse", 4, 2);
+  if (Armed("fanotify", "refuse"))
+    GTEST_SKIP() << "fanotify guards truncate(2) and ftruncate(2) here";
+  EXPECT_THAT(Report("refuse").unguarded_operations, Contains("truncate(2)"));
+  EXPECT_THAT(Report("refuse").unguarded_operations, Contains("ftruncate(2)"));
+  Child truncate = Oob({"truncate", path_, std::to_string(7 * page_)});
+  EXPECT_EQ(truncate.Wait(), 0) << truncate.Output();
+  Settle();
+  ASSERT_TRUE(Ended(a.id).has_value());
+  EXPECT_THAT(Ended(a.id)->lease.reason, StartsWith("out-of-band change: the file shrank"));
+  EXPECT_EQ(Live(b.id)->state, LeaseState::kGranted);  // Still within the file.
   Child ftruncate({Tool("truncate"), "-s", std::to_string(page_), path_});
   EXPECT_EQ(ftruncate.Wait(), 0) << ftruncate.Output();
   Settle();
-  ASSERT_TRUE(Ended(lease.id).has_value());
-  EXPECT_THAT(Ended(lease.id)->lease.reason, StartsWith("out-of-band change: the file shrank"));
+  ASSERT_TRUE(Ended(b.id).has_value());
+  EXPECT_THAT(Ended(b.id)->lease.reason, StartsWith("out-of-band change: the file shrank"));
 }
 
 // --- unlink ---

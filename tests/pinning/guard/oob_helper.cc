@@ -7,6 +7,9 @@
 //   pb_oob otrunc PATH                 open(O_WRONLY|O_TRUNC)
 //   pb_oob rdonly-otrunc PATH          open(O_RDONLY|O_TRUNC)
 //   pb_oob pwrite PATH OFFSET LENGTH   open(O_WRONLY) + pwrite(2) of LENGTH bytes 'W'
+//   pb_oob mmap-write PATH OFFSET LENGTH
+//                                      open(O_RDWR) + mmap(MAP_SHARED) + store LENGTH bytes
+//                                      'M' at OFFSET through the mapping (page faults) + msync
 //   pb_oob unlink PATH                 unlink(2)
 //   pb_oob open-then-punch PATH OFFSET LENGTH
 //                                      open(O_RDWR), print "opened", wait for a line on stdin,
@@ -15,6 +18,7 @@
 // Prints "ok" and exits 0, or prints "error <errno> <message>" and exits with the errno.
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,6 +72,15 @@ int Main(int argc, char** argv) {
         static_cast<ssize_t>(bytes.size())) {
       return Fail("pwrite");
     }
+  } else if (op == "mmap-write" && argc == 5) {
+    const int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return Fail("open");
+    const off_t size = lseek(fd, 0, SEEK_END);
+    void* map = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) return Fail("mmap");
+    std::memset(static_cast<char*>(map) + std::atoll(argv[3]), 'M',
+                static_cast<size_t>(std::atoll(argv[4])));
+    if (msync(map, static_cast<size_t>(size), MS_SYNC) != 0) return Fail("msync");
   } else if (op == "unlink" && argc == 3) {
     if (unlink(path) != 0) return Fail("unlink");
   } else if (op == "open-then-punch" && argc == 5) {
