@@ -61,6 +61,18 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   if (!engine.ok()) return engine.status();
   broker->engine_ = *std::move(engine);
 
+  auto guard_options = GuardOptionsFromConfig(config);
+  if (!guard_options.ok()) return guard_options.status();
+  if (guard_options->has_value()) {
+    auto guard = guard::FileGuard::Start(broker->engine_.get(), **guard_options);
+    if (!guard.ok()) return guard.status();
+    broker->guard_ = *std::move(guard);
+  } else {
+    PB_LOG(WARNING) << "file guard disabled by configuration: truncates, hole punches, O_TRUNC "
+                       "opens and unlinks that other processes make to leased files are not "
+                       "caught";
+  }
+
   broker->sessions_ = std::make_unique<SessionTable>(
       clock, broker->ids_->epoch(),
       Or(config.session_ttl(), config.has_session_ttl(), absl::Seconds(30)),
@@ -121,6 +133,8 @@ size_t Broker::Shutdown(absl::Duration grace) {
   health->SetServingStatus("", false);
   service_->StopAccepting();
   const size_t revoked = engine_->RecallAll("broker shutting down", grace);
+  // Every lease has ended: the guard answers anything still held and lets go of the files.
+  if (guard_ != nullptr) guard_->Stop();
   service_->CloseAllWatches();
   // Streams finish once their last events are written; give them a moment, then cut.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -135,6 +149,7 @@ Broker::~Broker() {
   server_.reset();
   service_.reset();
   sessions_.reset();
+  guard_.reset();
   engine_.reset();
 }
 

@@ -21,6 +21,7 @@
 #include "broker/session_table.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/clock.h"
+#include "pinning/guard/file_guard.h"
 #include "pinning/pin_backend.h"
 #include "pinning/pin_service.h"
 
@@ -43,6 +44,8 @@ class Broker {
   PinService& engine() { return *engine_; }
   const PinBackend& backend() const { return *backend_; }
   SessionTable& sessions() { return *sessions_; }
+  // The file guard (docs/GUARD.md), or nullptr when the configuration disables it.
+  guard::FileGuard* file_guard() const { return guard_.get(); }
 
   // Graceful shutdown: NOT_SERVING; new pins, sessions and watches get UNAVAILABLE; every lease
   // is recalled with `grace`, the rest revoked; watch streams deliver those events and close;
@@ -56,6 +59,7 @@ class Broker {
   std::unique_ptr<PinBackend> backend_;
   std::unique_ptr<LeaseIdCodec> ids_;
   std::unique_ptr<PinService> engine_;
+  std::unique_ptr<guard::FileGuard> guard_;  // Before engine_ in destruction order.
   std::unique_ptr<SessionTable> sessions_;
   std::unique_ptr<PinBrokerService> service_;
   std::unique_ptr<grpc::Server> server_;

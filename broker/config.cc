@@ -159,4 +159,22 @@ absl::Status PrepareListenAddress(const std::string& address) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<guard::FileGuard::Options>> GuardOptionsFromConfig(
+    const v1::BrokerConfig& config) {
+  const v1::GuardConfig& g = config.guard();
+  if (g.disabled()) return std::nullopt;
+  guard::FileGuard::Options options;
+  options.use_fanotify = !g.no_fanotify();
+  options.use_leases = !g.no_file_leases();
+  if (g.has_check_interval()) {
+    options.check_interval = FromProto(g.check_interval());
+    if (options.check_interval <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("guard.check_interval must be positive, got ",
+                       absl::FormatDuration(options.check_interval)));
+    }
+  }
+  return options;
+}
+
 }  // namespace pinbroker::broker

@@ -4,12 +4,14 @@
 // Thread-safety: stateless functions.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
+#include "pinning/guard/file_guard.h"
 
 namespace pinbroker::broker {
 
@@ -31,5 +33,10 @@ absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerCon
 
 // For Unix-socket addresses: creates the parent directory and removes a stale socket file.
 absl::Status PrepareListenAddress(const std::string& address);
+
+// The file guard's options from config.guard(), defaults filled in; nullopt when the guard is
+// disabled. INVALID_ARGUMENT for a non-positive check_interval.
+absl::StatusOr<std::optional<guard::FileGuard::Options>> GuardOptionsFromConfig(
+    const v1::BrokerConfig& config);
 
 }  // namespace pinbroker::broker

@@ -45,6 +45,9 @@ ABSL_FLAG(absl::Duration, default_ttl, absl::Seconds(60),
 ABSL_FLAG(absl::Duration, max_ttl, absl::Minutes(10),
           "Longest lease TTL granted, for --export exports");
 ABSL_FLAG(bool, read_only, false, "Make --export exports read-only");
+ABSL_FLAG(bool, guard, true,
+          "Catch truncates, hole punches, O_TRUNC opens and unlinks other processes make to "
+          "leased files (docs/GUARD.md); --noguard turns the file guard off");
 ABSL_FLAG(std::string, backend, "", "Pin backend: auto (RDMA if present, else host) or host");
 ABSL_FLAG(absl::Duration, session_ttl, absl::ZeroDuration(),
           "How long a session lives without a watch stream or renewal (default 30s)");
@@ -119,6 +122,7 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
   if (absl::GetFlag(FLAGS_session_ttl) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_session_ttl), config.mutable_session_ttl());
   }
+  if (!absl::GetFlag(FLAGS_guard)) config.mutable_guard()->set_disabled(true);
   if (absl::GetFlag(FLAGS_shutdown_grace) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_shutdown_grace), config.mutable_shutdown_grace());
   }

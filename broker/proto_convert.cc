@@ -197,12 +197,8 @@ void ToProto(const FileDescription& file, const LeaseIdCodec& ids, uint64_t page
     ToProto(block.range, page_size, blocked->mutable_range());
     blocked->set_reason(block.reason);
   }
-  // Interception of out-of-band changes arrives with kernel guards; until then say so.
-  out->set_guard("none");
-  for (const char* op :
-       {"truncate(2)", "ftruncate(2)", "fallocate(2) PUNCH_HOLE", "open(2) O_TRUNC", "unlink(2)"}) {
-    out->add_unguarded_operations(op);
-  }
+  out->set_guard(file.guard);
+  for (const std::string& op : file.unguarded_operations) out->add_unguarded_operations(op);
 }
 
 absl::StatusOr<LayoutRequest> FromProto(const pb::LayoutOptions& options, std::string export_name,

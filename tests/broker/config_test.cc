@@ -108,5 +108,34 @@ TEST(ConfigTest, BadExportPolicyNamesTheExport) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("export 'x'")));
 }
 
+TEST(ConfigTest, GuardIsOnByDefaultAndEachPartCanBeTurnedOff) {
+  v1::BrokerConfig config;
+  ASSERT_OK_AND_ASSIGN(auto options, GuardOptionsFromConfig(config));
+  ASSERT_TRUE(options.has_value());
+  EXPECT_TRUE(options->use_fanotify);
+  EXPECT_TRUE(options->use_leases);
+  EXPECT_EQ(options->check_interval, absl::Seconds(1));
+
+  config.mutable_guard()->set_no_fanotify(true);
+  config.mutable_guard()->set_no_file_leases(true);
+  config.mutable_guard()->mutable_check_interval()->set_seconds(7);
+  ASSERT_OK_AND_ASSIGN(options, GuardOptionsFromConfig(config));
+  ASSERT_TRUE(options.has_value());
+  EXPECT_FALSE(options->use_fanotify);
+  EXPECT_FALSE(options->use_leases);
+  EXPECT_EQ(options->check_interval, absl::Seconds(7));
+
+  config.mutable_guard()->set_disabled(true);
+  ASSERT_OK_AND_ASSIGN(options, GuardOptionsFromConfig(config));
+  EXPECT_FALSE(options.has_value());
+}
+
+TEST(ConfigTest, GuardCheckIntervalMustBePositive) {
+  v1::BrokerConfig config;
+  config.mutable_guard()->mutable_check_interval()->set_seconds(0);
+  EXPECT_THAT(GuardOptionsFromConfig(config).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("guard.check_interval")));
+}
+
 }  // namespace
 }  // namespace pinbroker::broker
