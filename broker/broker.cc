@@ -13,6 +13,8 @@
 #include "broker/proto_convert.h"
 #include "pinning/host_backend.h"
 #include "pinning/log.h"
+#include "pinning/rdma/verbs_backend.h"
+#include "pinning/routing_backend.h"
 
 namespace pinbroker::broker {
 namespace {
@@ -23,13 +25,37 @@ absl::Duration Or(const google::protobuf::Duration& d, bool set, absl::Duration 
   return set ? FromProto(d) : fallback;
 }
 
-absl::StatusOr<std::unique_ptr<PinBackend>> MakeBackend(const std::string& name) {
-  if (name.empty() || name == "auto" || name == "host") {
-    // RDMA devices arrive with the verbs backend; until then "auto" means host.
-    return std::unique_ptr<PinBackend>(std::make_unique<HostBackend>());
+struct MadeBackend {
+  std::unique_ptr<PinBackend> backend;
+  rdma::VerbsBackend* verbs = nullptr;
+};
+
+// Host pins always go to a HostBackend; RDMA pins to a VerbsBackend when the configuration and
+// the machine allow one ("auto" without a usable device quietly serves host pins only).
+absl::StatusOr<MadeBackend> MakeBackend(const v1::BrokerConfig& config) {
+  auto choice = BackendFromConfig(config);
+  if (!choice.ok()) return choice.status();
+  auto options = RdmaOptionsFromConfig(config);
+  if (!options.ok()) return options.status();
+  std::unique_ptr<rdma::VerbsBackend> verbs;
+  std::string no_rdma = "backend \"host\" is configured";
+  if (*choice != BackendChoice::kHost) {
+    auto opened = rdma::VerbsBackend::Open(*options);
+    if (opened.ok()) {
+      verbs = *std::move(opened);
+    } else if (*choice == BackendChoice::kRdma) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat("backend \"rdma\": ", opened.status().message()));
+    } else {
+      no_rdma = std::string(opened.status().message());
+      PB_LOG(INFO) << "backend auto: host pins only (" << no_rdma << ")";
+    }
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown backend '", name, "'; use \"auto\" or \"host\""));
+  MadeBackend made;
+  made.verbs = verbs.get();
+  made.backend =
+      std::make_unique<RoutingBackend>(std::make_unique<HostBackend>(), std::move(verbs), no_rdma);
+  return made;
 }
 
 }  // namespace
@@ -45,9 +71,10 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   std::unique_ptr<Broker> broker(new Broker());
   broker->clock_ = clock;
   if (backend == nullptr) {
-    auto made = MakeBackend(config.backend());
+    auto made = MakeBackend(config);
     if (!made.ok()) return made.status();
-    backend = *std::move(made);
+    backend = std::move(made->backend);
+    broker->verbs_ = made->verbs;
   }
   broker->backend_ = std::move(backend);
   broker->ids_ = std::make_unique<LeaseIdCodec>(LeaseIdCodec::NewEpoch());
@@ -77,13 +104,30 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
       clock, broker->ids_->epoch(),
       Or(config.session_ttl(), config.has_session_ttl(), absl::Seconds(30)),
       Or(config.max_session_ttl(), config.has_max_session_ttl(), absl::Minutes(10)),
-      [](const std::string& session) {
+      [raw = broker.get()](const std::string& session) {
         PB_LOG(INFO) << "session " << session
                      << " lapsed (no watch, no renewal); its leases end at their TTL";
+        if (raw->verbs_ != nullptr) raw->verbs_->Disconnect(session, "its session lapsed");
       });
   broker->service_ = std::make_unique<PinBrokerService>(
       broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(),
-      PinBrokerService::Info{PINBROKER_VERSION, clock->Now()});
+      PinBrokerService::Info{PINBROKER_VERSION, clock->Now(), broker->verbs_});
+  if (broker->verbs_ != nullptr) {
+    // A connect request names a session and carries its token: the session is the owner.
+    SessionTable* sessions = broker->sessions_.get();
+    PinService* engine = broker->engine_.get();
+    absl::Status listening = broker->verbs_->Start(
+        [sessions](const std::string& session,
+                   const std::string& token) -> absl::StatusOr<std::string> {
+          auto renewed = sessions->Authenticate(session, token);
+          if (!renewed.ok()) return renewed.status();
+          return session;
+        },
+        [engine](std::vector<LeaseId> ids, std::string reason) {
+          engine->RevokeLeases(ids, reason);
+        });
+    if (!listening.ok()) return listening;
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -119,7 +163,11 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   health->SetServingStatus("", true);
   PB_LOG(INFO) << "pinbroker " << PINBROKER_VERSION << " epoch " << broker->epoch()
                << " serving on " << absl::StrJoin(broker->addresses_, ", ") << " with backend "
-               << broker->backend_->name();
+               << broker->backend_->name()
+               << (broker->verbs_ != nullptr
+                       ? absl::StrCat(" (RDMA pins; host pins on host; RDMA endpoints ",
+                                      broker->verbs_->DescribeEndpoints(), ")")
+                       : "");
   return broker;
 }
 
@@ -135,6 +183,9 @@ size_t Broker::Shutdown(absl::Duration grace) {
   const size_t revoked = engine_->RecallAll("broker shutting down", grace);
   // Every lease has ended: the guard answers anything still held and lets go of the files.
   if (guard_ != nullptr) guard_->Stop();
+  // Every lease has ended: close the RDMA connections (windows before queue pairs) and the
+  // rdma_cm listener.
+  if (verbs_ != nullptr) verbs_->Shutdown();
   service_->CloseAllWatches();
   // Streams finish once their last events are written; give them a moment, then cut.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -145,6 +196,8 @@ size_t Broker::Shutdown(absl::Duration grace) {
 
 Broker::~Broker() {
   Shutdown(absl::ZeroDuration());
+  // Also when Start() failed half-way: the rdma_cm thread calls into the sessions and engine.
+  if (verbs_ != nullptr) verbs_->Shutdown();
   // Order: nothing may call into the service, sessions or engine once the server is gone.
   server_.reset();
   service_.reset();

@@ -25,13 +25,18 @@
 #include "pinning/pin_backend.h"
 #include "pinning/pin_service.h"
 
+namespace pinbroker::rdma {
+class VerbsBackend;
+}  // namespace pinbroker::rdma
+
 namespace pinbroker::broker {
 
 class Broker {
  public:
-  // Opens the exports, picks the backend (`backend` if given, else by config.backend()),
-  // binds every listen address and starts serving. Errors name what failed: a bad export, an
-  // address in use, a backend that is not available.
+  // Opens the exports, picks the backend (`backend` if given, else by config.backend(): RDMA
+  // pins to the verbs backend when a usable RDMA device exists, every other pin to the host
+  // backend), binds every listen address (and the rdma_cm listener) and starts serving. Errors
+  // name what failed: a bad export, an address in use, a backend that is not available.
   static absl::StatusOr<std::unique_ptr<Broker>> Start(
       const v1::BrokerConfig& config, Clock* clock, std::unique_ptr<PinBackend> backend = nullptr);
   ~Broker();
@@ -43,12 +48,15 @@ class Broker {
   const std::string& epoch() const { return ids_->epoch(); }
   PinService& engine() { return *engine_; }
   const PinBackend& backend() const { return *backend_; }
+  // The RDMA backend inside backend(), or nullptr when RDMA pins are not served.
+  rdma::VerbsBackend* verbs() const { return verbs_; }
   SessionTable& sessions() { return *sessions_; }
   // The file guard (docs/GUARD.md), or nullptr when the configuration disables it.
   guard::FileGuard* file_guard() const { return guard_.get(); }
 
   // Graceful shutdown: NOT_SERVING; new pins, sessions and watches get UNAVAILABLE; every lease
-  // is recalled with `grace`, the rest revoked; watch streams deliver those events and close;
+  // is recalled with `grace`, the rest revoked; RDMA connections are torn down (windows before
+  // queue pairs) and the rdma_cm listener closed; watch streams deliver those events and close;
   // the server stops. Idempotent. Returns how many leases had to be revoked.
   size_t Shutdown(absl::Duration grace);
 
@@ -57,6 +65,7 @@ class Broker {
 
   Clock* clock_ = nullptr;
   std::unique_ptr<PinBackend> backend_;
+  rdma::VerbsBackend* verbs_ = nullptr;  // Inside backend_, if RDMA is served.
   std::unique_ptr<LeaseIdCodec> ids_;
   std::unique_ptr<PinService> engine_;
   std::unique_ptr<guard::FileGuard> guard_;  // Before engine_ in destruction order.

@@ -1,5 +1,6 @@
 #include "broker/config.h"
 
+#include <arpa/inet.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <sys/socket.h>
@@ -123,6 +124,45 @@ absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerCon
     out.push_back(std::move(o));
   }
   return out;
+}
+
+absl::StatusOr<BackendChoice> BackendFromConfig(const v1::BrokerConfig& config) {
+  const std::string& name = config.backend();
+  if (name.empty() || name == "auto") return BackendChoice::kAuto;
+  if (name == "host") return BackendChoice::kHost;
+  if (name == "rdma") return BackendChoice::kRdma;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backend '", name,
+                   "'; use \"auto\" (RDMA devices if usable, else host), \"host\" or \"rdma\""));
+}
+
+absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig& config) {
+  const v1::RdmaConfig& c = config.rdma();
+  rdma::VerbsOptions options;
+  for (const std::string& device : c.devices()) {
+    if (device.empty()) return absl::InvalidArgumentError("rdma.devices: empty device name");
+    options.devices.push_back(device);
+  }
+  if (c.port() > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rdma.port ", c.port(), " is not a port (1-65535; 0: the default 7471)"));
+  }
+  options.port = static_cast<uint16_t>(c.port());
+  if (!c.address().empty()) {
+    in_addr parsed;
+    if (inet_pton(AF_INET, c.address().c_str(), &parsed) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rdma.address '", c.address(), "' is not an IPv4 address (RoCE endpoints are IPv4)"));
+    }
+    options.address = c.address();
+  }
+  if (c.has_verbs_timeout()) {
+    options.verbs_timeout = FromProto(c.verbs_timeout());
+    if (options.verbs_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("rdma.verbs_timeout must be positive");
+    }
+  }
+  return options;
 }
 
 absl::Status PrepareListenAddress(const std::string& address) {

@@ -12,6 +12,7 @@
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
+#include "pinning/rdma/verbs_backend.h"
 
 namespace pinbroker::broker {
 
@@ -30,6 +31,16 @@ std::string DefaultRuntimeDir();
 // Engine export options for `config`, with defaults filled in; creates roots marked `create`.
 // INVALID_ARGUMENT naming the export for bad values; errors from mkdir otherwise.
 absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerConfig& config);
+
+// The pin backend config.backend() asks for. INVALID_ARGUMENT for anything but "" / "auto" (RDMA
+// devices if usable, else host), "host" and "rdma" (fail to start without a usable device).
+enum class BackendChoice { kAuto, kHost, kRdma };
+absl::StatusOr<BackendChoice> BackendFromConfig(const v1::BrokerConfig& config);
+
+// The verbs backend's options from config.rdma(), defaults filled in. INVALID_ARGUMENT for a
+// port above 65535, an address that is not IPv4, an empty device name or a non-positive
+// verbs_timeout.
+absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig& config);
 
 // For Unix-socket addresses: creates the parent directory and removes a stale socket file.
 absl::Status PrepareListenAddress(const std::string& address);

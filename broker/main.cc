@@ -23,6 +23,7 @@
 #include "broker/proto_convert.h"
 #include "google/protobuf/text_format.h"
 #include "pinning/log.h"
+#include "pinning/rdma/verbs_backend.h"
 #include "pinning/real_clock.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -48,7 +49,16 @@ ABSL_FLAG(bool, read_only, false, "Make --export exports read-only");
 ABSL_FLAG(bool, guard, true,
           "Catch truncates, hole punches, O_TRUNC opens and unlinks other processes make to "
           "leased files (docs/GUARD.md); --noguard turns the file guard off");
-ABSL_FLAG(std::string, backend, "", "Pin backend: auto (RDMA if present, else host) or host");
+ABSL_FLAG(std::string, backend, "",
+          "Pin backend: auto (RDMA pins on RDMA devices if any is usable, host pins always), "
+          "host (no RDMA), or rdma (fail to start without a usable RDMA device)");
+ABSL_FLAG(std::vector<std::string>, rdma_device, {},
+          "RDMA devices to use, comma-separated (default: every device with an active port and "
+          "an IPv4 address)");
+ABSL_FLAG(std::string, rdma_address, "",
+          "IPv4 address the rdma_cm listener binds (its device is then the only one used; "
+          "default: every used device's addresses)");
+ABSL_FLAG(int32_t, rdma_port, 0, "rdma_cm listen port (default 7471)");
 ABSL_FLAG(absl::Duration, session_ttl, absl::ZeroDuration(),
           "How long a session lives without a watch stream or renewal (default 30s)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::ZeroDuration(),
@@ -119,6 +129,25 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
     config.add_listen(absl::StrCat("unix:", runtime, "/pinbroker.sock"));
   }
   if (!absl::GetFlag(FLAGS_backend).empty()) config.set_backend(absl::GetFlag(FLAGS_backend));
+  if (!absl::GetFlag(FLAGS_rdma_device).empty()) {
+    config.mutable_rdma()->clear_devices();
+    for (const std::string& d : absl::GetFlag(FLAGS_rdma_device)) {
+      config.mutable_rdma()->add_devices(d);
+    }
+  }
+  if (!absl::GetFlag(FLAGS_rdma_address).empty()) {
+    config.mutable_rdma()->set_address(absl::GetFlag(FLAGS_rdma_address));
+  }
+  if (absl::GetFlag(FLAGS_rdma_port) < 0 || absl::GetFlag(FLAGS_rdma_port) > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rdma_port must be 1-65535, got ", absl::GetFlag(FLAGS_rdma_port)));
+  }
+  if (absl::GetFlag(FLAGS_rdma_port) > 0) {
+    config.mutable_rdma()->set_port(static_cast<uint32_t>(absl::GetFlag(FLAGS_rdma_port)));
+  }
+  if (absl::GetFlag(FLAGS_session_ttl) > absl::ZeroDuration()) {
+    ToProto(absl::GetFlag(FLAGS_session_ttl), config.mutable_session_ttl());
+  }
   if (absl::GetFlag(FLAGS_session_ttl) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_session_ttl), config.mutable_session_ttl());
   }
@@ -166,6 +195,9 @@ int Run() {
   for (const Export* e : (*broker)->engine().exports()) {
     std::cout << "  export " << e->name() << " -> " << e->options().root
               << (e->options().read_only ? " (read-only)" : "") << "\n";
+  }
+  if ((*broker)->verbs() != nullptr) {
+    std::cout << "  RDMA endpoints " << (*broker)->verbs()->DescribeEndpoints() << "\n";
   }
   std::cout << "  listening on " << absl::StrJoin((*broker)->addresses(), ", ") << "\n"
             << "Try:\n"

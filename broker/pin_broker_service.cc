@@ -213,6 +213,27 @@ Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoRes
   ToProto(sessions_->default_ttl(), response->mutable_session_ttl());
   response->set_live_leases(engine_->live_lease_count());
   response->set_pinned_bytes(engine_->backend().pinned_bytes());
+  if (info_.rdma != nullptr) {
+    const rdma::VerbsStatus rdma = info_.rdma->Status();
+    for (const rdma::DeviceCaps& caps : rdma.devices) {
+      v1::DeviceInfo* d = response->add_devices();
+      d->set_name(caps.name);
+      d->set_odp(caps.odp.supported && caps.odp.read && caps.odp.write);
+      for (const std::string& type : rdma::MemoryWindowTypeNames(caps)) {
+        d->add_memory_window_types(type);
+      }
+      for (const std::string& quirk : rdma::DeviceQuirks(caps)) d->add_quirks(quirk);
+      d->set_active_mtu(caps.active_mtu);
+      d->set_max_mw(caps.max_mw);
+    }
+    for (const rdma::Endpoint& e : rdma.endpoints) {
+      v1::RdmaEndpoint* endpoint = response->add_rdma_endpoints();
+      endpoint->set_device(e.device);
+      endpoint->set_address(e.address);
+      endpoint->set_port(e.port);
+    }
+    response->set_rdma_connections(rdma.connections);
+  }
   return Status::OK;
 }
 

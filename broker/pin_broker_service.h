@@ -19,6 +19,7 @@
 #include "broker/session_table.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/pin_service.h"
+#include "pinning/rdma/verbs_backend.h"
 
 namespace pinbroker::broker {
 
@@ -30,6 +31,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   struct Info {
     std::string version;
     absl::Time started_at;
+    // The RDMA backend, if RDMA pins are served (GetInfo's devices, endpoints, connections).
+    const rdma::VerbsBackend* rdma = nullptr;
   };
 
   PinBrokerService(PinService* engine, SessionTable* sessions, const LeaseIdCodec* ids, Info info);

@@ -197,6 +197,15 @@ void ToProto(const FileDescription& file, const LeaseIdCodec& ids, uint64_t page
     ToProto(block.range, page_size, blocked->mutable_range());
     blocked->set_reason(block.reason);
   }
+  for (const RegistrationInfo& r : file.registrations) {
+    pb::Registration* reg = out->add_registrations();
+    reg->set_device(r.device);
+    reg->set_mode(ToProto(r.mode));
+    reg->mutable_range()->set_offset(r.range.offset);
+    reg->mutable_range()->set_length(r.range.length);
+    reg->set_windows(r.windows);
+    reg->set_stale(r.stale);
+  }
   out->set_guard(file.guard);
   for (const std::string& op : file.unguarded_operations) out->add_unguarded_operations(op);
 }

@@ -252,7 +252,13 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
   }
   result.waited = clock_->Now() - start;
   if (observer_) observer_(file.id, result);
-  if (absl::Status applied = apply(); !applied.ok()) {
+  // The backend may hold registrations wider than its leases (RDMA regions over whole files):
+  // it must not keep pages the change removes (no engine lock is held here).
+  const ByteRange changed = ToBytes(change.affected, page_size_);
+  lifecycle_->backend()->OnLayoutChange(file.id, changed, LayoutPhase::kBefore);
+  const absl::Status applied = apply();
+  lifecycle_->backend()->OnLayoutChange(file.id, changed, LayoutPhase::kAfter);
+  if (!applied.ok()) {
     const bool ended = !result.revoked.empty() || !result.released.empty();
     return absl::Status(applied.code(),
                         absl::StrCat(change.description, " failed: ", applied.message(),

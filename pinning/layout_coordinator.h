@@ -11,7 +11,8 @@
 //     revoke - recall each with a grace deadline, wait for releases until then, force-revoke
 //              the rest through the backend;
 //     refuse - fail at once with FAILED_PRECONDITION naming them;
-//  4. apply the change with ftruncate(2) / fallocate(2) PUNCH_HOLE|KEEP_SIZE;
+//  4. apply the change with ftruncate(2) / fallocate(2) PUNCH_HOLE|KEEP_SIZE, telling the
+//     backend just before and after (PinBackend::OnLayoutChange);
 //  5. unblock, on success and on every failure.
 // Pins on unaffected ranges and on other files go on throughout: nothing here holds a lock
 // while it waits. CoordinateExternal() runs the same steps for a change another process is

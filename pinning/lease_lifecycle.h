@@ -36,6 +36,8 @@ class LeaseLifecycle {
   // Finishes a lease the table has just expired (the table's ExpiryHandler).
   void OnExpired(const LeaseInfo& lease);
 
+  PinBackend* backend() const { return backend_; }
+
  private:
   // Backend undo + busy-range removal + Finish for a lease whose end was claimed.
   absl::Status Complete(const LeaseInfo& lease, bool revoke);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -29,6 +30,20 @@ struct PinSpec {
   ByteRange bytes;  // Page-aligned, within the file.
   Access access = Access::kRead;
   bool rdma = false;  // Remote access through the owner's RDMA connection was asked for.
+};
+
+// When OnLayoutChange() is called: just before the truncate/punch system call, or just after it
+// (whether or not it succeeded).
+enum class LayoutPhase { kBefore, kAfter };
+
+// One of a backend's registrations of a file (RDMA backends: a memory region shared by leases).
+struct RegistrationInfo {
+  std::string device;
+  RegistrationMode mode = RegistrationMode::kPinned;
+  ByteRange range;       // File bytes the registration covers.
+  uint32_t windows = 0;  // Leases' memory windows (or per-lease regions) on it.
+  // A layout change removed pages it covers: no new leases use it; it goes with its last window.
+  bool stale = false;
 };
 
 struct BackendPin {
@@ -57,6 +72,23 @@ class PinBackend {
 
   // Bytes currently held.
   virtual uint64_t pinned_bytes() const = 0;
+
+  // The layout coordinator is about to change (kBefore) or has changed (kAfter) bytes `changed`
+  // of `file` (open-ended changes, truncates, reach UINT64_MAX). Every lease overlapping `changed`
+  // has ended by then; leases elsewhere in the file may still be live. Called with no engine lock
+  // held. A backend whose registrations cover more than its leases' pages must make sure none of
+  // them keeps removed pages after kAfter.
+  virtual void OnLayoutChange(const FileId& file, ByteRange changed, LayoutPhase phase) {
+    (void)file;
+    (void)changed;
+    (void)phase;
+  }
+
+  // The backend's registrations of `file`, for DescribeFile. Empty for backends without any.
+  virtual std::vector<RegistrationInfo> Registrations(const FileId& file) const {
+    (void)file;
+    return {};
+  }
 };
 
 }  // namespace pinbroker

@@ -267,6 +267,7 @@ absl::StatusOr<FileDescription> PinService::DescribeFile(absl::string_view expor
     out.guard = report.guard;
     out.unguarded_operations = report.unguarded_operations;
   }
+  out.registrations = backend_->Registrations(file.info.id);
   return out;
 }
 

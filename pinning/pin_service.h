@@ -71,6 +71,7 @@ struct FileDescription {
   // How the file guard watches the file (GuardReport; "none" without a guard).
   std::string guard = "none";
   std::vector<std::string> unguarded_operations;
+  std::vector<RegistrationInfo> registrations;  // The backend's (PinBackend::Registrations).
 };
 
 class PinService {
