@@ -148,9 +148,6 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
   if (absl::GetFlag(FLAGS_session_ttl) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_session_ttl), config.mutable_session_ttl());
   }
-  if (absl::GetFlag(FLAGS_session_ttl) > absl::ZeroDuration()) {
-    ToProto(absl::GetFlag(FLAGS_session_ttl), config.mutable_session_ttl());
-  }
   if (!absl::GetFlag(FLAGS_guard)) config.mutable_guard()->set_disabled(true);
   if (absl::GetFlag(FLAGS_shutdown_grace) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_shutdown_grace), config.mutable_shutdown_grace());
