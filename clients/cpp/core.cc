@@ -188,7 +188,9 @@ absl::Status Core::Close() {
   bool on_callback_thread;
   {
     absl::MutexLock lock(&mu_);
-    auto no_stream = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return watch_ == nullptr; };
+    auto no_stream = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return watch_ == nullptr && live_reactors_ == 0;
+    };
     mu_.Await(absl::Condition(&no_stream));
     stop_callbacks_ = true;
     dropped.swap(tasks_);
@@ -671,9 +673,22 @@ void Core::EndLocked(const std::string& id, Slot& slot, LeaseState state, std::s
 }
 
 void Core::OnWatchDone(uint64_t generation, const grpc::Status& grpc_status) {
-  std::shared_ptr<WatchReactor> finished;  // Destroyed after the lock is released.
+  std::shared_ptr<WatchReactor> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    finished = HandleWatchDoneLocked(generation, grpc_status);
+  }
+  // Drop the reactor (and the channel reference of its ClientContext) while Close() still
+  // waits for it, so the Core's own channel reference outlives it; only then let Close() go on.
+  finished.reset();
   absl::MutexLock lock(&mu_);
-  if (generation != watch_generation_) return;
+  --live_reactors_;
+}
+
+std::shared_ptr<WatchReactor> Core::HandleWatchDoneLocked(uint64_t generation,
+                                                          const grpc::Status& grpc_status) {
+  std::shared_ptr<WatchReactor> finished;
+  if (generation != watch_generation_) return finished;
   finished = std::move(watch_);
   watch_ = nullptr;
   const absl::Status status = FromGrpc(grpc_status);
@@ -683,10 +698,10 @@ void Core::OnWatchDone(uint64_t generation, const grpc::Status& grpc_status) {
   snapshot_.clear();
   if (!was_established) ++watch_failures_;
   WakeLocked();
-  if (closing_ || lost_ || watch_cancelled_) return;
+  if (closing_ || lost_ || watch_cancelled_) return finished;
   if (status.code() == absl::StatusCode::kUnauthenticated) {
     SessionLostLocked(status);
-    return;
+    return finished;
   }
   const absl::Time now = absl::Now();
   if (was_established) {
@@ -702,6 +717,7 @@ void Core::OnWatchDone(uint64_t generation, const grpc::Status& grpc_status) {
   }
   PB_LOG(WARNING) << "session " << session_id_ << ": the Watch stream ended (" << status
                   << "); reopening it";
+  return finished;
 }
 
 // --- threads -----------------------------------------------------------------------------------
@@ -777,6 +793,7 @@ void Core::MaintenanceLoop() {
       start = std::make_shared<WatchReactor>(this, watch_generation_, std::move(request),
                                              /*wait_for_ready=*/watch_generation_ > 1);
       watch_ = start;
+      ++live_reactors_;
     }
     std::vector<RenewJob> jobs;
     if (!lost_) {

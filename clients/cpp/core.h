@@ -89,6 +89,10 @@ class Core : public std::enable_shared_from_this<Core> {
   void OnWatchDone(uint64_t generation, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // OnWatchDone's bookkeeping; returns the finished reactor for the caller to drop unlocked.
+  std::shared_ptr<WatchReactor> HandleWatchDoneLocked(uint64_t generation,
+                                                      const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One lease of this session that the client knows about.
   struct Slot {
     Lease* handle = nullptr;  // Null once ~Lease began: no callbacks any more.
@@ -184,6 +188,11 @@ class Core : public std::enable_shared_from_this<Core> {
   uint64_t watch_start_seq_ ABSL_GUARDED_BY(mu_) = 0;
   bool watch_established_ ABSL_GUARDED_BY(mu_) = false;
   bool watch_cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // Watch reactors started and not yet through OnWatchDone()'s release of them. Close() waits
+  // for zero so that no gRPC thread can drop the last reference to the channel (held by a
+  // reactor's ClientContext) after the Core is gone: gRPC would then shut down its shared
+  // callback completion queue from one of that queue's own threads and abort.
+  int live_reactors_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t watch_established_count_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t watch_failures_ ABSL_GUARDED_BY(mu_) = 0;  // Streams that ended before a snapshot.
   absl::Status last_watch_status_ ABSL_GUARDED_BY(mu_);

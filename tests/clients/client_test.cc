@@ -419,6 +419,20 @@ TEST_F(ClientTest, ErrorsCarryTheBrokersCodes) {
               StatusIs(absl::StatusCode::kUnavailable, _));
 }
 
+// Regression: destroying a Client could abort the process ("ref_counted.h assertion failed:
+// prior > 0"). The Watch reactor was dropped on a gRPC callback thread after Close() had
+// returned, taking the last channel reference with it, so gRPC shut its shared callback
+// completion queue down from that queue's own thread. With no other channel alive, each
+// iteration below is a chance to hit it; before the fix about one run in three of 300 did.
+TEST_F(ClientTest, RegressionDestroyingClientsNeverDropsTheLastChannelOnAGrpcThread) {
+  for (int i = 0; i < 150; ++i) {
+    std::unique_ptr<Client> client = Connect(absl::StrCat("churn-", i));
+    ASSERT_NE(client, nullptr);
+    client.reset();
+  }
+  EXPECT_THAT(EngineLeases(), IsEmpty());
+}
+
 TEST_F(ClientTest, BrokerShutdownRevokesLeasesThenSessionIsLost) {
   absl::Notification recalled;
   absl::Notification revoked;
