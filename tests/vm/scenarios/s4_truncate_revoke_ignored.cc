@@ -18,6 +18,23 @@
 
 namespace pinbroker::scenarios {
 
+namespace {
+
+std::string DescribeRegistration(const v1::Registration& r) {
+  const uint64_t end = r.range().offset() + r.range().length();
+  return absl::StrCat(v1::RegistrationMode_Name(r.mode()), " [", r.range().offset(), ", ",
+                      r.range().to_end_of_file() ? "EOF" : absl::StrCat(end),
+                      ") windows=", r.windows(), r.stale() ? " stale" : "");
+}
+
+std::string DescribeRegistrations(const v1::DescribeFileResponse& d) {
+  std::vector<std::string> out;
+  for (const v1::Registration& r : d.registrations()) out.push_back(DescribeRegistration(r));
+  return out.empty() ? "none" : absl::StrJoin(out, ", ");
+}
+
+}  // namespace
+
 absl::Status TruncateRevokeIgnored(Fixture& f, Notes& notes) {
   constexpr uint64_t kFile = 8 * kPage, kOffset = 2 * kPage, kLength = 4 * kPage;
   constexpr uint64_t kNewSize = 3 * kPage;
@@ -36,6 +53,11 @@ absl::Status TruncateRevokeIgnored(Fixture& f, Notes& notes) {
   client::RdmaLease& l = **lease;
   notes.Add(DescribeLease(l));
   RETURN_IF_ERROR(WriteAndCheck(f, l, *holder, 0, Pattern(401, kOffset, kLength), "first write"));
+  ASSIGN_OR_RETURN(auto before, admin->client->DescribeFile(f.export_name(), kName));
+  const std::string registrations_before = DescribeRegistrations(before);
+  // The after-check below means something only if registrations are reported at all.
+  RETURN_IF_ERROR(Expect(!before.registrations().empty(),
+                         "DescribeFile reports no registration for a live RDMA lease"));
 
   absl::StatusOr<v1::LayoutChangeResponse> result;
   absl::Time t0 = absl::Now(), t1;
@@ -107,23 +129,21 @@ absl::Status TruncateRevokeIgnored(Fixture& f, Notes& notes) {
                                     "refused one)"));
 
   ASSIGN_OR_RETURN(auto described, admin->client->DescribeFile(f.export_name(), kName));
-  std::vector<std::string> regs;
   for (const v1::Registration& r : described.registrations()) {
-    const uint64_t end = r.range().offset() + r.range().length();
-    const bool past = r.range().to_end_of_file() || end > kNewSize;
-    regs.push_back(absl::StrCat(v1::RegistrationMode_Name(r.mode()), " [", r.range().offset(), ", ",
-                                r.range().to_end_of_file() ? "EOF" : absl::StrCat(end),
-                                ") windows=", r.windows(), r.stale() ? " stale" : ""));
-    RETURN_IF_ERROR(
-        Expect(!past || r.mode() == v1::REGISTRATION_MODE_ODP,
-               absl::StrCat("the broker still holds a ", v1::RegistrationMode_Name(r.mode()),
-                            " registration over removed pages: ", regs.back())));
+    const bool past =
+        r.range().to_end_of_file() || r.range().offset() + r.range().length() > kNewSize;
+    RETURN_IF_ERROR(Expect(!past || r.mode() == v1::REGISTRATION_MODE_ODP,
+                           absl::StrCat("the broker still holds a registration over removed "
+                                        "pages: ",
+                                        DescribeRegistration(r))));
   }
   RETURN_IF_ERROR(
       Expect(described.leases().empty() && described.busy().empty(),
              absl::StrCat("leases or busy ranges left: ", described.ShortDebugString())));
-  notes.Add("file is ", kNewSize, " bytes, exactly as expected; registrations after: ",
-            regs.empty() ? "none" : absl::StrJoin(regs, ", "),
+  notes.Add("file is ", kNewSize,
+            " bytes, exactly as expected; registrations before the "
+            "truncate: ",
+            registrations_before, "; after: ", DescribeRegistrations(described),
             " (checked: no non-ODP registration ends past ", kNewSize, ")");
   return absl::OkStatus();
 }
