@@ -101,15 +101,21 @@ absl::Status PunchDisjointLeases(Fixture& f, Notes& notes) {
 
   Writer writer(f, **la, *steady);
   writer.Start();
-  const absl::Time warmup_end = absl::Now() + absl::Milliseconds(500);
-  while (absl::Now() < warmup_end && writer.error().ok()) absl::SleepFor(absl::Milliseconds(20));
+  // At least 3 checked rounds before the punch and 3 after it (bounded: the writer may fail).
+  const absl::Time warmup_limit = absl::Now() + absl::Seconds(10);
+  while (writer.rounds() < 3 && absl::Now() < warmup_limit && writer.error().ok()) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   client::LayoutOptions options;
   options.policy = v1::LAYOUT_POLICY_REVOKE;
   const absl::Time t0 = absl::Now();
   auto result = admin->client->PunchHole(f.export_name(), kName, kPunched, kLength, options);
   const absl::Time t1 = absl::Now();
-  const absl::Time cooldown_end = absl::Now() + absl::Milliseconds(500);
-  while (absl::Now() < cooldown_end && writer.error().ok()) absl::SleepFor(absl::Milliseconds(20));
+  const absl::Time cooldown_limit = absl::Now() + absl::Seconds(10);
+  while (writer.RoundsBetween(t1, absl::InfiniteFuture()) < 3 && absl::Now() < cooldown_limit &&
+         writer.error().ok()) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   writer.Stop();
   const int before = writer.RoundsBetween(absl::InfinitePast(), t0);
   const int during = writer.RoundsBetween(t0, t1);
