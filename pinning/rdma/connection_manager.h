@@ -5,9 +5,9 @@
 // handles, in order of arrival:
 //   * connect requests: parse the AttachRequest, authenticate it (the injected Authenticator,
 //     backed by the session table), refuse a second connection per session, create the
-//     connection's completion queue and queue pair on the device's protection domain, accept -
-//     or reject with an AttachReject saying why;
-//   * ESTABLISHED: the connection becomes usable for binds;
+//     connection's completion queue and queue pair on the device's protection domain, accept
+//     (the queue pair is then ready to bind windows) - or reject with an AttachReject saying why;
+//   * ESTABLISHED: logged;
 //   * DISCONNECTED, connection errors, fatal queue-pair/CQ/device async events (each device's
 //     ibv_get_async_event), broken posts and Disconnect() requests: teardown.
 // Teardown always deallocates the connection's windows before destroying its queue pair (a

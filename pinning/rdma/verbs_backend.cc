@@ -228,6 +228,14 @@ absl::StatusOr<BackendPin> VerbsBackend::Pin(const PinSpec& spec) {
                             reg.region, spec.file->id, spec.bytes,       mode};
     pinned_bytes_ += spec.bytes.length;
   }
+  if (!conn->established()) {
+    // The connection went while the key was being set up: its teardown may have reported this
+    // lease before the engine knew it. Fail the pin rather than grant a dead key.
+    Unpin(handle, "undo").IgnoreError();
+    return absl::UnavailableError(absl::StrCat("verbs backend: ", Describe(spec),
+                                               ": the session's RDMA connection went away while "
+                                               "the lease was being set up; attach again"));
+  }
   const TransferConstraints constraints = ConstraintsFor(caps, mode, SystemPageSize());
   PB_LOG(INFO) << "rdma: lease " << spec.lease << ": " << DescribeCandidate(candidate) << " on "
                << caps.name << ", rkey " << absl::StrFormat("0x%x", rkey) << " at "
