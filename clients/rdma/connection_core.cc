@@ -21,6 +21,9 @@
 namespace pinbroker::client::rdma_internal {
 namespace {
 
+// How long a DISCONNECTED event from the broker lets operations in flight complete with their
+// own status (a remote access error NAK can arrive after the broker's DREQ) before flushing.
+constexpr absl::Duration kDisconnectSettle = absl::Milliseconds(500);
 // How long Close() waits for the flush after breaking, and for the DISCONNECTED event.
 constexpr absl::Duration kFlushWait = absl::Seconds(5);
 constexpr absl::Duration kDisconnectWait = absl::Seconds(2);
@@ -522,6 +525,19 @@ void ConnectionCore::ReapCompletions() {
   }
 }
 
+void ConnectionCore::AwaitInFlightCompletions(absl::Duration bound) {
+  const absl::Time give_up = absl::Now() + bound;
+  for (;;) {
+    ReapCompletions();
+    if (outstanding() == 0) return;
+    const absl::Duration left = give_up - absl::Now();
+    if (left <= absl::ZeroDuration()) return;
+    pollfd fd = {comp_channel_->fd, POLLIN, 0};
+    const int ms = static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
+    if (poll(&fd, 1, std::min(ms, 20)) < 0 && errno != EINTR) return;
+  }
+}
+
 void ConnectionCore::HandleCmEvents() {
   rdma_cm_event* event = nullptr;
   while (rdma_get_cm_event(channel_, &event) == 0) {
@@ -536,7 +552,13 @@ void ConnectionCore::HandleCmEvents() {
           closing = closing_;
         }
         // A disconnect this side asked for by closing is not a failure.
-        if (!closing) Break(absl::UnavailableError("the broker closed the RDMA connection"));
+        if (closing) break;
+        // The broker tears a connection down as soon as its queue pair fails, e.g. after it
+        // refused one of our operations with a remote access error. Its DREQ can overtake our
+        // processing of that NAK: let what is in flight complete with its own status first
+        // (bounded), so the refusal surfaces as the remote access error it is, not as a flush.
+        AwaitInFlightCompletions(kDisconnectSettle);
+        Break(absl::UnavailableError("the broker closed the RDMA connection"));
         break;
       }
       case RDMA_CM_EVENT_DEVICE_REMOVAL:

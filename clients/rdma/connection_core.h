@@ -172,6 +172,8 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   void EventLoop();
   void ReapCompletions();
   void HandleCmEvents();
+  // Event thread: reaps completions until nothing is in flight or `bound` passes.
+  void AwaitInFlightCompletions(absl::Duration bound);
   void Wake();
 
   // Set by Setup() before the event thread starts; immutable afterwards (destroyed by
