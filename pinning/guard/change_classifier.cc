@@ -169,6 +169,39 @@ bool PathArgument(const CallerSyscall& call, int* path_index, int* dirfd_index) 
   }
 }
 
+OpenIntent ClassifyOpen(const CallerSyscall& call, std::optional<uint64_t> open_flags) {
+  std::optional<uint64_t> flags;
+  const char* name = nullptr;
+  switch (call.nr) {
+    case SYS_creat:
+      return OpenIntent{OpenIntent::Kind::kTruncate, "creat(2)"};
+    case SYS_open:
+      flags = call.args[1];
+      name = "open(2)";
+      break;
+    case SYS_openat:
+      flags = call.args[2];
+      name = "openat(2)";
+      break;
+    case SYS_openat2:
+      flags = open_flags;
+      name = "openat2(2)";
+      break;
+    default:
+      return OpenIntent{OpenIntent::Kind::kUnknown, CallName(call)};
+  }
+  if (!flags.has_value()) return OpenIntent{OpenIntent::Kind::kUnknown, name};
+  if (*flags & O_TRUNC) {
+    return OpenIntent{
+        OpenIntent::Kind::kTruncate,
+        absl::StrCat(name, (*flags & O_ACCMODE) == O_RDONLY ? " O_RDONLY|O_TRUNC" : " O_TRUNC")};
+  }
+  if ((*flags & O_ACCMODE) != O_RDONLY) {
+    return OpenIntent{OpenIntent::Kind::kWrite, absl::StrCat(name, " for writing")};
+  }
+  return OpenIntent{OpenIntent::Kind::kRead, absl::StrCat(name, " read-only")};
+}
+
 ClassifiedChange ClassifyLeaseBreak(const CallerSyscall& call, std::optional<uint64_t> open_flags) {
   std::optional<uint64_t> flags;
   const char* name = nullptr;

@@ -54,6 +54,21 @@ ClassifiedChange ClassifyPreAccess(uint64_t offset, uint64_t count,
 ClassifiedChange ClassifyLeaseBreak(const CallerSyscall& call,
                                     std::optional<uint64_t> open_flags = std::nullopt);
 
+// What an open(2) of a guarded file (a FAN_OPEN_PERM event, before the open takes effect) is
+// about to do, from the caller's system call: open/openat/creat flags are arguments, openat2's
+// are in memory (`open_flags`, nullopt if unreadable).
+struct OpenIntent {
+  enum class Kind {
+    kRead,      // Read-only, no O_TRUNC.
+    kWrite,     // For writing, no O_TRUNC: a file lease must go, the layout stays.
+    kTruncate,  // O_TRUNC (read-only included) or creat(2): truncates to 0 once open.
+    kUnknown,   // Not an open the guard can read (io_uring, unreadable caller).
+  };
+  Kind kind = Kind::kUnknown;
+  std::string call;  // "openat(2) O_TRUNC", "open(2) for writing", ...
+};
+OpenIntent ClassifyOpen(const CallerSyscall& call, std::optional<uint64_t> open_flags);
+
 // For a lease breaker: the index of the argument holding its path and its dirfd (-1: none,
 // AT_FDCWD implied); false if the call takes no path.
 bool PathArgument(const CallerSyscall& call, int* path_index, int* dirfd_index);

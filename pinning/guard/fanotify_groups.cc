@@ -38,36 +38,38 @@ std::string Bytes(const void* p, size_t n) { return std::string(static_cast<cons
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PreContentGroup>> PreContentGroup::Open() {
+absl::StatusOr<std::unique_ptr<PermissionGroup>> PermissionGroup::Open() {
   absl::StatusOr<ScopedFd> fd = Init(
       FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE,
       O_RDONLY | O_LARGEFILE | O_CLOEXEC, "pre-content");
   if (!fd.ok()) return fd.status();
-  return std::unique_ptr<PreContentGroup>(new PreContentGroup(*std::move(fd)));
+  return std::unique_ptr<PermissionGroup>(new PermissionGroup(*std::move(fd)));
 }
 
-absl::Status PreContentGroup::Mark(int file_fd) {
-  if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_INODE, FAN_PRE_ACCESS, file_fd, nullptr) ==
-      0) {
+absl::Status PermissionGroup::Mark(int file_fd, bool pre_content) {
+  const uint64_t mask = FAN_OPEN_PERM | (pre_content ? FAN_PRE_ACCESS : 0);
+  if (::fanotify_mark(fd_.get(), FAN_MARK_ADD | FAN_MARK_INODE, mask, file_fd, nullptr) == 0) {
     return absl::OkStatus();
   }
   const int err = errno;
-  if (err == EINVAL) {
+  if (err == EINVAL && pre_content) {
     return absl::UnimplementedError(
         "this kernel has no fanotify pre-content events (FAN_PRE_ACCESS needs Linux >= 6.14)");
   }
-  if (err == EOPNOTSUPP) {
+  if (err == EOPNOTSUPP && pre_content) {
     return absl::FailedPreconditionError(
         "this filesystem does not offer fanotify pre-content events (EOPNOTSUPP)");
   }
-  return ErrnoToStatus(err, "fanotify_mark(FAN_PRE_ACCESS)");
+  return ErrnoToStatus(err, pre_content ? "fanotify_mark(FAN_OPEN_PERM | FAN_PRE_ACCESS)"
+                                        : "fanotify_mark(FAN_OPEN_PERM)");
 }
 
-void PreContentGroup::Unmark(int file_fd) {
-  ::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_INODE, FAN_PRE_ACCESS, file_fd, nullptr);
+void PermissionGroup::Unmark(int file_fd) {
+  ::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_INODE, FAN_OPEN_PERM | FAN_PRE_ACCESS,
+                  file_fd, nullptr);
 }
 
-absl::StatusOr<std::vector<PreContentGroup::Event>> PreContentGroup::ReadEvents() {
+absl::StatusOr<std::vector<PermissionGroup::Event>> PermissionGroup::ReadEvents() {
   std::vector<Event> out;
   alignas(fanotify_event_metadata) char buf[8192];
   for (;;) {
@@ -106,7 +108,7 @@ absl::StatusOr<std::vector<PreContentGroup::Event>> PreContentGroup::ReadEvents(
   }
 }
 
-absl::Status PreContentGroup::Respond(int event_fd, uint32_t response) {
+absl::Status PermissionGroup::Respond(int event_fd, uint32_t response) {
   struct fanotify_response r = {event_fd, response};
   for (;;) {
     if (::write(fd_.get(), &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r))) {
@@ -116,10 +118,18 @@ absl::Status PreContentGroup::Respond(int event_fd, uint32_t response) {
   }
 }
 
-absl::Status PreContentGroup::Allow(int event_fd) { return Respond(event_fd, FAN_ALLOW); }
+absl::Status PermissionGroup::Allow(int event_fd) { return Respond(event_fd, FAN_ALLOW); }
 
-absl::Status PreContentGroup::Deny(int event_fd, int err) {
-  return Respond(event_fd, FAN_DENY_ERRNO(static_cast<uint32_t>(err)));
+absl::StatusOr<int> PermissionGroup::Deny(int event_fd, int err) {
+  if (errno_responses_.load()) {
+    const absl::Status sent = Respond(event_fd, FAN_DENY_ERRNO(static_cast<uint32_t>(err)));
+    if (sent.ok()) return err;
+    if (!absl::IsInvalidArgument(sent)) return sent;
+    errno_responses_ = false;  // Before 6.14: no errno in responses.
+  }
+  const absl::Status sent = Respond(event_fd, FAN_DENY);
+  if (!sent.ok()) return sent;
+  return EPERM;
 }
 
 absl::StatusOr<std::unique_ptr<NotifyGroup>> NotifyGroup::Open() {

@@ -1,9 +1,13 @@
 // fanotify groups of the file guard.
 //
-// PreContentGroup: a FAN_CLASS_PRE_CONTENT group with FAN_PRE_ACCESS marks on the inodes of
-// leased files (Linux >= 6.14; ext4, xfs and their DAX modes; not tmpfs). The kernel holds each
-// caller (truncate, ftruncate, fallocate, read, write, mmap of a marked file) until the guard
-// answers its event; events carry the byte range and, with FAN_REPORT_TID, the caller's thread.
+// PermissionGroup: a FAN_CLASS_PRE_CONTENT group with permission marks on the inodes of leased
+// files. The kernel holds each caller until the guard answers its event; with FAN_REPORT_TID the
+// event names the caller's thread. Two kinds of mark:
+//   - FAN_OPEN_PERM (every kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS, every filesystem,
+//     tmpfs included): any open(2) of the file, raised before the open breaks a file lease and
+//     before O_TRUNC truncates;
+//   - FAN_PRE_ACCESS (Linux >= 6.14; ext4, xfs and their DAX modes; not tmpfs): truncate,
+//     ftruncate, fallocate, read, write and mmap, with the byte range.
 // Each event comes with a read-only descriptor of the file opened by the kernel with
 // FMODE_NONOTIFY, so the guard may fstat it without raising events; closing the group answers
 // every pending event with "allow" and drops every mark.
@@ -18,6 +22,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,17 +33,17 @@
 
 namespace pinbroker::guard {
 
-class PreContentGroup {
+class PermissionGroup {
  public:
   // PERMISSION_DENIED without CAP_SYS_ADMIN; UNIMPLEMENTED if the kernel has no fanotify.
-  static absl::StatusOr<std::unique_ptr<PreContentGroup>> Open();
+  static absl::StatusOr<std::unique_ptr<PermissionGroup>> Open();
 
   int fd() const { return fd_.get(); }
 
-  // Marks the inode of `file_fd` for FAN_PRE_ACCESS. UNIMPLEMENTED: this kernel has no
-  // pre-content events (< 6.14: EINVAL); FAILED_PRECONDITION: the filesystem does not offer
-  // them (EOPNOTSUPP: tmpfs and others).
-  absl::Status Mark(int file_fd);
+  // Marks the inode of `file_fd` for FAN_OPEN_PERM, plus FAN_PRE_ACCESS if `pre_content`.
+  // UNIMPLEMENTED: this kernel has no pre-content events (< 6.14: EINVAL); FAILED_PRECONDITION:
+  // the filesystem does not offer them (EOPNOTSUPP: tmpfs and others). Nothing is marked then.
+  absl::Status Mark(int file_fd, bool pre_content);
   void Unmark(int file_fd);
 
   struct Event {
@@ -54,12 +59,15 @@ class PreContentGroup {
 
   // Answers the permission event whose descriptor is `event_fd`.
   absl::Status Allow(int event_fd);
-  absl::Status Deny(int event_fd, int err);  // FAN_DENY_ERRNO(err): the caller fails with err.
+  // Fails the caller with `err` (FAN_DENY_ERRNO), or with EPERM on kernels older than 6.14,
+  // which accept no errno (FAN_DENY). Returns the errno the caller gets.
+  absl::StatusOr<int> Deny(int event_fd, int err);
 
  private:
-  explicit PreContentGroup(ScopedFd fd) : fd_(std::move(fd)) {}
+  explicit PermissionGroup(ScopedFd fd) : fd_(std::move(fd)) {}
   absl::Status Respond(int event_fd, uint32_t response);
   ScopedFd fd_;
+  std::atomic<bool> errno_responses_{true};  // Cleared once the kernel refuses them.
 };
 
 class NotifyGroup {

@@ -35,7 +35,8 @@ struct FileGuard::Watched {
   std::string key;  // NotifyGroup::KeyOf(fd), if notification events are on.
 
   absl::Mutex mu;
-  bool fanotify ABSL_GUARDED_BY(mu) = false;
+  bool fanotify ABSL_GUARDED_BY(mu) = false;   // FAN_PRE_ACCESS (with FAN_OPEN_PERM).
+  bool open_perm ABSL_GUARDED_BY(mu) = false;  // FAN_OPEN_PERM.
   bool notify ABSL_GUARDED_BY(mu) = false;
   bool lease ABSL_GUARDED_BY(mu) = false;
   bool writers_predate_mark ABSL_GUARDED_BY(mu) = true;
@@ -50,7 +51,7 @@ struct FileGuard::Watched {
   std::string Name() const { return absl::StrCat(export_name, "/", path); }
   ArmedMechanisms Armed() ABSL_LOCKS_EXCLUDED(mu) {
     absl::MutexLock lock(&mu);
-    return ArmedMechanisms{fanotify, lease, writers_predate_mark};
+    return ArmedMechanisms{fanotify, open_perm, lease, writers_predate_mark};
   }
 };
 
@@ -58,29 +59,34 @@ struct FileGuard::Watched {
 // failing that, with "allow" on destruction (what the kernel would do if the group closed).
 class FileGuard::HeldEvent {
  public:
-  HeldEvent(PreContentGroup* group, ScopedFd fd) : group_(group), fd_(std::move(fd)) {}
-  ~HeldEvent() {
-    if (!answered_) Answer(true, 0);
-  }
+  HeldEvent(PermissionGroup* group, ScopedFd fd) : group_(group), fd_(std::move(fd)) {}
+  ~HeldEvent() { Allow(); }
   HeldEvent(const HeldEvent&) = delete;
   HeldEvent& operator=(const HeldEvent&) = delete;
 
   int fd() const { return fd_.get(); }
-  void Allow() { Answer(true, 0); }
-  void Deny(int err) { Answer(false, err); }
-
- private:
-  void Answer(bool allow, int err) {
+  void Allow() {
     if (answered_) return;
     answered_ = true;
-    const absl::Status sent = allow ? group_->Allow(fd_.get()) : group_->Deny(fd_.get(), err);
-    if (!sent.ok()) {
+    if (const absl::Status sent = group_->Allow(fd_.get()); !sent.ok()) {
       PB_LOG(WARNING) << "guard: " << sent;
     }
     fd_.reset();
   }
+  // Fails the caller with `err` (EPERM on kernels without errno responses); returns the errno
+  // the caller gets, 0 if the answer could not be sent.
+  int Deny(int err) {
+    if (answered_) return 0;
+    answered_ = true;
+    const absl::StatusOr<int> sent = group_->Deny(fd_.get(), err);
+    if (!sent.ok()) {
+      PB_LOG(WARNING) << "guard: " << sent.status();
+    }
+    fd_.reset();
+    return sent.ok() ? *sent : 0;
+  }
 
-  PreContentGroup* const group_;
+  PermissionGroup* const group_;
   ScopedFd fd_;
   bool answered_ = false;
 };
@@ -110,6 +116,17 @@ absl::Status WriteWake(int fd) {
   return absl::OkStatus();
 }
 
+std::string ErrnoName(int err) {
+  switch (err) {
+    case EBUSY:
+      return "EBUSY";
+    case EPERM:
+      return "EPERM (this kernel takes no errno in fanotify answers)";
+    default:
+      return absl::StrCat("errno ", err);
+  }
+}
+
 std::string MechanismNote(const ArmedMechanisms& armed) {
   return absl::StrCat("guard ", ReportFor(armed).guard);
 }
@@ -127,12 +144,12 @@ absl::StatusOr<std::unique_ptr<FileGuard>> FileGuard::Start(PinService* service,
   std::unique_ptr<FileGuard> guard(new FileGuard(service, options));
   Capabilities& caps = guard->caps_;
   if (options.use_fanotify) {
-    absl::StatusOr<std::unique_ptr<PreContentGroup>> pre = PreContentGroup::Open();
+    absl::StatusOr<std::unique_ptr<PermissionGroup>> pre = PermissionGroup::Open();
     if (pre.ok()) {
       guard->pre_ = *std::move(pre);
-      caps.pre_content_group = true;
+      caps.permission_group = caps.pre_content = true;
     } else {
-      caps.pre_content_why = std::string(pre.status().message());
+      caps.permission_why = caps.pre_content_why = std::string(pre.status().message());
     }
     absl::StatusOr<std::unique_ptr<NotifyGroup>> notify = NotifyGroup::Open();
     if (notify.ok()) {
@@ -142,7 +159,7 @@ absl::StatusOr<std::unique_ptr<FileGuard>> FileGuard::Start(PinService* service,
       caps.notify_why = std::string(notify.status().message());
     }
   } else {
-    caps.pre_content_why = caps.notify_why = "disabled by configuration";
+    caps.permission_why = caps.pre_content_why = caps.notify_why = "disabled by configuration";
   }
   caps.lease_break_seconds = LeaseBreakSeconds();
   if (options.use_leases) {
@@ -172,11 +189,11 @@ absl::StatusOr<std::unique_ptr<FileGuard>> FileGuard::Start(PinService* service,
   if (guard->pre_ != nullptr) {
     ScopedFd probe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
     if (probe.valid()) {
-      const absl::Status marked = guard->pre_->Mark(probe.get());
+      const absl::Status marked = guard->pre_->Mark(probe.get(), /*pre_content=*/true);
       if (marked.ok()) {
         guard->pre_->Unmark(probe.get());
       } else if (absl::IsUnimplemented(marked)) {
-        caps.pre_content_group = false;
+        caps.pre_content = false;
         caps.pre_content_why = std::string(marked.message());
       }
     }
@@ -199,8 +216,10 @@ FileGuard::~FileGuard() { Stop(); }
 
 std::string FileGuard::DescribeCapabilities() const {
   return absl::StrCat(
-      "fanotify pre-content: ",
-      caps_.pre_content_group ? "yes" : absl::StrCat("no (", caps_.pre_content_why, ")"),
+      "fanotify open permission: ",
+      caps_.permission_group ? "yes" : absl::StrCat("no (", caps_.permission_why, ")"),
+      "; fanotify pre-content: ",
+      caps_.pre_content ? "yes" : absl::StrCat("no (", caps_.pre_content_why, ")"),
       "; fanotify notification: ",
       caps_.notify_group ? "yes" : absl::StrCat("no (", caps_.notify_why, ")"),
       "; file leases: ", caps_.leases ? "yes" : "no (disabled by configuration)",
@@ -261,11 +280,17 @@ std::shared_ptr<FileGuard::Watched> FileGuard::Arm(const LeaseInfo& lease, int f
                       ? FilesystemName(static_cast<uint64_t>(fs.f_type))
                       : "unknown";
   std::vector<std::string> notes;
-  bool fanotify = false, notify = false;
-  if (pre_ != nullptr && caps_.pre_content_group) {
-    const absl::Status marked = pre_->Mark(file->fd.get());
-    fanotify = marked.ok();
+  bool fanotify = false, open_perm = false, notify = false;
+  if (pre_ != nullptr && caps_.pre_content) {
+    const absl::Status marked = pre_->Mark(file->fd.get(), /*pre_content=*/true);
+    fanotify = open_perm = marked.ok();
     if (!marked.ok()) notes.push_back(absl::StrCat("no pre-content events: ", marked.message()));
+  }
+  if (pre_ != nullptr && !open_perm) {
+    const absl::Status marked = pre_->Mark(file->fd.get(), /*pre_content=*/false);
+    open_perm = marked.ok();
+    if (!marked.ok())
+      notes.push_back(absl::StrCat("no open permission events: ", marked.message()));
   }
   if (notify_ != nullptr) {
     absl::StatusOr<std::string> key = NotifyGroup::KeyOf(file->fd.get());
@@ -282,20 +307,26 @@ std::shared_ptr<FileGuard::Watched> FileGuard::Arm(const LeaseInfo& lease, int f
     if (notify) by_key_[file->key] = file->id;
     listener_tid = listener_tid_;
   }
-  bool lease_armed = false;
-  if (caps_.leases) {
-    // After the fanotify mark: if no writer has the file open now, every writable descriptor
-    // is opened after the mark and reports fallocate events.
-    const absl::Status armed = ArmReadLease(file->fd.get(), lease_signal_, listener_tid);
-    lease_armed = armed.ok();
-    if (!armed.ok()) notes.push_back(absl::StrCat("no file lease yet: ", armed.message()));
-  }
   {
+    // Under the record's lock: an open by another process meanwhile waits in the listener until
+    // the record says what is armed.
     absl::MutexLock lock(&file->mu);
     file->fanotify = fanotify;
+    file->open_perm = open_perm;
     file->notify = notify;
-    file->lease = lease_armed;
-    file->writers_predate_mark = !lease_armed;
+    // Taken after the fanotify mark: if a read lease can be taken now, nobody has the file open
+    // for writing, so every writable descriptor is opened after the mark and reports fallocate
+    // events. Where pre-content events are armed the lease adds nothing (they catch
+    // truncate(path), FAN_OPEN_PERM catches O_TRUNC), so it is only a probe, given up at once.
+    const absl::Status armed = caps_.leases
+                                   ? ArmReadLease(file->fd.get(), lease_signal_, listener_tid)
+                                   : absl::FailedPreconditionError("file leases are off");
+    file->writers_predate_mark = !armed.ok();
+    if (armed.ok() && fanotify) ReleaseLease(file->fd.get());
+    file->lease = armed.ok() && !fanotify;
+    if (!armed.ok() && caps_.leases && !fanotify) {
+      notes.push_back(absl::StrCat("no file lease yet: ", armed.message()));
+    }
   }
   const GuardReport report = ReportFor(file->Armed());
   PB_LOG(INFO) << "guard armed on " << file->Name() << " (" << file->fs_type
@@ -315,10 +346,10 @@ void FileGuard::Disarm(const std::shared_ptr<Watched>& file) {
     if (!file->key.empty()) by_key_.erase(file->key);
   }
   absl::MutexLock lock(&file->mu);
-  if (file->fanotify && pre_ != nullptr) pre_->Unmark(file->fd.get());
+  if ((file->fanotify || file->open_perm) && pre_ != nullptr) pre_->Unmark(file->fd.get());
   if (file->notify && notify_ != nullptr) notify_->Unmark(file->fd.get());
   if (file->lease) ReleaseLease(file->fd.get());
-  file->fanotify = file->notify = file->lease = false;
+  file->fanotify = file->open_perm = file->notify = file->lease = false;
   file->disarmed = true;
   PB_LOG(INFO) << "guard disarmed on " << file->Name() << ": no lease left";
 }
@@ -380,7 +411,7 @@ void FileGuard::TryArmLease(const std::shared_ptr<Watched>& file) {
     tid = listener_tid_;
   }
   absl::MutexLock lock(&file->mu);
-  if (file->disarmed || file->lease || file->lease_break_in_flight ||
+  if (file->disarmed || file->fanotify || file->lease || file->lease_break_in_flight ||
       clock_->Now() < file->lease_hold_off) {
     return;
   }
@@ -427,21 +458,22 @@ void FileGuard::ListenLoop() {
       absl::MutexLock lock(&mu_);
       if (listener_exit_) return;
     }
-    if (fds[1].revents != 0) HandlePreContentEvents();
+    if (fds[1].revents != 0) HandlePermissionEvents();
     if (fds[2].revents != 0) HandleNotifyEvents();
     if (fds[3].revents != 0) HandleLeaseSignals();
   }
 }
 
-void FileGuard::HandlePreContentEvents() {
-  absl::StatusOr<std::vector<PreContentGroup::Event>> events = pre_->ReadEvents();
+void FileGuard::HandlePermissionEvents() {
+  absl::StatusOr<std::vector<PermissionGroup::Event>> events = pre_->ReadEvents();
   if (!events.ok()) {
     PB_LOG(ERROR) << "guard: " << events.status();
     return;
   }
-  for (PreContentGroup::Event& ev : *events) {
+  for (PermissionGroup::Event& ev : *events) {
     auto held = std::make_unique<HeldEvent>(pre_.get(), std::move(ev.fd));
-    if (held->fd() < 0 || (ev.mask & FAN_PRE_ACCESS) == 0 || IsOwnThread(ev.tid)) {
+    if (held->fd() < 0 || (ev.mask & (FAN_PRE_ACCESS | FAN_OPEN_PERM)) == 0 ||
+        IsOwnThread(ev.tid)) {
       held->Allow();  // The broker's own calls are coordinated already.
       continue;
     }
@@ -454,6 +486,10 @@ void FileGuard::HandlePreContentEvents() {
         Find(FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
     if (file == nullptr) {
       held->Allow();  // Disarmed since the event was raised.
+      continue;
+    }
+    if (ev.mask & FAN_OPEN_PERM) {
+      HandleOpen(file, std::move(held), ev.tid, static_cast<uint64_t>(st.st_size));
       continue;
     }
     std::optional<CallerSyscall> caller;
@@ -481,6 +517,60 @@ void FileGuard::HandlePreContentEvents() {
     work->size_before = static_cast<uint64_t>(st.st_size);
     Enqueue(std::move(work));
   }
+}
+
+void FileGuard::DropLease(Watched& file) {
+  absl::MutexLock lock(&file.mu);
+  if (!file.lease) return;
+  ReleaseLease(file.fd.get());
+  file.lease = false;  // Re-armed by a later check, once nobody has the file open for writing.
+}
+
+void FileGuard::HandleOpen(const std::shared_ptr<Watched>& file, std::unique_ptr<HeldEvent> held,
+                           pid_t tid, uint64_t size) {
+  // The event comes before the open breaks a file lease and before O_TRUNC truncates.
+  std::optional<CallerSyscall> caller;
+  if (absl::StatusOr<CallerSyscall> read = ReadBlockedCallerSyscall(tid, kCallerSettleLimit);
+      read.ok()) {
+    caller = *std::move(read);
+  }
+  OpenIntent intent;
+  if (caller.has_value()) {
+    std::optional<uint64_t> how;
+    if (caller->nr == SYS_openat2) {
+      if (absl::StatusOr<uint64_t> flags = ReadCallerOpenHowFlags(tid, caller->args[2]);
+          flags.ok()) {
+        how = *flags;
+      }
+    }
+    intent = ClassifyOpen(*caller, how);
+  }
+  switch (intent.kind) {
+    case OpenIntent::Kind::kRead:
+      held->Allow();
+      return;
+    case OpenIntent::Kind::kWrite:
+    case OpenIntent::Kind::kUnknown:
+      // A writer (or maybe one): give the file lease up first, so that the open neither waits
+      // for a lease break nor fails with EAGAIN (O_NONBLOCK); its layout changes, if any, come
+      // as pre-content events or are detected after.
+      DropLease(*file);
+      held->Allow();
+      if (intent.kind == OpenIntent::Kind::kUnknown) QueueCheck(file, caller);
+      return;
+    case OpenIntent::Kind::kTruncate:
+      break;
+  }
+  auto work = std::make_unique<Work>();
+  work->kind = Work::Kind::kPreContent;
+  work->file = file;
+  work->event = std::move(held);
+  work->change.kind = ClassifiedChange::Kind::kTruncate;
+  work->change.new_size = 0;
+  work->change.call = intent.call;
+  work->caller = std::move(caller);
+  work->size_before = size;
+  Enqueue(std::move(work));
 }
 
 void FileGuard::HandleNotifyEvents() {
@@ -656,6 +746,7 @@ void FileGuard::RunPreContent(Work& work) {
   request.mechanism = "fanotify";
   request.interception = GuardArbiter::Interception::kCanFail;
   const GuardArbiter::Verdict verdict = arbiter_.Decide(request, [&] {
+    DropLease(file);  // An O_TRUNC open would break it: this change is coordinated already.
     work.event->Allow();
     if (!work.caller.has_value()) return;
     WaitForSyscallExit(*work.caller, options_.completion_limit, [&] {
@@ -665,11 +756,13 @@ void FileGuard::RunPreContent(Work& work) {
              static_cast<uint64_t>(st.st_size) == work.change.new_size;
     });
   });
-  if (!verdict.allowed) work.event->Deny(verdict.error);
+  const int failed_with = verdict.allowed ? 0 : work.event->Deny(verdict.error);
   PB_LOG(INFO) << "guard (fanotify) on " << file.Name() << ": "
                << GuardArbiter::Describe(work.change, work.size_before) << " by " << request.actor
-               << ": " << (verdict.allowed ? "let through" : "failed with EBUSY") << "; "
-               << verdict.summary;
+               << ": "
+               << (verdict.allowed ? std::string("let through")
+                                   : absl::StrCat("failed with ", ErrnoName(failed_with)))
+               << "; " << verdict.summary;
   DisarmIfIdle(file.id);
 }
 

@@ -6,13 +6,17 @@
 //
 // Per leased file (armed on its first lease, disarmed when its last lease ends), with the
 // guard's own O_RDONLY descriptor of it:
+//   - fanotify open permission (FAN_OPEN_PERM, every kernel and filesystem with fanotify
+//     permission events): an open(2) is held before it breaks a file lease and before O_TRUNC
+//     truncates; O_TRUNC opens and creat(2) go through the LayoutCoordinator, other opens are
+//     answered at once (opens for writing give the file lease up first);
 //   - fanotify pre-content (FAN_PRE_ACCESS, Linux >= 6.14, not tmpfs): the caller of a
 //     truncate or fallocate sleeps until the guard answers; the guard reads the caller's system
 //     call (caller.h, change_classifier.h) to tell a punch from a write, and runs layout changes
 //     through the LayoutCoordinator (GuardArbiter): allow, or fail with EBUSY;
-//   - a read file lease (file_lease.h), where it can be taken (no writer has the file open):
-//     catches truncate(path) and open for writing, O_TRUNC included, which fanotify does not;
-//     delay-only;
+//   - a read file lease (file_lease.h), only where pre-content events are not armed and only
+//     while nobody has the file open for writing: catches truncate(path) (and opens for
+//     writing where FAN_OPEN_PERM is missing); delay-only;
 //   - fanotify notification (FAN_ATTRIB | FAN_MODIFY, by file handle) and a periodic check on
 //     the Clock: detect-after. A link count of 0 recalls the file's leases with reason
 //     "unlinked"; a size or hole change under a lease revokes it at once with reason
@@ -20,8 +24,8 @@
 //
 // Threads and the no-deadlock rule. One listener thread reads every event source (two fanotify
 // groups, a signalfd for lease-break signals, a wake-up eventfd) and never blocks on anything
-// else: it answers ordinary accesses itself at once (reads, writes, mmap, the broker's own
-// calls) after a procfs read, and hands layout changes to worker threads (at most
+// else: it answers ordinary accesses and opens itself at once (reads, writes, mmap, the broker's
+// own calls) after a procfs read, and hands layout changes to worker threads (at most
 // Options::max_workers; more wait in a queue, still held by the kernel). Workers decide and
 // answer. Neither ever reads, writes, maps or truncates a guarded file: they use fstat(2),
 // lseek(SEEK_HOLE/SEEK_DATA) and fcntl(2) on the guard's descriptor and procfs, none of which
@@ -34,8 +38,9 @@
 // closes the groups, and the kernel allows whatever was still queued. pinbrokerd stops the
 // guard after recalling every lease, so in practice nothing is waiting.
 //
-// Thread-safety: every public method is safe to call concurrently. Lock order:
-// arm_mu_ -> mu_ -> (PinService's locks). No lock is held while calling PinService.
+// Thread-safety: every public method is safe to call concurrently. Lock order: arm_mu_ -> mu_,
+// and arm_mu_ -> Watched::mu (mu_ and Watched::mu are never held together). PinService is
+// called with at most arm_mu_ held; it never calls the guard while holding a lock of its own.
 #pragma once
 
 #include <sys/types.h>
@@ -82,8 +87,12 @@ class FileGuard : public FileGuardHooks {
 
   // What this kernel and process offer, found at Start().
   struct Capabilities {
-    bool pre_content_group = false;  // A FAN_CLASS_PRE_CONTENT group could be created.
-    std::string pre_content_why;     // Why not, if not.
+    // A FAN_CLASS_PRE_CONTENT group could be created: FAN_OPEN_PERM marks work.
+    bool permission_group = false;
+    std::string permission_why;  // Why not, if not.
+    // This kernel reports FAN_PRE_ACCESS (>= 6.14; per filesystem still).
+    bool pre_content = false;
+    std::string pre_content_why;
     bool notify_group = false;
     std::string notify_why;
     bool leases = false;
@@ -138,7 +147,12 @@ class FileGuard : public FileGuardHooks {
 
   // Listener.
   void ListenLoop();
-  void HandlePreContentEvents();
+  void HandlePermissionEvents();
+  // A FAN_OPEN_PERM event of `file` (`held` answered here or handed to a worker).
+  void HandleOpen(const std::shared_ptr<Watched>& file, std::unique_ptr<HeldEvent> held, pid_t tid,
+                  uint64_t size);
+  // Gives up the file lease on `file` if one is held (before an open that would break it).
+  void DropLease(Watched& file);
   void HandleNotifyEvents();
   void HandleLeaseSignals();
 
@@ -166,7 +180,7 @@ class FileGuard : public FileGuardHooks {
   Capabilities caps_;
   GuardArbiter arbiter_;
 
-  std::unique_ptr<PreContentGroup> pre_;
+  std::unique_ptr<PermissionGroup> pre_;
   std::unique_ptr<NotifyGroup> notify_;
   ScopedFd signal_fd_;
   ScopedFd wake_fd_;

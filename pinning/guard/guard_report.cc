@@ -4,9 +4,10 @@ namespace pinbroker::guard {
 
 GuardReport ReportFor(const ArmedMechanisms& armed) {
   GuardReport report;
-  if (armed.fanotify && armed.lease) {
+  const bool fanotify = armed.fanotify || armed.open_perm;
+  if (fanotify && armed.lease) {
     report.guard = "fanotify+lease";
-  } else if (armed.fanotify) {
+  } else if (fanotify) {
     report.guard = "fanotify";
   } else if (armed.lease) {
     report.guard = "lease";
@@ -22,8 +23,8 @@ GuardReport ReportFor(const ArmedMechanisms& armed) {
     if (armed.writers_predate_mark) ops.push_back(kOpPunchPreopened);
     ops.push_back(kOpPunchUnidentified);
   }
-  if (!armed.lease) ops.push_back(kOpOpenTrunc);
-  ops.push_back(kOpOpenReadOnlyTrunc);
+  if (!armed.open_perm && !armed.lease) ops.push_back(kOpOpenTrunc);
+  if (!armed.open_perm) ops.push_back(kOpOpenReadOnlyTrunc);
   return report;
 }
 

@@ -10,8 +10,9 @@
 namespace pinbroker::guard {
 
 struct ArmedMechanisms {
-  bool fanotify = false;  // FAN_PRE_ACCESS mark on the inode.
-  bool lease = false;     // Read lease held (not being broken).
+  bool fanotify = false;   // FAN_PRE_ACCESS (pre-content) mark on the inode.
+  bool open_perm = false;  // FAN_OPEN_PERM mark on the inode: O_TRUNC opens are held.
+  bool lease = false;      // Read lease held (not being broken).
   // Someone (possibly the broker's own read-write pins) had the file open for writing when the
   // fanotify mark was placed: the kernel decides at open(2) whether a descriptor reports
   // pre-content events for fallocate, so punches through those descriptors are not caught.

@@ -114,6 +114,26 @@ TEST(ClassifyLeaseBreak, OpensWithOTruncTruncateToZeroOtherWriterOpensDoNot) {
   EXPECT_EQ(ClassifyLeaseBreak(Call(SYS_rename)).kind, Kind::kUnknown);
 }
 
+TEST(ClassifyOpen, ReadsTheFlagsOfTheOpenAboutToHappen) {
+  using K = OpenIntent::Kind;
+  const uint64_t cwd = static_cast<uint64_t>(AT_FDCWD);
+  EXPECT_EQ(ClassifyOpen(Call(SYS_openat, {cwd, 0x1000, O_RDONLY}), std::nullopt).kind, K::kRead);
+  OpenIntent o = ClassifyOpen(Call(SYS_openat, {cwd, 0x1000, O_WRONLY | O_NONBLOCK}), std::nullopt);
+  EXPECT_EQ(o.kind, K::kWrite);
+  EXPECT_EQ(o.call, "openat(2) for writing");
+  o = ClassifyOpen(Call(SYS_openat, {cwd, 0x1000, O_WRONLY | O_CREAT | O_TRUNC}), std::nullopt);
+  EXPECT_EQ(o.kind, K::kTruncate);
+  EXPECT_EQ(o.call, "openat(2) O_TRUNC");
+  // Read-only opens truncate too with O_TRUNC, and break no read lease: caught here.
+  o = ClassifyOpen(Call(SYS_open, {0x1000, O_RDONLY | O_TRUNC}), std::nullopt);
+  EXPECT_EQ(o.kind, K::kTruncate);
+  EXPECT_EQ(o.call, "open(2) O_RDONLY|O_TRUNC");
+  EXPECT_EQ(ClassifyOpen(Call(SYS_creat, {0x1000, 0644}), std::nullopt).kind, K::kTruncate);
+  EXPECT_EQ(ClassifyOpen(Call(SYS_openat2), uint64_t{O_RDWR | O_TRUNC}).kind, K::kTruncate);
+  EXPECT_EQ(ClassifyOpen(Call(SYS_openat2), std::nullopt).kind, K::kUnknown);
+  EXPECT_EQ(ClassifyOpen(Call(SYS_io_uring_enter), std::nullopt).kind, K::kUnknown);
+}
+
 TEST(PathArgument, NamesWhereEachCallKeepsItsPath) {
   int path = -2, dirfd = -2;
   EXPECT_TRUE(PathArgument(Call(SYS_openat), &path, &dirfd));

@@ -10,32 +10,39 @@ namespace {
 using ::testing::ElementsAre;
 
 TEST(ReportFor, NothingArmedLeavesEveryLayoutChangeUnguarded) {
-  const GuardReport r = ReportFor({.fanotify = false, .lease = false});
+  const GuardReport r = ReportFor({});
   EXPECT_EQ(r.guard, "none");
   EXPECT_THAT(r.unguarded_operations,
               ElementsAre("truncate(2)", "ftruncate(2)", "fallocate(2) PUNCH_HOLE",
                           "open(2) O_TRUNC", "open(2) O_RDONLY|O_TRUNC"));
 }
 
-TEST(ReportFor, FanotifyAloneMissesOTruncAndPreopenedDescriptors) {
-  GuardReport r = ReportFor({.fanotify = true, .lease = false, .writers_predate_mark = true});
+TEST(ReportFor, PreContentAndOpenPermissionLeaveOnlyPunchesThatEscapeIdentification) {
+  GuardReport r = ReportFor({.fanotify = true, .open_perm = true, .writers_predate_mark = true});
   EXPECT_EQ(r.guard, "fanotify");
-  EXPECT_THAT(r.unguarded_operations, ElementsAre(kOpPunchPreopened, kOpPunchUnidentified,
-                                                  "open(2) O_TRUNC", "open(2) O_RDONLY|O_TRUNC"));
+  EXPECT_THAT(r.unguarded_operations, ElementsAre(kOpPunchPreopened, kOpPunchUnidentified));
+  r = ReportFor({.fanotify = true, .open_perm = true, .writers_predate_mark = false});
+  EXPECT_THAT(r.unguarded_operations, ElementsAre(kOpPunchUnidentified));
 }
 
-TEST(ReportFor, LeaseAloneMissesCallsOnOpenDescriptors) {
-  const GuardReport r = ReportFor({.fanotify = false, .lease = true});
+TEST(ReportFor, OpenPermissionAloneCatchesOTruncOpensOnly) {
+  const GuardReport r = ReportFor({.open_perm = true});
+  EXPECT_EQ(r.guard, "fanotify");
+  EXPECT_THAT(r.unguarded_operations,
+              ElementsAre("truncate(2)", "ftruncate(2)", "fallocate(2) PUNCH_HOLE"));
+}
+
+TEST(ReportFor, LeaseAloneMissesCallsOnOpenDescriptorsAndReadOnlyOTrunc) {
+  const GuardReport r = ReportFor({.lease = true});
   EXPECT_EQ(r.guard, "lease");
   EXPECT_THAT(r.unguarded_operations,
               ElementsAre("ftruncate(2)", "fallocate(2) PUNCH_HOLE", "open(2) O_RDONLY|O_TRUNC"));
 }
 
-TEST(ReportFor, BothTogetherCoverTheMost) {
-  const GuardReport r = ReportFor({.fanotify = true, .lease = true, .writers_predate_mark = false});
+TEST(ReportFor, OpenPermissionAndLeaseWithoutPreContent) {
+  const GuardReport r = ReportFor({.open_perm = true, .lease = true});
   EXPECT_EQ(r.guard, "fanotify+lease");
-  EXPECT_THAT(r.unguarded_operations,
-              ElementsAre(kOpPunchUnidentified, "open(2) O_RDONLY|O_TRUNC"));
+  EXPECT_THAT(r.unguarded_operations, ElementsAre("ftruncate(2)", "fallocate(2) PUNCH_HOLE"));
 }
 
 TEST(UnguardedReport, IsWhatFilesWithoutAGuardReport) {
