@@ -17,10 +17,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "run_suite: error: $*" >&2; exit 2; }
 
-ARGS=() JUNIT_DIR="" LOG_DIR="" KERNELS="bookworm backports"
+ARGS=() JUNIT_DIR="" LOG_DIR="" KERNELS="bookworm backports" BIN_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --bin-dir) ARGS+=(--bin-dir "${2:?--bin-dir needs a value}"); shift 2 ;;
+    --bin-dir) BIN_DIR=${2:?--bin-dir needs a value}; ARGS+=(--bin-dir "$BIN_DIR"); shift 2 ;;
     --junit-dir) JUNIT_DIR=${2:?}; shift 2 ;;
     --log-dir) LOG_DIR=${2:?}; shift 2 ;;
     --kernels) KERNELS=${2:?}; shift 2 ;;
@@ -29,6 +29,15 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
+
+# The file guard's real tests (issue 5) on the guests' fs-dax filesystems and tmpfs, when built:
+# tests/pinning/guard/vm_guard.sh prints one SCENARIO line per test case.
+GUARD_TEST=$BIN_DIR/tests/pinning/guard/file_guard_test GUARD_OOB=$BIN_DIR/tests/pinning/guard/pb_oob
+if [ -n "$BIN_DIR" ] && [ -x "$GUARD_TEST" ] && [ -x "$GUARD_OOB" ]; then
+  ARGS+=(--add "$GUARD_TEST" --add "$GUARD_OOB" --add "$(command -v truncate)"
+    --add "$(command -v fallocate)" --add "$HERE/../pinning/guard/vm_guard.sh"
+    --run /pb/bin/vm_guard.sh)
+fi
 
 total_p=0 total_f=0 total_s=0 status=0 start=$SECONDS
 summaries=()
