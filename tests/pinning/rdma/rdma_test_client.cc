@@ -99,7 +99,10 @@ absl::StatusOr<std::unique_ptr<RdmaTestClient>> RdmaTestClient::Connect(
   attr.cap.max_recv_sge = 1;
   if (rdma_create_qp(c->id_, c->pd_, &attr) != 0) return ErrnoToStatus(errno, "rdma_create_qp");
   c->buffer_ = std::aligned_alloc(4096, kBufferSize);
-  c->mr_ = ibv_reg_mr(c->pd_, c->buffer_, kBufferSize, IBV_ACCESS_LOCAL_WRITE);
+  // An int, not the enum: with a constant enum, the ibv_reg_mr macro ORs two enum types, which
+  // clang rejects (-Wdeprecated-enum-enum-conversion).
+  const int access = IBV_ACCESS_LOCAL_WRITE;
+  c->mr_ = ibv_reg_mr(c->pd_, c->buffer_, kBufferSize, access);
   if (c->mr_ == nullptr) return ErrnoToStatus(errno, "ibv_reg_mr of the client buffer");
 
   rdma_wire::AttachRequest request;
