@@ -28,6 +28,10 @@ std::vector<ScenarioDef> BuildScenarios(const VmEnv& env) {
     add("7-sigkill-holder", fs, SigkillHolder, skip);
     add("8-foreign-rkey", fs, ForeignRkey, skip);
   }
+  // Issue 5 in the guest: an out-of-band truncate(2) under an RDMA lease.
+  add("9-out-of-band-truncate", "tmpfs", OutOfBandTruncate);
+  add("9-out-of-band-truncate", "ext4dax", OutOfBandTruncate, no_odp);
+  add("9-out-of-band-truncate", "xfsdax", OutOfBandTruncate, no_odp);
   return out;
 }
 

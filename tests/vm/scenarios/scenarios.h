@@ -47,6 +47,9 @@ absl::Status PunchDisjointLeases(Fixture& f, Notes& notes);
 absl::Status SigkillHolder(Fixture& f, Notes& notes);
 // 8. A lease's rkey used over another client's connection is refused.
 absl::Status ForeignRkey(Fixture& f, Notes& notes);
+// 9. Another process's truncate(2) under an RDMA lease: held and recalled where the guard covers
+// truncate(2), detected and revoked ("out-of-band change") where DescribeFile says it cannot.
+absl::Status OutOfBandTruncate(Fixture& f, Notes& notes);
 
 // The hidden `hold` subcommand (scenario 7's victim): pins leases with RDMA, writes them,
 // prints "READY session=<id> leases=<id>,<id>" and waits to be killed.
