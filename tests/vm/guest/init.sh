@@ -234,21 +234,32 @@ if ! command -v ib_write_bw >/dev/null; then
 elif ! ibv_devinfo -v -d "$PB_RXE0" 2>/dev/null | grep -A1 'general_odp_caps' | grep -q ODP_SUPPORT; then
   result smoke-odp-write-bw SKIP "$PB_RXE0 has no ODP on $PB_KERNEL"
 else
+  # perftest itself fails now and then under emulation (a client that stops after its header,
+  # the server exiting 1); up to 3 attempts, each reported in the detail. The byte-checked ODP
+  # data path is vm_scenarios' job.
   bw="ib_write_bw -x $PB_GID_INDEX -m 4096 --odp -n 200 -s 65536"
-  timeout 60 $bw -d "$PB_RXE0" >/tmp/bw-server 2>&1 &
-  server=$!
-  ok=1
-  for i in $(seq 1 20); do
-    sleep 0.25
-    if timeout 60 $bw -d "$PB_RXE1" "$PB_IP0" >/tmp/bw-client 2>&1; then ok=0; break; fi
-    grep -q "Couldn't connect\|Unable to open file descriptor" /tmp/bw-client || break
+  attempts="" passed=""
+  for attempt in 1 2 3; do
+    timeout 60 $bw -d "$PB_RXE0" >/tmp/bw-server 2>&1 &
+    server=$!
+    ok=1
+    for i in $(seq 1 20); do
+      sleep 0.25
+      if timeout 60 $bw -d "$PB_RXE1" "$PB_IP0" >/tmp/bw-client 2>&1; then ok=0; break; fi
+      grep -q "Couldn't connect\|Unable to open file descriptor" /tmp/bw-client || break
+    done
+    wait "$server"; src=$?
+    avg=$(awk '$1 == 65536 && $2 == 200 { print $4 }' /tmp/bw-client)
+    if [ $ok = 0 ] && [ $src = 0 ] && [ -n "$avg" ]; then
+      passed="200 x 64 KiB RDMA WRITE into an ODP MR: $avg MB/s (attempt $attempt)"
+      break
+    fi
+    attempts="$attempts [attempt $attempt: server exit $src: $(tail -n 2 /tmp/bw-server | tr '\n' ' ') client: $(tail -n 3 /tmp/bw-client | tr '\n' ' ')]"
   done
-  wait "$server"; src=$?
-  avg=$(awk '$1 == 65536 && $2 == 200 { print $4 }' /tmp/bw-client)
-  if [ $ok = 0 ] && [ $src = 0 ] && [ -n "$avg" ]; then
-    result smoke-odp-write-bw PASS "200 x 64 KiB RDMA WRITE into an ODP MR: $avg MB/s"
+  if [ -n "$passed" ]; then
+    result smoke-odp-write-bw PASS "$passed${attempts:+; earlier:$attempts}"
   else
-    result smoke-odp-write-bw FAIL "server exit $src: $(tail -n 2 /tmp/bw-server | tr '\n' ' ') client: $(tail -n 3 /tmp/bw-client | tr '\n' ' ')"
+    result smoke-odp-write-bw FAIL "3 attempts failed:$attempts"
   fi
 fi
 
