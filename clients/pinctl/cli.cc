@@ -39,38 +39,6 @@ absl::StatusOr<absl::Duration> Args::Duration(absl::string_view flag,
   return parsed;
 }
 
-absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
-  absl::string_view digits = text;
-  uint64_t multiplier = 1;
-  if (!digits.empty()) {
-    switch (absl::ascii_toupper(digits.back())) {
-      case 'K':
-        multiplier = uint64_t{1} << 10;
-        break;
-      case 'M':
-        multiplier = uint64_t{1} << 20;
-        break;
-      case 'G':
-        multiplier = uint64_t{1} << 30;
-        break;
-      case 'T':
-        multiplier = uint64_t{1} << 40;
-        break;
-      default:
-        break;
-    }
-    if (multiplier != 1) digits.remove_suffix(1);
-  }
-  uint64_t value = 0;
-  if (digits.empty() || !absl::ascii_isdigit(digits.front()) || !absl::SimpleAtoi(digits, &value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not a size (bytes, optionally with K, M, G or T)"));
-  }
-  if (value > std::numeric_limits<uint64_t>::max() / multiplier) {
-    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is too large"));
-  }
-  return value * multiplier;
-}
 
 absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text) {
   absl::Duration d;

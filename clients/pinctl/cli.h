@@ -10,6 +10,8 @@
 // Thread-safety: plain values; parse once on the main thread, then read from anywhere.
 #pragma once
 
+#include "clients/common/cli_text.h"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -59,7 +61,7 @@ class Args {
   std::map<std::string, std::string, std::less<>> values_;
 };
 
-absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
+using ::pinbroker::cli_text::ParseSize;
 absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text);
 
 // One entry of the command table, as far as parsing goes.

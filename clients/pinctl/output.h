@@ -15,6 +15,8 @@
 // flushed at once, so a reader on a pipe sees each event when it happens.
 #pragma once
 
+#include "clients/common/cli_text.h"
+
 #include <google/protobuf/message.h>
 #include <grpcpp/support/status.h>
 
@@ -40,8 +42,7 @@ int ExitCodeFor(grpc::StatusCode code);
 // "NOT_FOUND", "FAILED_PRECONDITION", ...
 std::string StatusCodeName(grpc::StatusCode code);
 
-// `text` as a JSON string literal, quotes included.
-std::string JsonQuote(absl::string_view text);
+using ::pinbroker::cli_text::JsonQuote;
 // `message` as a one-line JSON object with proto field names and primitive fields included.
 std::string ToJson(const google::protobuf::Message& message);
 

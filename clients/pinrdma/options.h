@@ -7,6 +7,8 @@
 // Thread-safety: plain values; parse once on the main thread, then read from anywhere.
 #pragma once
 
+#include "clients/common/cli_text.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -70,7 +72,7 @@ struct Options {
 absl::StatusOr<Options> ParseOptions(int argc, const char* const* argv);
 
 // Sizes: decimal bytes with an optional K, M, G or T suffix (powers of 1024).
-absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
+using ::pinbroker::cli_text::ParseSize;
 // Durations: "500ms", "2s", "1m30s", or a bare number of seconds; finite, not negative.
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text);
 

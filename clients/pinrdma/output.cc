@@ -15,36 +15,6 @@ int ExitCodeFor(const absl::Status& status) {
   return kExitStatusBase + static_cast<int>(status.code());
 }
 
-std::string JsonQuote(absl::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 Fields& Fields::Str(absl::string_view key, absl::string_view value) {
   items_.emplace_back(std::string(key), JsonQuote(value), std::string(value));

@@ -8,6 +8,8 @@
 // Thread-safety: Printer serializes its lines with a mutex; safe from any thread.
 #pragma once
 
+#include "clients/common/cli_text.h"
+
 #include <google/protobuf/message.h>
 
 #include <cstdint>
@@ -33,7 +35,7 @@ enum ExitCode : int {
 
 // 0 for OK, else 10 + the code's number.
 int ExitCodeFor(const absl::Status& status);
-std::string JsonQuote(absl::string_view text);
+using ::pinbroker::cli_text::JsonQuote;
 
 // The fields of one line, in order.
 class Fields {
