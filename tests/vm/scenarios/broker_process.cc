@@ -33,9 +33,9 @@ std::string ConfigText(const BrokerSettings& s, const std::string& socket) {
                                   "rdma { address: \"", s.rdma_address, "\" }\n");
   for (const auto& [name, root] : s.exports) {
     absl::StrAppend(&text, "exports {\n  name: \"", name, "\"\n  root: \"", root,
-                    "\"\n  create: true\n  default_policy: LAYOUT_POLICY_REVOKE\n  grace ",
-                    DurationText(s.grace), "\n  layout_timeout ", DurationText(s.layout_timeout),
-                    "\n}\n");
+                    "\"\n  create: true\n  default_policy: ", v1::LayoutPolicy_Name(s.policy),
+                    "\n  grace ", DurationText(s.grace), "\n  layout_timeout ",
+                    DurationText(s.layout_timeout), "\n}\n");
   }
   return text;
 }

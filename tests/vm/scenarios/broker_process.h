@@ -28,6 +28,8 @@ struct BrokerSettings {
   std::vector<std::pair<std::string, std::string>> exports;
   std::string rdma_address;                 // Listen address of the RDMA endpoint.
   absl::Duration grace = absl::Seconds(2);  // Every export's revoke grace.
+  // Every export's default policy: what out-of-band changes (the guard) get.
+  v1::LayoutPolicy policy = v1::LAYOUT_POLICY_REVOKE;
   absl::Duration layout_timeout = absl::Seconds(30);
   absl::Duration shutdown_grace = absl::Seconds(1);
   absl::Duration ready_timeout = absl::Seconds(60);

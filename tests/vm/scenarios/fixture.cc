@@ -59,17 +59,30 @@ std::string DescribeDifference(absl::string_view actual, absl::string_view expec
 
 void LeaseEvents::Hook(client::RdmaPinOptions& pin) {
   pin.on_recall = [this](client::RdmaLease&, absl::string_view reason, absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    recalled_ = true;
-    recalled_at_ = absl::Now();
-    recall_reason_ = std::string(reason);
-    recall_deadline_ = deadline;
+    OnRecall(reason, deadline);
   };
-  pin.on_revoked = [this](client::RdmaLease&, absl::string_view reason) {
-    absl::MutexLock lock(&mu_);
-    revoked_ = true;
-    revoke_reason_ = std::string(reason);
+  pin.on_revoked = [this](client::RdmaLease&, absl::string_view reason) { OnRevoked(reason); };
+}
+
+void LeaseEvents::Hook(client::PinOptions& pin) {
+  pin.on_recall = [this](client::Lease&, absl::string_view reason, absl::Time deadline) {
+    OnRecall(reason, deadline);
   };
+  pin.on_revoked = [this](client::Lease&, absl::string_view reason) { OnRevoked(reason); };
+}
+
+void LeaseEvents::OnRecall(absl::string_view reason, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  recalled_ = true;
+  recalled_at_ = absl::Now();
+  recall_reason_ = std::string(reason);
+  recall_deadline_ = deadline;
+}
+
+void LeaseEvents::OnRevoked(absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  revoked_ = true;
+  revoke_reason_ = std::string(reason);
 }
 
 bool LeaseEvents::WaitRecalled(absl::Duration timeout) {
@@ -170,7 +183,7 @@ Fixture::~Fixture() {
   if (!work_dir_.empty()) std::filesystem::remove_all(work_dir_, ignored);
 }
 
-absl::Status Fixture::Start(absl::Duration grace) {
+absl::Status Fixture::Start(absl::Duration grace, v1::LayoutPolicy policy) {
   const std::string tag = absl::StrCat("pbscen-", getpid());
   work_dir_ = absl::StrCat("/tmp/", tag);
   std::error_code ec;
@@ -182,6 +195,8 @@ absl::Status Fixture::Start(absl::Duration grace) {
   settings.work_dir = work_dir_;
   settings.rdma_address = env_.ip0;
   settings.grace = grace;
+  settings.policy = policy;
+  policy_ = policy;
   for (const Filesystem& fs : env_.filesystems) {
     struct stat st = {};
     if (stat(fs.mount.c_str(), &st) != 0) continue;  // Not mounted here: not exported.
@@ -285,6 +300,17 @@ absl::Status Fixture::ExpectFileBytes(absl::string_view name, uint64_t offset,
                                             " are wrong: ", diff));
   }
   return absl::OkStatus();
+}
+
+absl::Status Fixture::ExpectFileIs(absl::string_view name, absl::string_view expected,
+                                   absl::string_view what) {
+  auto size = FileSize(name);
+  if (!size.ok()) return size.status();
+  if (*size != expected.size()) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": ", name, " has ", *size, " bytes, expected ", expected.size()));
+  }
+  return ExpectFileBytes(name, 0, expected, what);
 }
 
 absl::StatusOr<std::unique_ptr<Peer>> Fixture::Connect(absl::string_view name, bool rdma) {

@@ -54,8 +54,10 @@ class Fixture {
   Fixture(const Fixture&) = delete;
   Fixture& operator=(const Fixture&) = delete;
 
-  // Starts the broker (exports every mounted filesystem, each in a fresh directory).
-  absl::Status Start(absl::Duration grace = absl::Seconds(2));
+  // Starts the broker (exports every mounted filesystem, each in a fresh directory, with the
+  // revoke `grace` and the default `policy` that out-of-band changes get).
+  absl::Status Start(absl::Duration grace = absl::Seconds(2),
+                     v1::LayoutPolicy policy = v1::LAYOUT_POLICY_REVOKE);
   // Stops it: SIGTERM, exit status 0 required. Removes the work directories.
   absl::Status Stop();
 
@@ -64,7 +66,8 @@ class Fixture {
   BrokerProcess& broker() { return *broker_; }
   bool broker_started() const { return broker_ != nullptr; }
   const std::string& export_name() const { return fs_.export_name; }
-  std::string Path(absl::string_view name) const;  // The file's path in the export.
+  v1::LayoutPolicy policy() const { return policy_; }  // The exports' default, from Start().
+  std::string Path(absl::string_view name) const;      // The file's path in the export.
 
   // A file of `size` bytes holding Pattern(seed, ...), synced.
   absl::Status CreateFile(absl::string_view name, uint64_t size, uint64_t seed);
@@ -76,6 +79,9 @@ class Fixture {
   // first difference is and names `what`.
   absl::Status ExpectFileBytes(absl::string_view name, uint64_t offset, absl::string_view expected,
                                absl::string_view what);
+  // The whole file must be `expected`: its size, then every byte.
+  absl::Status ExpectFileIs(absl::string_view name, absl::string_view expected,
+                            absl::string_view what);
 
   // A client named `name`; with `rdma`, attached from the client-side address.
   absl::StatusOr<std::unique_ptr<Peer>> Connect(absl::string_view name, bool rdma = true);
@@ -91,6 +97,7 @@ class Fixture {
   std::string work_dir_;
   std::vector<std::string> export_dirs_;
   std::string export_dir_;  // fs_'s.
+  v1::LayoutPolicy policy_ = v1::LAYOUT_POLICY_REVOKE;
   std::unique_ptr<BrokerProcess> broker_;
 };
 
@@ -113,6 +120,7 @@ class LeaseEvents {
  public:
   // Points `pin`'s callbacks at this object (which must outlive the lease).
   void Hook(client::RdmaPinOptions& pin);
+  void Hook(client::PinOptions& pin);
   // True once the recall (revocation) callback has run; false after `timeout`.
   bool WaitRecalled(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   bool WaitRevoked(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
@@ -129,6 +137,9 @@ class LeaseEvents {
   absl::Time recalled_at_ ABSL_GUARDED_BY(mu_);
   std::string recall_reason_ ABSL_GUARDED_BY(mu_);
   absl::Time recall_deadline_ ABSL_GUARDED_BY(mu_);
+  void OnRecall(absl::string_view reason, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnRevoked(absl::string_view reason) ABSL_LOCKS_EXCLUDED(mu_);
+
   bool revoked_ ABSL_GUARDED_BY(mu_) = false;
   std::string revoke_reason_ ABSL_GUARDED_BY(mu_);
 };
