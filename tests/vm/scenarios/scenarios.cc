@@ -1,6 +1,8 @@
 #include "tests/vm/scenarios/scenarios.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace pinbroker::scenarios {
 
@@ -32,6 +34,19 @@ std::vector<ScenarioDef> BuildScenarios(const VmEnv& env) {
   add("9-out-of-band-truncate", "tmpfs", OutOfBandTruncate);
   add("9-out-of-band-truncate", "ext4dax", OutOfBandTruncate, no_odp);
   add("9-out-of-band-truncate", "xfsdax", OutOfBandTruncate, no_odp);
+  // Issue 5 in the guest: every out-of-band operation under every policy. Where rxe0 has no
+  // ODP, fs-dax files get host leases (the RDMA refusal is scenario 2's).
+  for (const std::string fs : {"tmpfs", "ext4dax", "xfsdax"}) {
+    for (const v1::LayoutPolicy policy :
+         {v1::LAYOUT_POLICY_DEFER, v1::LAYOUT_POLICY_REVOKE, v1::LAYOUT_POLICY_REFUSE}) {
+      std::string name(absl::AsciiStrToLower(v1::LayoutPolicy_Name(policy)));
+      absl::StrReplaceAll({{"layout_policy_", "10-oob-"}}, &name);
+      add(name, fs, OutOfBandChanges);
+      out.back().policy = policy;
+      // Long enough for the scenario to see the caller held and use the lease during it.
+      out.back().grace = absl::Seconds(4);
+    }
+  }
   return out;
 }
 

@@ -26,6 +26,8 @@ struct ScenarioDef {
   ScenarioBody body = nullptr;
   std::string skip;  // Non-empty: reported as SKIP with this reason, not run.
   absl::Duration grace = absl::Seconds(2);  // The exports' revoke grace.
+  // The exports' default policy, which out-of-band changes get.
+  v1::LayoutPolicy policy = v1::LAYOUT_POLICY_REVOKE;
 };
 
 std::vector<ScenarioDef> BuildScenarios(const VmEnv& env);
@@ -50,6 +52,11 @@ absl::Status ForeignRkey(Fixture& f, Notes& notes);
 // 9. Another process's truncate(2) under an RDMA lease: held and recalled where the guard covers
 // truncate(2), detected and revoked ("out-of-band change") where DescribeFile says it cannot.
 absl::Status OutOfBandTruncate(Fixture& f, Notes& notes);
+// 10. Other processes' truncate(2), ftruncate(2), punch, O_TRUNC open and pwrite against files
+// under RDMA leases (host leases where the kernel grants no RDMA registration), under the
+// export's policy (the ScenarioDef's): the guard's report must match docs/GUARD.md's matrix, and
+// each operation, the file's bytes and the holder's RDMA must behave as that cell promises.
+absl::Status OutOfBandChanges(Fixture& f, Notes& notes);
 
 // The hidden `hold` subcommand (scenario 7's victim): pins leases with RDMA, writes them,
 // prints "READY session=<id> leases=<id>,<id>" and waits to be killed.
