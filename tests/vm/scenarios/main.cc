@@ -28,10 +28,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "grpcpp/grpcpp.h"
-#include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/log.h"
 #include "tests/vm/scenarios/broker_process.h"
 #include "tests/vm/scenarios/environment.h"
@@ -62,28 +59,8 @@ void PrintTail(const std::string& text, const char* prefix, size_t lines) {
 absl::Mutex log_mu;
 std::vector<std::string>* client_log ABSL_GUARDED_BY(log_mu) = nullptr;
 
-// Works around a client library bug (/work/helpers/bugs.md, "[scenarios] clients/cpp:
-// destroying a Client can abort the process"): when the last gRPC channel that used the callback
-// API is released on one of gRPC's callback threads, gRPC 1.51 tears down its shared callback
-// completion queue under that very thread, which then aborts. Keeping one idle channel with a
-// finished callback call alive for the whole process keeps that queue alive while the
-// scenario's clients come and go. Remove once Client teardown is fixed.
-void HoldCallbackCq() {
-  static auto* channel = new std::shared_ptr<grpc::Channel>(
-      grpc::CreateChannel("unix:/nonexistent/pb-scenarios", grpc::InsecureChannelCredentials()));
-  static auto* stub = v1::PinBroker::NewStub(*channel).release();
-  static auto* context = new grpc::ClientContext();
-  static auto* request = new v1::EchoRequest();
-  static auto* response = new v1::EchoResponse();
-  absl::Notification done;
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
-  stub->async()->Echo(context, request, response, [&done](grpc::Status) { done.Notify(); });
-  done.WaitForNotification();
-}
-
 // Runs one scenario in this (child) process.
 Result RunInChild(const VmEnv& env, const ScenarioDef& def) {
-  HoldCallbackCq();
   {
     absl::MutexLock lock(&log_mu);
     client_log = new std::vector<std::string>();
@@ -96,7 +73,7 @@ Result RunInChild(const VmEnv& env, const ScenarioDef& def) {
   const Filesystem* fs = env.Find(def.fs);
   Fixture fixture(env, *fs, def.name);
   Notes notes;
-  absl::Status status = fixture.Start(def.grace);
+  absl::Status status = fixture.Start(def.grace, def.policy);
   if (status.ok()) {
     notes.Add("broker up in ", Secs(fixture.broker().startup_time()));
     status = def.body(fixture, notes);
