@@ -99,16 +99,36 @@ void SimulatedClock::AdvanceTo(absl::Time target) {
       fn();
       ran_timer = true;
     }
-    // Releasing a waiter's mutex makes absl re-evaluate its condition, which now sees expired.
-    for (const auto& w : due_waiters) {
-      w->mu->Lock();
-      w->mu->Unlock();
-    }
+    for (const auto& w : due_waiters) Wake(w);
     absl::MutexLock lock(&mu_);
     if (!ran_timer && due_waiters.empty() && now_ >= target) {
       advancing_thread_ = std::thread::id();
       return;
     }
+  }
+}
+
+// Releasing a waiter's mutex makes absl re-evaluate its condition, which now sees `expired`.
+// The waiter may return (its condition came true meanwhile) and its owner destroy the mutex at
+// any moment, so the mutex is only touched while the waiter is provably still inside
+// AwaitWithDeadline: registered in waiters_ (checked under mu_) and not holding its mutex
+// (TryLock succeeds; the waiter cannot return without it). If TryLock fails, whoever holds the
+// mutex unlocks it later, which re-evaluates the condition as well, unless that unlock was
+// already under way: so retry until one of the two holds. (Thread-safety analysis cannot follow
+// a lock taken by TryLock under one scope and released in another.)
+void SimulatedClock::Wake(const std::shared_ptr<Waiter>& w) {
+  while (true) {
+    absl::Mutex* locked = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!waiters_.contains(w)) return;  // It has returned, or is returning.
+      if (w->mu->TryLock()) locked = w->mu;
+    }
+    if (locked != nullptr) {
+      locked->Unlock();  // Outside mu_: the conditions it evaluates may call Now().
+      return;
+    }
+    std::this_thread::yield();
   }
 }
 

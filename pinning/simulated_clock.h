@@ -62,6 +62,10 @@ class SimulatedClock final : public Clock {
   };
 
   size_t BlockedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes an expired waiter re-evaluate its condition, without touching its mutex after it
+  // could have returned.
+  void Wake(const std::shared_ptr<Waiter>& w)
+      ABSL_LOCKS_EXCLUDED(mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   mutable absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);

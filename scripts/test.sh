@@ -20,6 +20,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 
 JOBS=${JOBS:-$(nproc)}
+# A test that hangs fails after this many seconds instead of stalling CI (the slowest take ~10 s).
+TEST_TIMEOUT=${PINBROKER_TEST_TIMEOUT:-300}
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 # Share cache hits between clones at different paths (CI clones afresh every run).
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
@@ -41,19 +43,19 @@ configure clang-tsan -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
 cmake --build build/clang-tsan -j "$JOBS"
 # TSan needs the classic address-space layout; setarch -R turns ASLR off for the run only.
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  setarch "$(uname -m)" -R ctest --test-dir build/clang-tsan -j "$JOBS" \
+  setarch "$(uname -m)" -R ctest --test-dir build/clang-tsan -j "$JOBS" --timeout "$TEST_TIMEOUT" \
   --output-junit "$PWD/build/clang-tsan.junit.xml"
 
 stage "gcc: AddressSanitizer + UndefinedBehaviorSanitizer"
 configure asan-ubsan "-DPINBROKER_SANITIZE=address;undefined" -DPINBROKER_BUILD_BENCHMARKS=OFF
 cmake --build build/asan-ubsan -j "$JOBS"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
-  ctest --test-dir build/asan-ubsan -j "$JOBS" --output-junit "$PWD/build/asan-ubsan.junit.xml"
+  ctest --test-dir build/asan-ubsan -j "$JOBS" --timeout "$TEST_TIMEOUT" --output-junit "$PWD/build/asan-ubsan.junit.xml"
 
 stage "gcc: -Wall -Wextra -Werror, all tests"
 configure gcc
 cmake --build build/gcc -j "$JOBS"
-ctest --test-dir build/gcc -j "$JOBS" --output-junit "$PWD/build/gcc.junit.xml"
+ctest --test-dir build/gcc -j "$JOBS" --timeout "$TEST_TIMEOUT" --output-junit "$PWD/build/gcc.junit.xml"
 
 vm_reports=()
 if [ "${PINBROKER_SKIP_VM:-0}" = 1 ]; then

@@ -490,5 +490,42 @@ TEST(SimulatedClockTest, WaitForWaitersReturnsOnceEnoughThreadsWait) {
   EXPECT_EQ(clock.waiter_count(), 0u);
 }
 
+// Regression: Advance() used to lock an expired waiter's mutex after the waiter could already
+// have returned (its condition came true meanwhile) and its owner destroyed the mutex.
+// file_guard_test then hung under TSan, in Advance() spinning on the freed mutex. Here a timer due
+// at the waiter's deadline runs after Advance() has marked the waiter expired and before it wakes
+// it; the timer makes the condition true and waits until the waiter has returned and freed its
+// mutex. (ASan reported a heap-use-after-free here before the fix.)
+TEST(SimulatedClockTest, AdvanceNeverTouchesTheMutexOfAWaiterThatHasReturned) {
+  SimulatedClock clock;
+  auto* mu = new absl::Mutex();
+  bool set = false;
+  bool result = false;
+  std::atomic<bool> freed{false};
+  const absl::Time deadline = clock.Now() + absl::Seconds(1);
+  std::thread waiter([&] {
+    {
+      absl::MutexLock lock(mu);
+      result = clock.AwaitWithDeadline(mu, absl::Condition(&set), deadline);
+    }
+    delete mu;
+    freed.store(true);
+  });
+  clock.WaitForWaiters(1);
+  { absl::MutexLock lock(mu); }  // The waiter has released `mu`: it is blocked in Await.
+  clock.Schedule(deadline, [&] {
+    {
+      absl::MutexLock lock(mu);
+      set = true;
+    }
+    while (!freed.load()) std::this_thread::yield();  // The waiter has returned.
+  });
+  clock.Advance(absl::Seconds(1));
+  waiter.join();
+  EXPECT_TRUE(result);
+  EXPECT_EQ(clock.waiter_count(), 0u);
+  EXPECT_EQ(clock.Now(), deadline);
+}
+
 }  // namespace
 }  // namespace pinbroker
