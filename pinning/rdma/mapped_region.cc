@@ -16,20 +16,25 @@ MappedRegion::Result MappedRegion::Create(const Spec& spec) {
   const size_t length = static_cast<size_t>(spec.length);
   const off_t offset = static_cast<off_t>(spec.offset);
   const int prot = PROT_READ | (spec.writable ? PROT_WRITE : 0);
+  const int populate = spec.populate ? MAP_POPULATE : 0;
+  const absl::Time start = absl::Now();
   void* address = MAP_FAILED;
   if (spec.dax) {
-    address = ::mmap(nullptr, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC, spec.fd, offset);
+    address =
+        ::mmap(nullptr, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC | populate, spec.fd, offset);
   }
-  if (address == MAP_FAILED) address = ::mmap(nullptr, length, prot, MAP_SHARED, spec.fd, offset);
+  if (address == MAP_FAILED) {
+    address = ::mmap(nullptr, length, prot, MAP_SHARED | populate, spec.fd, offset);
+  }
   if (address == MAP_FAILED) {
     result.err = errno;
+    result.registration_time = absl::Now() - start;
     result.status = ErrnoToStatus(
         result.err, absl::StrCat("mmap of ", length, " bytes at file offset ", spec.offset));
     return result;
   }
   // Registered file data is not the broker's to dump.
   ::madvise(address, length, MADV_DONTDUMP);
-  const absl::Time start = absl::Now();
   ibv_mr* mr = ibv_reg_mr(spec.pd, address, length, spec.access);
   result.registration_time = absl::Now() - start;
   if (mr == nullptr) {

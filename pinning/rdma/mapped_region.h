@@ -25,13 +25,17 @@ class MappedRegion final : public RegionResources {
     uint64_t length = 0;  // Page-aligned.
     bool writable = false;
     bool dax = false;  // Try MAP_SYNC, as the host backend does.
-    int access = 0;    // ibv_access_flags.
+    // MAP_POPULATE: fill the page tables before ibv_reg_mr pins the pages. For pinned
+    // registrations: the kernel populates a shared mapping with read faults, which map up to
+    // 16 pages each (fault-around), where ibv_reg_mr's page walk would fault page by page.
+    bool populate = false;
+    int access = 0;  // ibv_access_flags.
   };
   struct Result {
     std::unique_ptr<MappedRegion> region;
     int err = 0;          // On failure: errno of the failing call (mmap or ibv_reg_mr).
     absl::Status status;  // On failure: which call failed, how.
-    absl::Duration registration_time;  // Of ibv_reg_mr, success or not.
+    absl::Duration registration_time;  // Of mmap and ibv_reg_mr, success or not.
   };
 
   static Result Create(const Spec& spec);

@@ -318,6 +318,7 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec
   region.fd = fd;
   region.writable = c.writable;
   region.dax = spec.file->dax;
+  region.populate = c.mode == RegistrationMode::kPinned;
   region.access = RegionAccessFlags(c, spec.access, caps);
   if (!c.cached()) {
     region.offset = spec.bytes.offset;
