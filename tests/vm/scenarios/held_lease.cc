@@ -36,12 +36,6 @@ absl::StatusOr<std::unique_ptr<HeldLease>> HeldLease::Pin(Fixture& f, const Spec
   return held;
 }
 
-HeldLease::~HeldLease() {
-  rdma_lease_.reset();
-  host_lease_.reset();
-  peer_.reset();
-}
-
 const std::string& HeldLease::id() const {
   return rdma_lease_ != nullptr ? rdma_lease_->id() : host_lease_->id();
 }

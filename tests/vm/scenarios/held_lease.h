@@ -35,8 +35,8 @@ class HeldLease {
     bool writable = true;
   };
   static absl::StatusOr<std::unique_ptr<HeldLease>> Pin(Fixture& f, const Spec& spec);
-  // Releases the lease if it is still held, then closes the session.
-  ~HeldLease();
+  // Releases the lease if it is still held, then closes the session (member order).
+  ~HeldLease() = default;
   HeldLease(const HeldLease&) = delete;
   HeldLease& operator=(const HeldLease&) = delete;
 

@@ -64,7 +64,6 @@ class OutOfBandCall {
   absl::StatusOr<int> Wait(absl::Duration timeout);
   // How long the call took: from Start() until its exit was seen (or until now).
   absl::Duration Elapsed() const;
-  pid_t pid() const { return pid_; }
 
  private:
   OutOfBandCall(pid_t pid, absl::Time started) : pid_(pid), started_(started) {}
