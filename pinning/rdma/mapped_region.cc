@@ -47,14 +47,33 @@ MappedRegion::Result MappedRegion::Create(const Spec& spec) {
   return result;
 }
 
+MappedRegion::Result MappedRegion::CreateWithin(std::shared_ptr<const FileMapping> mapping,
+                                                const Spec& spec) {
+  Result result;
+  const absl::Time start = absl::Now();
+  mapping->Populate(spec.offset, spec.length);
+  void* address = mapping->address() + spec.offset;
+  ibv_mr* mr = ibv_reg_mr(spec.pd, address, static_cast<size_t>(spec.length), spec.access);
+  result.registration_time = absl::Now() - start;
+  if (mr == nullptr) {
+    result.err = errno;
+    result.status =
+        ErrnoToStatus(result.err, absl::StrCat("ibv_reg_mr of ", spec.length, " bytes"));
+    return result;
+  }
+  result.region.reset(new MappedRegion(address, spec.offset, spec.length, mr, std::move(mapping)));
+  return result;
+}
+
 MappedRegion::~MappedRegion() {
   if (int err = ibv_dereg_mr(mr_); err != 0) {
     PB_LOG(ERROR) << "rdma: ibv_dereg_mr of a " << length_ << "-byte region at file offset "
                   << offset_ << " failed: " << ErrnoDescription(err)
                   << "; leaving it registered and mapped";
+    if (shared_ != nullptr) new std::shared_ptr<const FileMapping>(shared_);  // Never unmapped.
     return;
   }
-  ::munmap(address_, static_cast<size_t>(length_));
+  if (shared_ == nullptr) ::munmap(address_, static_cast<size_t>(length_));
 }
 
 }  // namespace pinbroker::rdma

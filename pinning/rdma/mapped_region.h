@@ -1,6 +1,8 @@
 // MappedRegion: a shared mapping of a file range in the broker plus its RDMA registration
 // (ibv_reg_mr) in a protection domain. Used for the per-file regions that leases' memory windows
-// are bound on, and for per-lease regions where windows are impossible.
+// are bound on, and for per-lease regions where windows are impossible or unbounded. A region
+// either maps its range itself (Create) or is registered inside a FileMapping shared with the
+// file's other lease regions (CreateWithin), which it keeps alive.
 //
 // Thread-safety: immutable after Create(); destroy it only when no window is bound on it.
 #pragma once
@@ -12,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "pinning/rdma/file_mapping.h"
 #include "pinning/rdma/region_cache.h"
 
 namespace pinbroker::rdma {
@@ -39,8 +42,13 @@ class MappedRegion final : public RegionResources {
   };
 
   static Result Create(const Spec& spec);
-  // Deregisters, then unmaps. A failed deregistration (a window still bound) is logged and the
-  // mapping is left in place rather than unmapped under a live registration.
+  // Registers the file's bytes [spec.offset, spec.offset + spec.length) inside `mapping`, which
+  // must cover them (spec.fd, writable, dax and populate are not used: the mapping decides).
+  // Fills the range's page tables first (FileMapping::Populate).
+  static Result CreateWithin(std::shared_ptr<const FileMapping> mapping, const Spec& spec);
+  // Deregisters, then unmaps (its own mapping) or lets go of the shared one. A failed
+  // deregistration (a window still bound) is logged and the mapping is left in place rather than
+  // unmapped under a live registration.
   ~MappedRegion() override;
   MappedRegion(const MappedRegion&) = delete;
   MappedRegion& operator=(const MappedRegion&) = delete;
@@ -52,13 +60,15 @@ class MappedRegion final : public RegionResources {
   ibv_mr* mr() const { return mr_; }
 
  private:
-  MappedRegion(void* address, uint64_t offset, uint64_t length, ibv_mr* mr)
-      : address_(address), offset_(offset), length_(length), mr_(mr) {}
+  MappedRegion(void* address, uint64_t offset, uint64_t length, ibv_mr* mr,
+               std::shared_ptr<const FileMapping> shared = nullptr)
+      : address_(address), offset_(offset), length_(length), mr_(mr), shared_(std::move(shared)) {}
 
   void* const address_;
   const uint64_t offset_;
   const uint64_t length_;
   ibv_mr* const mr_;
+  const std::shared_ptr<const FileMapping> shared_;  // Null: address_ is this region's mapping.
 };
 
 }  // namespace pinbroker::rdma

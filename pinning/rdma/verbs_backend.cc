@@ -323,7 +323,16 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec
   if (!c.cached()) {
     region.offset = spec.bytes.offset;
     region.length = spec.bytes.length;
-    MappedRegion::Result r = MappedRegion::Create(region);
+    MappedRegion::Result r;
+    if (c.mode == RegistrationMode::kPinned && !spec.file->dax) {
+      // Inside the file's shared mapping: a range an earlier lease faulted in registers fast.
+      ASSIGN_OR_RETURN(
+          std::shared_ptr<const FileMapping> mapping,
+          LeaseMapping(spec, fd, c.writable, spec.bytes.offset + spec.bytes.length, err));
+      r = MappedRegion::CreateWithin(std::move(mapping), region);
+    } else {
+      r = MappedRegion::Create(region);
+    }
     if (r.region == nullptr) {
       *err = r.err;
       if (r.err == ENOMEM && c.mode == RegistrationMode::kPinned) {
@@ -385,6 +394,43 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec
   }
   released.clear();  // Superseded idle regions, or ours if another pin's was used.
   return reg;
+}
+
+absl::StatusOr<std::shared_ptr<const FileMapping>> VerbsBackend::LeaseMapping(const PinSpec& spec,
+                                                                              int fd, bool writable,
+                                                                              uint64_t end,
+                                                                              int* err) {
+  const std::pair<FileId, bool> key{spec.file->id, writable};
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = mappings_.find(key);
+    if (it != mappings_.end()) {
+      std::shared_ptr<const FileMapping> live = it->second.lock();
+      if (live != nullptr && live->length() >= end) return live;
+      if (live == nullptr) mappings_.erase(it);
+    }
+  }
+  // A new one, over the whole file (or to the lease's end): it reserves address space only.
+  ASSIGN_OR_RETURN(const uint64_t size, CheckedSize(spec, fd));
+  const uint64_t length = RoundUp(std::max(size, end), SystemPageSize());
+  FileMapping::Result r = FileMapping::Create(fd, length, writable);
+  if (r.mapping == nullptr) {
+    *err = r.err;
+    return absl::Status(r.status.code(),
+                        absl::StrCat("verbs backend: ", Describe(spec), ": ", r.status.message()));
+  }
+  absl::MutexLock lock(&mu_);
+  // Drop entries whose mappings are gone, then keep the new one (a larger one another pin may
+  // have made meanwhile would do too; this one is as good).
+  for (auto it = mappings_.begin(); it != mappings_.end();) {
+    if (it->second.expired()) {
+      mappings_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  mappings_[key] = r.mapping;
+  return std::shared_ptr<const FileMapping>(std::move(r.mapping));
 }
 
 absl::Status VerbsBackend::Release(uint64_t handle) { return Unpin(handle, "release"); }

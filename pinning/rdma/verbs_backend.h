@@ -29,6 +29,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -38,6 +39,7 @@
 #include "absl/time/time.h"
 #include "pinning/pin_backend.h"
 #include "pinning/rdma/connection_manager.h"
+#include "pinning/rdma/file_mapping.h"
 #include "pinning/rdma/region_cache.h"
 #include "pinning/rdma/registration_policy.h"
 #include "pinning/rdma/verbs_device.h"
@@ -130,6 +132,12 @@ class VerbsBackend final : public PinBackend {
   absl::StatusOr<Registered> RegisterNew(const PinSpec& spec, VerbsDevice* device,
                                          const Candidate& candidate, int fd, int* err)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The file's shared mapping for lease regions (FileMapping), covering [0, end) and writable
+  // if `writable`: the live one, or a new one mapped through `fd`. Sets *err as RegisterNew.
+  absl::StatusOr<std::shared_ptr<const FileMapping>> LeaseMapping(const PinSpec& spec, int fd,
+                                                                  bool writable, uint64_t end,
+                                                                  int* err)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Unpin(uint64_t handle, absl::string_view verb) ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseRegionWindow(RegionCache::Id id) ABSL_LOCKS_EXCLUDED(mu_);
   void OnConnectionClosed(const std::string& owner, std::vector<LeaseId> lost,
@@ -145,6 +153,10 @@ class VerbsBackend final : public PinBackend {
   absl::flat_hash_map<uint64_t, Grant> grants_ ABSL_GUARDED_BY(mu_);
   RegionCache regions_ ABSL_GUARDED_BY(mu_);
   uint64_t pinned_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Per (file, writable): the mapping the file's lease regions are registered in, alive while
+  // one of them is.
+  absl::flat_hash_map<std::pair<FileId, bool>, std::weak_ptr<const FileMapping>> mappings_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pinbroker::rdma
