@@ -42,6 +42,23 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   return value * multiplier;
 }
 
+absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::ParseDuration(std::string(text), &d)) {
+  } else if (absl::SimpleAtod(text, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a duration (e.g. 500ms, 2s, 1m30s)"));
+  }
+  if (d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a finite, non-negative duration"));
+  }
+  return d;
+}
+
 std::string JsonQuote(absl::string_view text) {
   std::string out = "\"";
   for (const char c : text) {

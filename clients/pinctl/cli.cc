@@ -32,30 +32,11 @@ absl::StatusOr<absl::Duration> Args::Duration(absl::string_view flag,
                                               absl::Duration fallback) const {
   auto value = Get(flag);
   if (!value) return fallback;
-  auto parsed = ParseDurationArg(*value);
+  auto parsed = ParseDuration(*value);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", parsed.status().message()));
   }
   return parsed;
-}
-
-
-absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text) {
-  absl::Duration d;
-  double seconds = 0;
-  if (absl::ParseDuration(std::string(text), &d)) {
-    // absl accepts "inf"; a deadline must be finite.
-  } else if (absl::SimpleAtod(text, &seconds)) {
-    d = absl::Seconds(seconds);
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not a duration (e.g. 500ms, 2s, 1m30s)"));
-  }
-  if (d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not a finite, non-negative duration"));
-  }
-  return d;
 }
 
 namespace {
@@ -212,7 +193,7 @@ class Parser {
             absl::StrCat("-o must be 'table' or 'json', not '", *value, "'"));
       }
     } else if (n == "timeout") {
-      auto d = ParseDurationArg(*value);
+      auto d = ParseDuration(*value);
       if (!d.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("--timeout: ", d.status().message()));
       }

@@ -10,8 +10,6 @@
 // Thread-safety: plain values; parse once on the main thread, then read from anywhere.
 #pragma once
 
-#include "clients/common/cli_text.h"
-
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -21,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "clients/common/cli_text.h"
 
 namespace pinctl {
 
@@ -61,8 +60,8 @@ class Args {
   std::map<std::string, std::string, std::less<>> values_;
 };
 
+using ::pinbroker::cli_text::ParseDuration;
 using ::pinbroker::cli_text::ParseSize;
-absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text);
 
 // One entry of the command table, as far as parsing goes.
 struct CommandSyntax {

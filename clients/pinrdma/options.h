@@ -7,8 +7,6 @@
 // Thread-safety: plain values; parse once on the main thread, then read from anywhere.
 #pragma once
 
-#include "clients/common/cli_text.h"
-
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "clients/common/cli_text.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 
 namespace pinrdma {
@@ -74,7 +73,7 @@ absl::StatusOr<Options> ParseOptions(int argc, const char* const* argv);
 // Sizes: decimal bytes with an optional K, M, G or T suffix (powers of 1024).
 using ::pinbroker::cli_text::ParseSize;
 // Durations: "500ms", "2s", "1m30s", or a bare number of seconds; finite, not negative.
-absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text);
+using ::pinbroker::cli_text::ParseDuration;
 
 // The --help text.
 std::string HelpText();
