@@ -113,6 +113,25 @@ ClassifiedChange Fallocate(const CallerSyscall& call) {
   return c;
 }
 
+// The open(2)-family call `call` is: its name, and its flags (openat2's `open_flags`, read from
+// the caller's memory, may be missing). Null name: not an open(2)-family call.
+struct OpenCall {
+  const char* name = nullptr;
+  std::optional<uint64_t> flags;
+};
+OpenCall OpenCallOf(const CallerSyscall& call, std::optional<uint64_t> open_flags) {
+  switch (call.nr) {
+    case SYS_open:
+      return {"open(2)", call.args[1]};
+    case SYS_openat:
+      return {"openat(2)", call.args[2]};
+    case SYS_openat2:
+      return {"openat2(2)", open_flags};
+    default:
+      return {};
+  }
+}
+
 }  // namespace
 
 ClassifiedChange ClassifyPreAccess(uint64_t offset, uint64_t count,
@@ -170,26 +189,9 @@ bool PathArgument(const CallerSyscall& call, int* path_index, int* dirfd_index) 
 }
 
 OpenIntent ClassifyOpen(const CallerSyscall& call, std::optional<uint64_t> open_flags) {
-  std::optional<uint64_t> flags;
-  const char* name = nullptr;
-  switch (call.nr) {
-    case SYS_creat:
-      return OpenIntent{OpenIntent::Kind::kTruncate, "creat(2)"};
-    case SYS_open:
-      flags = call.args[1];
-      name = "open(2)";
-      break;
-    case SYS_openat:
-      flags = call.args[2];
-      name = "openat(2)";
-      break;
-    case SYS_openat2:
-      flags = open_flags;
-      name = "openat2(2)";
-      break;
-    default:
-      return OpenIntent{OpenIntent::Kind::kUnknown, CallName(call)};
-  }
+  if (call.nr == SYS_creat) return OpenIntent{OpenIntent::Kind::kTruncate, "creat(2)"};
+  const auto [name, flags] = OpenCallOf(call, open_flags);
+  if (name == nullptr) return OpenIntent{OpenIntent::Kind::kUnknown, CallName(call)};
   if (!flags.has_value()) return OpenIntent{OpenIntent::Kind::kUnknown, name};
   if (*flags & O_TRUNC) {
     return OpenIntent{
@@ -203,28 +205,9 @@ OpenIntent ClassifyOpen(const CallerSyscall& call, std::optional<uint64_t> open_
 }
 
 ClassifiedChange ClassifyLeaseBreak(const CallerSyscall& call, std::optional<uint64_t> open_flags) {
-  std::optional<uint64_t> flags;
-  const char* name = nullptr;
-  switch (call.nr) {
-    case SYS_truncate:
-      return Truncate(call.args[1], "truncate(2)");
-    case SYS_creat:
-      return Truncate(0, "creat(2)");
-    case SYS_open:
-      flags = call.args[1];
-      name = "open(2)";
-      break;
-    case SYS_openat:
-      flags = call.args[2];
-      name = "openat(2)";
-      break;
-    case SYS_openat2:
-      flags = open_flags;
-      name = "openat2(2)";
-      break;
-    default:
-      break;
-  }
+  if (call.nr == SYS_truncate) return Truncate(call.args[1], "truncate(2)");
+  if (call.nr == SYS_creat) return Truncate(0, "creat(2)");
+  const auto [name, flags] = OpenCallOf(call, open_flags);
   ClassifiedChange c;
   if (!flags.has_value()) {
     c.kind = Kind::kUnknown;

@@ -16,6 +16,41 @@ namespace {
 
 constexpr uint64_t kNotifyMask = FAN_ATTRIB | FAN_MODIFY | FAN_DELETE_SELF;
 
+// Reads every queued event of the group `fd` (non-blocking) and calls on_event(metadata) for
+// each. `what` names the group in errors.
+template <typename OnEvent>
+absl::Status ReadQueuedEvents(int fd, const char* what, OnEvent on_event) {
+  alignas(fanotify_event_metadata) char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return absl::OkStatus();
+      return ErrnoToStatus(errno, absl::StrCat("read(", what, ")"));
+    }
+    if (n == 0) return absl::OkStatus();
+    ssize_t len = n;
+    for (auto* m = reinterpret_cast<fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
+         m = FAN_EVENT_NEXT(m, len)) {
+      on_event(*m);
+    }
+  }
+}
+
+// Calls on_info(header, record, record_end) for each well-formed info record of event `m`.
+template <typename OnInfo>
+void ForEachInfoRecord(const fanotify_event_metadata& m, OnInfo on_info) {
+  const char* info = reinterpret_cast<const char*>(&m) + m.metadata_len;
+  const char* end = reinterpret_cast<const char*>(&m) + m.event_len;
+  while (info + sizeof(fanotify_event_info_header) <= end) {
+    fanotify_event_info_header hdr;
+    std::memcpy(&hdr, info, sizeof(hdr));
+    if (hdr.len < sizeof(hdr) || info + hdr.len > end) break;
+    on_info(hdr, info, info + hdr.len);
+    info += hdr.len;
+  }
+}
+
 absl::StatusOr<ScopedFd> Init(unsigned int flags, unsigned int event_flags, const char* what) {
   ScopedFd fd(::fanotify_init(flags, event_flags));
   if (fd.valid()) return fd;
@@ -71,41 +106,27 @@ void PermissionGroup::Unmark(int file_fd) {
 
 absl::StatusOr<std::vector<PermissionGroup::Event>> PermissionGroup::ReadEvents() {
   std::vector<Event> out;
-  alignas(fanotify_event_metadata) char buf[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return out;
-      return ErrnoToStatus(errno, "read(fanotify pre-content group)");
-    }
-    if (n == 0) return out;
-    ssize_t len = n;
-    for (auto* m = reinterpret_cast<fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
-         m = FAN_EVENT_NEXT(m, len)) {
-      Event event;
-      event.fd.reset(m->fd);
-      event.tid = m->pid;
-      event.mask = m->mask;
-      const char* info = reinterpret_cast<const char*>(m) + m->metadata_len;
-      const char* end = reinterpret_cast<const char*>(m) + m->event_len;
-      while (info + sizeof(fanotify_event_info_header) <= end) {
-        fanotify_event_info_header hdr;
-        std::memcpy(&hdr, info, sizeof(hdr));
-        if (hdr.len < sizeof(hdr) || info + hdr.len > end) break;
-        if (hdr.info_type == FAN_EVENT_INFO_TYPE_RANGE &&
-            hdr.len >= sizeof(fanotify_event_info_range)) {
-          fanotify_event_info_range range;
-          std::memcpy(&range, info, sizeof(range));
-          event.has_range = true;
-          event.offset = range.offset;
-          event.count = range.count;
-        }
-        info += hdr.len;
-      }
-      out.push_back(std::move(event));
-    }
-  }
+  absl::Status read =
+      ReadQueuedEvents(fd_.get(), "fanotify pre-content group", [&](fanotify_event_metadata& m) {
+        Event event;
+        event.fd.reset(m.fd);
+        event.tid = m.pid;
+        event.mask = m.mask;
+        ForEachInfoRecord(
+            m, [&](const fanotify_event_info_header& hdr, const char* info, const char*) {
+              if (hdr.info_type == FAN_EVENT_INFO_TYPE_RANGE &&
+                  hdr.len >= sizeof(fanotify_event_info_range)) {
+                fanotify_event_info_range range;
+                std::memcpy(&range, info, sizeof(range));
+                event.has_range = true;
+                event.offset = range.offset;
+                event.count = range.count;
+              }
+            });
+        out.push_back(std::move(event));
+      });
+  if (!read.ok()) return read;
+  return out;
 }
 
 absl::Status PermissionGroup::Respond(int event_fd, uint32_t response) {
@@ -158,45 +179,29 @@ void NotifyGroup::Unmark(int file_fd) {
 
 absl::StatusOr<std::vector<NotifyGroup::Event>> NotifyGroup::ReadEvents() {
   std::vector<Event> out;
-  alignas(fanotify_event_metadata) char buf[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return out;
-      return ErrnoToStatus(errno, "read(fanotify notification group)");
-    }
-    if (n == 0) return out;
-    ssize_t len = n;
-    for (auto* m = reinterpret_cast<fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
-         m = FAN_EVENT_NEXT(m, len)) {
-      Event event;
-      event.mask = m->mask;
-      const char* info = reinterpret_cast<const char*>(m) + m->metadata_len;
-      const char* end = reinterpret_cast<const char*>(m) + m->event_len;
-      while (info + sizeof(fanotify_event_info_header) <= end) {
-        fanotify_event_info_header hdr;
-        std::memcpy(&hdr, info, sizeof(hdr));
-        if (hdr.len < sizeof(hdr) || info + hdr.len > end) break;
-        if (hdr.info_type == FAN_EVENT_INFO_TYPE_FID) {
-          // header, fsid, then a struct file_handle.
-          const char* p = info + sizeof(hdr);
-          const size_t fsid_len = sizeof(__kernel_fsid_t);
-          if (p + fsid_len + sizeof(file_handle) <= info + hdr.len) {
-            file_handle fh;
-            std::memcpy(&fh, p + fsid_len, sizeof(fh));
-            const char* bytes = p + fsid_len + sizeof(file_handle);
-            if (bytes + fh.handle_bytes <= info + hdr.len) {
-              event.key = absl::StrCat(Bytes(p, fsid_len), Bytes(&fh.handle_type, sizeof(int)),
-                                       Bytes(bytes, fh.handle_bytes));
-            }
-          }
-        }
-        info += hdr.len;
-      }
-      out.push_back(std::move(event));
-    }
-  }
+  absl::Status read =
+      ReadQueuedEvents(fd_.get(), "fanotify notification group", [&](fanotify_event_metadata& m) {
+        Event event;
+        event.mask = m.mask;
+        ForEachInfoRecord(
+            m, [&](const fanotify_event_info_header& hdr, const char* info, const char* end) {
+              if (hdr.info_type != FAN_EVENT_INFO_TYPE_FID) return;
+              // header, fsid, then a struct file_handle.
+              const char* p = info + sizeof(hdr);
+              const size_t fsid_len = sizeof(__kernel_fsid_t);
+              if (p + fsid_len + sizeof(file_handle) > end) return;
+              file_handle fh;
+              std::memcpy(&fh, p + fsid_len, sizeof(fh));
+              const char* bytes = p + fsid_len + sizeof(file_handle);
+              if (bytes + fh.handle_bytes <= end) {
+                event.key = absl::StrCat(Bytes(p, fsid_len), Bytes(&fh.handle_type, sizeof(int)),
+                                         Bytes(bytes, fh.handle_bytes));
+              }
+            });
+        out.push_back(std::move(event));
+      });
+  if (!read.ok()) return read;
+  return out;
 }
 
 absl::StatusOr<std::string> NotifyGroup::KeyOf(int fd) {
