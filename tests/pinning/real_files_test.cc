@@ -22,6 +22,8 @@
 #include "pinning/host_backend.h"
 #include "pinning/pin_service.h"
 #include "pinning/simulated_clock.h"
+#include "tests/testing/ext4_loop_mount.h"
+#include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -35,17 +37,6 @@ using ::testing::IsEmpty;
 constexpr uint64_t kPages = 16;
 
 // Runs a shell command; returns its exit status and appends its output to `log`.
-int Run(const std::string& command, std::string* log) {
-  const std::string out = absl::StrCat("/tmp/pinbroker-realfs-", getpid(), ".log");
-  const int rc = std::system((command + " >" + out + " 2>&1").c_str());
-  std::ifstream in(out);
-  std::stringstream s;
-  s << in.rdbuf();
-  *log += command + ": " + s.str();
-  unlink(out.c_str());
-  return rc;
-}
-
 // A directory on the filesystem under test, set up and torn down per test.
 class Filesystem {
  public:
@@ -73,36 +64,11 @@ class TmpfsFilesystem : public Filesystem {
 
 class Ext4LoopFilesystem : public Filesystem {
  public:
-  std::string SetUp() override {
-    if (geteuid() != 0) return "mounting an ext4 image on a loop device needs root";
-    std::string log;
-    image_ = tmp_.Join("ext4.img");
-    mount_ = tmp_.Join("mnt");
-    if (Run(absl::StrCat("truncate -s 64M ", image_, " && mkfs.ext4 -q -F ", image_, " && mkdir ",
-                         mount_),
-            &log) != 0) {
-      return "could not make an ext4 image (mkfs.ext4 from e2fsprogs): " + log;
-    }
-    if (Run(absl::StrCat("mount -o loop ", image_, " ", mount_), &log) != 0) {
-      return "could not mount an ext4 image on a loop device (no loop devices or no "
-             "CAP_SYS_ADMIN here): " +
-             log;
-    }
-    mounted_ = true;
-    return "";
-  }
-  ~Ext4LoopFilesystem() override {
-    if (mounted_) {
-      std::string log;
-      if (Run("umount " + mount_, &log) != 0) ADD_FAILURE() << log;
-    }
-  }
-  std::string dir() const override { return mount_; }
+  std::string SetUp() override { return mount_.Mount(); }
+  std::string dir() const override { return mount_.dir(); }
 
  private:
-  TempDir tmp_;
-  std::string image_, mount_;
-  bool mounted_ = false;
+  pinbroker::testing::Ext4LoopMount mount_;
 };
 
 class DaxFilesystem : public Filesystem {

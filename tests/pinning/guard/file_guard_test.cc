@@ -47,6 +47,8 @@
 #include "pinning/host_backend.h"
 #include "pinning/pin_service.h"
 #include "pinning/simulated_clock.h"
+#include "tests/testing/ext4_loop_mount.h"
+#include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -66,17 +68,6 @@ constexpr uint64_t kPages = 16;
 constexpr absl::Duration kSafety = absl::Seconds(60);  // Bound on waiting for real events.
 
 // Runs `command` through the shell; returns its exit status and output.
-int Shell(const std::string& command, std::string* out) {
-  const std::string log = absl::StrCat("/tmp/pb-guard-", getpid(), ".log");
-  const int rc = std::system((command + " >" + log + " 2>&1").c_str());
-  std::ifstream in(log);
-  std::stringstream s;
-  s << in.rdbuf();
-  *out += command + ": " + s.str();
-  unlink(log.c_str());
-  return rc;
-}
-
 std::string Env(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? std::string(value) : fallback;
@@ -195,35 +186,11 @@ class Filesystem {
 
 class Ext4Loop : public Filesystem {
  public:
-  std::string SetUp() override {
-    if (geteuid() != 0) return "mounting an ext4 image on a loop device needs root";
-    std::string log;
-    image_ = tmp_.Join("ext4.img");
-    mount_ = tmp_.Join("mnt");
-    if (Shell(absl::StrCat("truncate -s 64M ", image_, " && mkfs.ext4 -q -F ", image_, " && mkdir ",
-                           mount_),
-              &log) != 0) {
-      return "could not make an ext4 image (mkfs.ext4 from e2fsprogs): " + log;
-    }
-    if (Shell(absl::StrCat("mount -o loop ", image_, " ", mount_), &log) != 0) {
-      return "could not mount an ext4 image on a loop device (no loop devices or no "
-             "CAP_SYS_ADMIN here): " +
-             log;
-    }
-    mounted_ = true;
-    chmod(mount_.c_str(), 0777);
-    return "";
-  }
-  ~Ext4Loop() override {
-    std::string log;
-    if (mounted_ && Shell("umount " + mount_, &log) != 0) ADD_FAILURE() << log;
-  }
-  std::string dir() const override { return mount_; }
+  std::string SetUp() override { return mount_.Mount(); }
+  std::string dir() const override { return mount_.dir(); }
 
  private:
-  TempDir tmp_;
-  std::string image_, mount_;
-  bool mounted_ = false;
+  pinbroker::testing::Ext4LoopMount mount_;
 };
 
 class NamedDir : public Filesystem {
@@ -564,7 +531,8 @@ TEST_P(FileGuardTest, WritesAndReadsOfALeasedRangeProceedAndRecallNothing) {
   Child write = Oob({"pwrite", path_, std::to_string(4 * page_ + 10), "100"});
   EXPECT_EQ(write.Wait(), 0) << write.Output();
   std::string out;
-  EXPECT_EQ(Shell(absl::StrCat("cat ", path_, " >/dev/null"), &out), 0) << out;
+  EXPECT_EQ(pinbroker::testing::RunLogged(absl::StrCat("cat ", path_, " >/dev/null"), &out), 0)
+      << out;
   std::string want = original_;
   want.replace(4 * page_ + 10, 100, std::string(100, 'W'));
   EXPECT_EQ(Contents(), want);
