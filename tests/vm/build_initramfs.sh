@@ -89,12 +89,12 @@ for t in ibv_devinfo ibv_devices ibv_rc_pingpong; do required_tool "$t" "/usr/bi
 for t in rping ib_write_bw ib_read_bw ib_write_lat ib_send_lat; do optional_tool "$t"; done
 
 # Soft-RoCE user-space provider (dlopened by libibverbs) and glibc's thread-exit helper.
-PROVIDER=$(find /usr/lib /lib -name 'librxe-rdmav*.so' 2>/dev/null | head -n1)
+PROVIDER=$(find /usr/lib /lib -name 'librxe-rdmav*.so' -print -quit 2>/dev/null)
 [ -n "$PROVIDER" ] || die "librxe-rdmav*.so not found (install ibverbs-providers)"
 copy_with_libs "$PROVIDER"
 mkdir -p "$R/etc/libibverbs.d"
 cp /etc/libibverbs.d/rxe.driver "$R/etc/libibverbs.d/"
-LIBGCC=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ { print $NF; exit }')
+LIBGCC=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ && !found { print $NF; found = 1 }')
 [ -n "$LIBGCC" ] || die "libgcc_s.so.1 not found"
 copy_with_libs "$LIBGCC"
 

@@ -25,6 +25,13 @@
 # are pruned after a successful fetch.
 #
 # PINBROKER_VM_KERNEL_PACKAGE=linux-image-X names an image package to take instead of the newest.
+# PINBROKER_VM_SOURCES=FILE takes the one-line 'deb' entries of FILE for the flavor's suites, options
+# included, instead of deriving them from the system's sources (tests/vm/fetch_kernel_test.sh points
+# it at a local archive it builds).
+#
+# Under `set -o pipefail` no pipeline here ends in a reader that quits early (grep -q, head, awk's
+# exit): the writer would die of SIGPIPE and fail the pipeline at random. Output is captured in a
+# variable first, or the reader reads to the end.
 #
 # Prints the kernel directory (containing kernel.env) as the last line on stdout. kernel.env sets
 # PB_KFLAVOR, PB_KPKGVERSION, PB_KV (uname -r), PB_KROOT, PB_KMODDIR, PB_KVMLINUZ, PB_KCONFIG.
@@ -32,6 +39,9 @@ set -euo pipefail
 
 die() { echo "fetch_kernel: error: $*" >&2; exit 1; }
 log() { echo "fetch_kernel: $*" >&2; }
+# Inside fetch and what it calls: log the reason and fail the step, so that the caller can fall
+# back to the cached kernel (`set -e` does not apply in a function called as `if ! fetch`).
+fail() { log "error: $*"; return 1; }
 
 # The cache: $PINBROKER_VM_CACHE, else /var/cache/pinbroker-vm when it can be written, else
 # ~/.cache/pinbroker-vm.
@@ -113,6 +123,17 @@ system_sources() {
 # Writes the private sources.list for the flavor.
 write_sources() {
   local out=$ADIR/sources.list entries uri suite sb opt
+  if [ -n "${PINBROKER_VM_SOURCES:-}" ]; then
+    # One-line entries taken as they are (options included), those of the flavor's suites only.
+    local want='^bookworm(-updates|-security)?$'
+    [ "$FLAVOR" = backports ] && want='^trixie-backports$'
+    awk -v want="$want" '{ i = 2; if ($i ~ /^\[/) while (i <= NF && $i !~ /\]$/) i++
+                           if ($1 == "deb" && $(i + 2) ~ want) print }' \
+      "$PINBROKER_VM_SOURCES" >"$out.new" || return 1
+    [ -s "$out.new" ] || { rm -f "$out.new"; return 1; }
+    mv "$out.new" "$out"
+    return 0
+  fi
   entries=$(system_sources | awk '$1 ~ /^(https?|file):/' | sort -u)
   : >"$out.new"
   case "$FLAVOR" in
@@ -171,7 +192,7 @@ resolve() {
         n=$(candidate linux-image-amd64)
         [ -n "$n" ] && image=$(apt-cache "${APT_OPTS[@]}" show "linux-image-amd64=$n" |
           sed -n 's/^Depends: //p' | tr ',' '\n' |
-          sed -n 's/^ *\(linux-image-[0-9][^ ]*-amd64\) .*/\1/p' | head -n1)
+          sed -n 's/^ *\(linux-image-[0-9][^ ]*-amd64\) .*/\1/p' | awk 'NR == 1')
         ;;
     esac
   fi
@@ -183,7 +204,9 @@ resolve() {
   # with (= VERSION); the single-package form may still depend on a linux-base-X.
   for n in $(apt-cache "${APT_OPTS[@]}" show "$image=$VERSION" | sed -n 's/^Depends: //p' |
     tr ',|' '\n\n' | sed -n 's/^ *\(linux-\(binary\|modules\|base\)-[^ ]*\) (= \([^)]*\)).*/\1=\3/p'); do
-    if apt-cache "${APT_OPTS[@]}" show "$n" 2>/dev/null | grep -q "^Filename: "; then
+    local rec
+    rec=$(apt-cache "${APT_OPTS[@]}" show "$n" 2>/dev/null) || rec=""
+    if grep -q "^Filename: " <<<"$rec"; then
       RESOLVED+=("$n")
     else
       log "note: $n is no longer in the archive; unpacking without it"
@@ -196,9 +219,9 @@ resolve() {
 download() {
   local pkg=$1 rec file sha size deb tmp
   rec=$(apt-cache "${APT_OPTS[@]}" show "$pkg") || return 1
-  file=$(sed -n 's/^Filename: //p' <<<"$rec" | head -n1)
-  sha=$(sed -n 's/^SHA256: //p' <<<"$rec" | head -n1)
-  size=$(sed -n 's/^Size: //p' <<<"$rec" | head -n1)
+  file=$(sed -n '/^Filename: /{s///p;q}' <<<"$rec")
+  sha=$(sed -n '/^SHA256: /{s///p;q}' <<<"$rec")
+  size=$(sed -n '/^Size: /{s///p;q}' <<<"$rec")
   [ -n "$file" ] && [ -n "$sha" ] || return 1
   deb="$CACHE/debs/$(basename "$file")"
   if [ -f "$deb" ] && [ "$(stat -c %s "$deb")" = "$size" ] &&
@@ -229,18 +252,19 @@ unpack() {
   root="$tmp/root"
   mkdir -p "$root"
   local t0=$SECONDS
-  for deb in "$@"; do dpkg-deb -x "$deb" "$root"; done
+  for deb in "$@"; do dpkg-deb -x "$deb" "$root" || fail "cannot unpack $deb" || return; done
   # trixie packages keep modules under usr/lib; give depmod/modprobe the classic path.
   if [ -d "$root/usr/lib/modules" ] && [ ! -e "$root/lib" ]; then ln -s usr/lib "$root/lib"; fi
-  [ -d "$root/lib/modules" ] || die "no lib/modules in $*"
-  kv=$(ls "$root/lib/modules" | head -n1)
-  [ -n "$kv" ] && [ -d "$root/lib/modules/$kv/kernel" ] || die "no modules tree in $*"
+  [ -d "$root/lib/modules" ] || fail "no lib/modules in $*" || return
+  local kvs=("$root"/lib/modules/*/)
+  kv=$(basename "${kvs[0]}")
+  [ -d "$root/lib/modules/$kv/kernel" ] || fail "no modules tree in $*" || return
   vmlinuz=$(find "$root/boot" "$root/lib/modules/$kv" -maxdepth 1 -type f \
-    \( -name "vmlinuz-$kv" -o -name vmlinuz \) 2>/dev/null | head -n1)
-  [ -n "$vmlinuz" ] || die "no vmlinuz in $*"
+    \( -name "vmlinuz-$kv" -o -name vmlinuz \) -print -quit 2>/dev/null)
+  [ -n "$vmlinuz" ] || fail "no vmlinuz in $*" || return
   config=$(find "$root/boot" "$root/lib/modules/$kv" -maxdepth 1 -type f \
-    \( -name "config-$kv" -o -name config \) 2>/dev/null | head -n1)
-  depmod -b "$root" "$kv"
+    \( -name "config-$kv" -o -name config \) -print -quit 2>/dev/null)
+  depmod -b "$root" "$kv" || fail "depmod failed for $kv" || return
   cat >"$tmp/kernel.env" <<EOF
 PB_KFLAVOR=$FLAVOR
 PB_KPKGVERSION=$VERSION
@@ -252,7 +276,7 @@ PB_KCONFIG=${config:+$dir/root/${config#"$root"/}}
 EOF
   for deb in "$@"; do basename "$deb"; done >"$tmp/debs.txt"
   touch "$tmp/.complete"
-  mv "$tmp" "$dir"
+  mv "$tmp" "$dir" || fail "cannot move the unpacked tree to $dir" || return
   log "unpacked $kv into $dir in $((SECONDS - t0)) s"
 }
 
@@ -285,14 +309,15 @@ fetch() {
     deb=$(download "$p") || { log "download of $p failed"; return 1; }
     debs+=("$deb")
   done
-  unpack "${debs[@]}"
-  ln -sfn "$VERSION" "$KDIR_BASE/current.new" && mv -T "$KDIR_BASE/current.new" "$KDIR_BASE/current"
+  unpack "${debs[@]}" || { log "unpacking the $FLAVOR kernel failed"; return 1; }
+  { ln -sfn "$VERSION" "$KDIR_BASE/current.new" && mv -T "$KDIR_BASE/current.new" "$KDIR_BASE/current"; } ||
+    { log "cannot update $KDIR_BASE/current"; return 1; }
   prune
 }
 
 if ! fetch; then
   if [ -f "$KDIR_BASE/current/.complete" ]; then
-    log "WARNING: could not resolve or download the $FLAVOR kernel;" \
+    log "WARNING: could not resolve, download or unpack the $FLAVOR kernel;" \
       "using the cached $(readlink "$KDIR_BASE/current")"
   else
     die "could not fetch the $FLAVOR kernel and none is cached in $CACHE"

@@ -101,7 +101,7 @@ for name in pinbrokerd pinctl pinrdma vm_scenarios vm_benchmarks; do
   for d in "${BIN_DIRS[@]}"; do
     # The newest regular executable of that name outside CMake's scratch directories.
     cand=$(find "$d" -name CMakeFiles -prune -o -type f -name "$name" -perm -u+x -printf '%T@ %p\n' 2>/dev/null |
-      sort -rn | head -n1 | cut -d' ' -f2-)
+      sort -rn | sed -n 1p | cut -d' ' -f2-)
     [ -n "$cand" ] && { found=$cand; break; }
   done
   [ -n "$found" ] && BINS+=("$found")
