@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "broker/config.h"
 #include "broker/proto_convert.h"
+#include "common/build_info.h"
 #include "pinning/host_backend.h"
 #include "pinning/log.h"
 #include "pinning/rdma/verbs_backend.h"
@@ -28,6 +29,7 @@ absl::Duration Or(const google::protobuf::Duration& d, bool set, absl::Duration 
 struct MadeBackend {
   std::unique_ptr<PinBackend> backend;
   rdma::VerbsBackend* verbs = nullptr;
+  std::string no_rdma;  // Why there is no RDMA backend; empty when there is one.
 };
 
 // Host pins always go to a HostBackend; RDMA pins to a VerbsBackend when the configuration and
@@ -53,6 +55,7 @@ absl::StatusOr<MadeBackend> MakeBackend(const v1::BrokerConfig& config) {
   }
   MadeBackend made;
   made.verbs = verbs.get();
+  if (verbs == nullptr) made.no_rdma = no_rdma;
   made.backend =
       std::make_unique<RoutingBackend>(std::make_unique<HostBackend>(), std::move(verbs), no_rdma);
   return made;
@@ -70,11 +73,13 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   }
   std::unique_ptr<Broker> broker(new Broker());
   broker->clock_ = clock;
+  std::string no_rdma = "the broker was started with a backend that has no RDMA";
   if (backend == nullptr) {
     auto made = MakeBackend(config);
     if (!made.ok()) return made.status();
     backend = std::move(made->backend);
     broker->verbs_ = made->verbs;
+    no_rdma = made->no_rdma;
   }
   broker->backend_ = std::move(backend);
   broker->ids_ = std::make_unique<LeaseIdCodec>(LeaseIdCodec::NewEpoch());
@@ -102,8 +107,8 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
 
   broker->sessions_ = std::make_unique<SessionTable>(
       clock, broker->ids_->epoch(),
-      Or(config.session_ttl(), config.has_session_ttl(), absl::Seconds(30)),
-      Or(config.max_session_ttl(), config.has_max_session_ttl(), absl::Minutes(10)),
+      Or(config.session_ttl(), config.has_session_ttl(), kDefaultSessionTtl),
+      Or(config.max_session_ttl(), config.has_max_session_ttl(), kDefaultMaxSessionTtl),
       [raw = broker.get()](const std::string& session) {
         PB_LOG(INFO) << "session " << session
                      << " lapsed (no watch, no renewal); its leases end at their TTL";
@@ -111,7 +116,8 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
       });
   broker->service_ = std::make_unique<PinBrokerService>(
       broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(),
-      PinBrokerService::Info{PINBROKER_VERSION, clock->Now(), broker->verbs_});
+      PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(), broker->verbs_,
+                             broker->verbs_ == nullptr ? no_rdma : ""});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
     SessionTable* sessions = broker->sessions_.get();
@@ -161,8 +167,8 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   auto* health = broker->server_->GetHealthCheckService();
   health->SetServingStatus(kServiceName, true);
   health->SetServingStatus("", true);
-  PB_LOG(INFO) << "pinbroker " << PINBROKER_VERSION << " epoch " << broker->epoch()
-               << " serving on " << absl::StrJoin(broker->addresses_, ", ") << " with backend "
+  PB_LOG(INFO) << VersionLine("pinbroker") << " epoch " << broker->epoch() << " serving on "
+               << absl::StrJoin(broker->addresses_, ", ") << " with backend "
                << broker->backend_->name()
                << (broker->verbs_ != nullptr
                        ? absl::StrCat(" (RDMA pins; host pins on host; RDMA endpoints ",

@@ -9,12 +9,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
 #include "pinning/rdma/verbs_backend.h"
 
 namespace pinbroker::broker {
+
+// What the broker applies when the configuration leaves these unset (pinbrokerd --help shows them).
+inline constexpr absl::Duration kDefaultSessionTtl = absl::Seconds(30);
+inline constexpr absl::Duration kDefaultMaxSessionTtl = absl::Minutes(10);
+inline constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(2);
 
 // Parses a text-format BrokerConfig. INVALID_ARGUMENT with the parser's line and column.
 absl::StatusOr<v1::BrokerConfig> ParseConfig(const std::string& text);

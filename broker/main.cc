@@ -1,9 +1,14 @@
 // pinbrokerd: the pinbroker daemon. Flags and configuration in, a running Broker out; SIGTERM
 // or SIGINT shut it down gracefully (recall every lease, revoke what is not released in time,
-// exit 0).
+// exit 0). SIGHUP is logged and ignored: the configuration is read once, at start.
+//
+// Flags are spelled either way: --session-ttl=45s and --session_ttl=45s are the same flag.
+// --help prints this program's flags with their real defaults and exits 0; --version prints the
+// version, the git commit and the build type.
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -11,16 +16,18 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "api/pinbroker/rdma_wire.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/proto_convert.h"
+#include "common/build_info.h"
 #include "google/protobuf/text_format.h"
 #include "pinning/log.h"
 #include "pinning/rdma/verbs_backend.h"
@@ -34,7 +41,7 @@ ABSL_FLAG(std::vector<std::string>, listen, {},
           "Default: unix:<runtime_dir>/pinbroker.sock");
 ABSL_FLAG(std::vector<std::string>, export, {},
           "Exports as NAME=DIR, comma-separated; DIR is created if missing. Replaces the "
-          "config file's exports. Default (no config, no --export): 'default' under state_dir");
+          "config file's exports. Default (no config, no --export): 'default' under --state-dir");
 ABSL_FLAG(std::string, default_policy, "",
           "Layout policy for --export exports: defer, revoke or refuse (default revoke)");
 ABSL_FLAG(absl::Duration, grace, absl::Seconds(5),
@@ -58,11 +65,13 @@ ABSL_FLAG(std::vector<std::string>, rdma_device, {},
 ABSL_FLAG(std::string, rdma_address, "",
           "IPv4 address the rdma_cm listener binds (its device is then the only one used; "
           "default: every used device's addresses)");
-ABSL_FLAG(int32_t, rdma_port, 0, "rdma_cm listen port (default 7471)");
+// For the three flags below 0 means "not given" (the configuration file's value, else the default
+// --help shows).
+ABSL_FLAG(int32_t, rdma_port, 0, "rdma_cm listen port");
 ABSL_FLAG(absl::Duration, session_ttl, absl::ZeroDuration(),
-          "How long a session lives without a watch stream or renewal (default 30s)");
+          "How long a session lives without a watch stream or renewal");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::ZeroDuration(),
-          "On SIGTERM/SIGINT: grace for holders to release (default 2s)");
+          "On SIGTERM/SIGINT: grace for holders to release");
 ABSL_FLAG(std::string, state_dir, "",
           "Embedded default's export parent (default /var/lib/pinbroker as root, else "
           "$XDG_DATA_HOME/pinbroker)");
@@ -70,6 +79,7 @@ ABSL_FLAG(std::string, runtime_dir, "",
           "Embedded default's socket directory (default /run/pinbroker as root, else "
           "$XDG_RUNTIME_DIR/pinbroker or /tmp/pinbroker-UID)");
 ABSL_FLAG(bool, print_config, false, "Print the effective configuration and exit");
+ABSL_FLAG(bool, version, false, "Print the version, git commit and build type, and exit");
 
 namespace pinbroker::broker {
 namespace {
@@ -178,6 +188,7 @@ int Run() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   RealClock clock;
@@ -187,7 +198,7 @@ int Run() {
     return 1;
   }
   const std::string& address = (*broker)->addresses().front();
-  std::cout << "pinbrokerd " << PINBROKER_VERSION << " ready (epoch " << (*broker)->epoch()
+  std::cout << "pinbrokerd " << GetBuildInfo().version << " ready (epoch " << (*broker)->epoch()
             << ", backend " << (*broker)->backend().name() << ")\n";
   for (const Export* e : (*broker)->engine().exports()) {
     std::cout << "  export " << e->name() << " -> " << e->options().root
@@ -206,9 +217,14 @@ int Run() {
             << std::flush;
 
   int received = 0;
-  sigwait(&signals, &received);
+  for (;;) {
+    if (sigwait(&signals, &received) != 0) continue;
+    if (received != SIGHUP) break;
+    PB_LOG(WARNING) << "received SIGHUP: pinbrokerd does not reload its configuration; still "
+                       "serving with the one it started with (restart it to apply changes)";
+  }
   const absl::Duration grace =
-      config->has_shutdown_grace() ? FromProto(config->shutdown_grace()) : absl::Seconds(2);
+      config->has_shutdown_grace() ? FromProto(config->shutdown_grace()) : kDefaultShutdownGrace;
   PB_LOG(INFO) << "received " << (received == SIGTERM ? "SIGTERM" : "SIGINT");
   (*broker)->Shutdown(grace);
   broker->reset();
@@ -218,19 +234,113 @@ int Run() {
 }  // namespace
 }  // namespace pinbroker::broker
 
+namespace pinbroker::broker {
+namespace {
+
+constexpr absl::string_view kUsage =
+    "pinbrokerd: the pinbroker daemon. Brokers DMA/RDMA pins of file ranges and keeps them safe "
+    "across truncates and hole punches.\n\n"
+    "With no --config and no --export it serves the embedded default: one export 'default' and "
+    "a Unix socket, both in per-user directories.\n\n"
+    "Usage: pinbrokerd [--config FILE] [--listen ADDR,...] [--export NAME=DIR,...] [FLAGS]\n"
+    "Flags may be spelled --kebab-case or --snake_case; booleans also as --noNAME.\n"
+    "Signals: SIGTERM and SIGINT shut down gracefully; SIGHUP is logged and ignored.";
+
+bool IsOurFlag(const absl::CommandLineFlag& flag) {
+  return absl::EndsWith(flag.Filename(), "broker/main.cc");
+}
+
+// The default --help shows for `flag`: where the flag's own default means "not given", the one
+// the broker applies then.
+std::string ShownDefault(const absl::CommandLineFlag& flag) {
+  const absl::string_view name = flag.Name();
+  if (name == "session_ttl") return absl::FormatDuration(kDefaultSessionTtl);
+  if (name == "shutdown_grace") return absl::FormatDuration(kDefaultShutdownGrace);
+  if (name == "rdma_port") return absl::StrCat(rdma_wire::kDefaultPort);
+  if (name == "backend") return "auto";
+  return flag.DefaultValue();
+}
+
+// `text` as lines of at most `width` columns (longer words stay whole), each after `indent`.
+std::string Wrapped(absl::string_view text, absl::string_view indent, size_t width) {
+  std::string out, line;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (!line.empty() && indent.size() + line.size() + 1 + word.size() > width) {
+      absl::StrAppend(&out, indent, line, "\n");
+      line.clear();
+    }
+    absl::StrAppend(&line, line.empty() ? "" : " ", word);
+  }
+  if (!line.empty()) absl::StrAppend(&out, indent, line, "\n");
+  return out;
+}
+
+std::string HelpText() {
+  std::vector<const absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsOurFlag(*flag)) flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
+              return a->Name() < b->Name();
+            });
+  std::string out;
+  for (absl::string_view paragraph : absl::StrSplit(kUsage, '\n')) {
+    absl::StrAppend(&out, paragraph.empty() ? "\n" : Wrapped(paragraph, "", 100));
+  }
+  absl::StrAppend(&out, "\nFlags:\n");
+  for (const absl::CommandLineFlag* flag : flags) {
+    std::string name(flag->Name());
+    std::replace(name.begin(), name.end(), '_', '-');
+    std::string help(flag->Help());
+    const std::string shown = ShownDefault(*flag);
+    if (!shown.empty()) absl::StrAppend(&help, " (default: ", shown, ")");
+    absl::StrAppend(&out, "  --", name, "\n", Wrapped(help, "      ", 100));
+  }
+  absl::StrAppend(&out, "  --help\n      Print this help and exit\n");
+  return out;
+}
+
+// Rewrites "--kebab-name[=v]" as "--kebab_name[=v]" and "--no-name" as "--noname" for absl (every
+// flag of ours is snake_case), up to a "--" that ends the flags.
+std::vector<std::string> SnakeCaseFlags(int argc, char** argv) {
+  std::vector<std::string> out(argv, argv + argc);
+  for (size_t i = 1; i < out.size(); ++i) {
+    std::string& a = out[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    const size_t begin = a[1] == '-' ? 2 : 1;
+    const size_t end = std::min(a.find('='), a.size());
+    std::replace(a.begin() + static_cast<std::ptrdiff_t>(begin),
+                 a.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
+    // --no-guard: absl spells a negated boolean --noguard.
+    const std::string name = a.substr(begin, end - begin);
+    if (absl::StartsWith(name, "no_") && absl::FindCommandLineFlag(name) == nullptr &&
+        absl::FindCommandLineFlag(name.substr(3)) != nullptr) {
+      a.erase(begin + 2, 1);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace pinbroker::broker
+
 int main(int argc, char** argv) {
-  // --help lists this file's flags (absl's default looks for a file named after the program).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "broker/main.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
-      "pinbroker daemon: brokers DMA/RDMA pins of file ranges and keeps them safe across "
-      "truncates and hole punches.\n\nWith no --config and no --export it serves the embedded "
-      "default: one export 'default' and a Unix socket, both in per-user directories.\n\n"
-      "Usage: pinbrokerd [--config FILE] [--listen ADDR,...] [--export NAME=DIR,...] ...");
-  absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args = pinbroker::broker::SnakeCaseFlags(argc, argv);
+  for (size_t i = 1; i < args.size() && args[i] != "--"; ++i) {
+    if (args[i] == "--help" || args[i] == "-h" || args[i] == "--helpshort" || args[i] == "-help") {
+      std::cout << pinbroker::broker::HelpText();
+      return 0;
+    }
+  }
+  absl::SetProgramUsageMessage(pinbroker::broker::kUsage);
+  std::vector<char*> c_args;
+  for (std::string& a : args) c_args.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(c_args.size()), c_args.data());
+  if (absl::GetFlag(FLAGS_version)) {
+    std::cout << pinbroker::VersionLine("pinbrokerd") << "\n";
+    return 0;
+  }
   return pinbroker::broker::Run();
 }

@@ -194,6 +194,7 @@ Status PinBrokerService::PunchHole(Ctx*, const v1::PunchHoleRequest* request,
 
 Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse* response) {
   response->set_version(info_.version);
+  response->set_rdma_unavailable(info_.rdma_unavailable);
   response->set_epoch(ids_->epoch());
   ToProto(info_.started_at, response->mutable_started_at());
   response->set_backend(std::string(engine_->backend().name()));

@@ -33,6 +33,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
     absl::Time started_at;
     // The RDMA backend, if RDMA pins are served (GetInfo's devices, endpoints, connections).
     const rdma::VerbsBackend* rdma = nullptr;
+    // Why RDMA access is not served (GetInfo's rdma_unavailable); empty when `rdma` is set.
+    std::string rdma_unavailable;
   };
 
   PinBrokerService(PinService* engine, SessionTable* sessions, const LeaseIdCodec* ids, Info info);

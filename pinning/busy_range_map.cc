@@ -29,9 +29,9 @@ absl::Status BusyRangeMap::Reserve(LeaseId lease, PageRange range, absl::Time wa
     };
     if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&unblocked), wait_until)) {
       const ActiveBlock* block = BlockingLocked(range);
-      return absl::AbortedError(absl::StrCat("pages ", range.ToString(),
-                                             " are blocked by a layout change in progress (",
-                                             block->reason, "); retry when it completes"));
+      return absl::AbortedError(
+          absl::StrCat("the range is blocked by a layout change in progress (", block->reason,
+                       "); retry when it completes"));
     }
   }
   index_.Insert(lease, range);
@@ -52,7 +52,7 @@ absl::Status BusyRangeMap::Commit(LeaseId lease, absl::FunctionRef<void()> on_co
   if (slot.doomed) {
     const ActiveBlock* block = BlockingLocked(slot.range);
     return absl::AbortedError(absl::StrCat(
-        "a layout change began on pages ", slot.range.ToString(), " while the pin was set up (",
+        "a layout change began on the range while the pin was set up (",
         block != nullptr ? block->reason : std::string("since completed"), "); retry the pin"));
   }
   slot.held = true;

@@ -47,7 +47,7 @@ std::string LayoutCoordinator::DescribeLeases(
                                    ")"));
     } else {
       parts.push_back(absl::StrCat(table_->Name(id), " (", entry.held ? "ending" : "being set up",
-                                   ", pages ", entry.range.ToString(), ")"));
+                                   ", ", BytesText(entry.range, page_size_), ")"));
     }
   }
   return absl::StrJoin(parts, ", ");
@@ -192,7 +192,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
     case LayoutPolicy::kRefuse:
       if (!held.empty()) {
         return absl::FailedPreconditionError(
-            absl::StrCat(change.description, " refused: pages ", change.affected.ToString(),
+            absl::StrCat(change.description, " refused: ", BytesText(change.affected, page_size_),
                          " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
                          "; release those leases first, or use policy defer or revoke"));
       }
@@ -200,8 +200,8 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
     case LayoutPolicy::kDefer:
       if (!file.busy.AwaitDrained(block.id, options.deadline)) {
         return absl::DeadlineExceededError(absl::StrCat(
-            change.description, " deferred until the deadline but pages ",
-            change.affected.ToString(), " are still pinned by ",
+            change.description, " deferred until the deadline but ",
+            BytesText(change.affected, page_size_), " are still pinned by ",
             DescribeLeases(file.busy.Overlapping(change.affected)),
             "; the file is unchanged. Ask the holders to release, or use policy revoke"));
       }
@@ -238,9 +238,9 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
   // Every policy: wait for what is left (reservations aborting, ends in progress).
   if (!file.busy.AwaitDrained(block.id, std::max(options.deadline, clock_->Now()))) {
     return absl::DeadlineExceededError(absl::StrCat(
-        change.description, " not applied by the deadline: pages ", change.affected.ToString(),
-        " still held by ", DescribeLeases(file.busy.Overlapping(change.affected)),
-        "; the file is unchanged"));
+        change.description,
+        " not applied by the deadline: ", BytesText(change.affected, page_size_), " still held by ",
+        DescribeLeases(file.busy.Overlapping(change.affected)), "; the file is unchanged"));
   }
   for (LeaseId id : held) {
     if (Contains(result.revoked, id)) continue;
@@ -264,7 +264,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
                         absl::StrCat(change.description, " failed: ", applied.message(),
                                      ended ? "; leases already ended stay ended" : ""));
   }
-  PB_LOG(INFO) << "layout " << reason << ": affected pages " << change.affected.ToString()
+  PB_LOG(INFO) << "layout " << reason << ": affected " << BytesText(change.affected, page_size_)
                << ", recalled [" << absl::StrJoin(result.recalled, ",") << "], released ["
                << absl::StrJoin(result.released, ",") << "], expired ["
                << absl::StrJoin(result.expired, ",") << "], revoked ["

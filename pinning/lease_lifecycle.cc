@@ -32,16 +32,17 @@ absl::Status LeaseLifecycle::Complete(const LeaseInfo& lease, bool revoke) {
       (*file)->busy.Remove(lease.id).IgnoreError();  // Absent only if never committed.
     }
   } else {
-    result = absl::InternalError(absl::StrCat(
-        "backend '", backend_->name(), "' failed to ", revoke ? "revoke" : "release", " lease ",
-        lease.id, ": ", undone.message(), "; its pages ", lease.pages.ToString(), " of file ",
-        lease.file.ToString(), " stay marked busy so no layout change can free them"));
+    result = absl::InternalError(
+        absl::StrCat("backend '", backend_->name(), "' failed to ", revoke ? "revoke" : "release",
+                     " lease ", lease.id, ": ", undone.message(), "; its bytes [", lease.offset,
+                     ", ", lease.offset + lease.length, ") of file ", lease.file.ToString(),
+                     " stay marked busy so no layout change can free them"));
     PB_LOG(ERROR) << result.message();
   }
   PB_LOG(INFO) << table_->Name(lease.id) << " " << LeaseStateName(lease.state)
                << ": owner=" << lease.owner << " export=" << lease.export_name
-               << " path=" << lease.path << " pages=" << lease.pages.ToString() << " reason=\""
-               << lease.reason << "\"";
+               << " path=" << lease.path << " bytes=[" << lease.offset << ", "
+               << lease.offset + lease.length << ") reason=\"" << lease.reason << "\"";
   table_->Finish(lease.id);
   return result;
 }

@@ -25,6 +25,14 @@ ByteRange ToBytes(const PageRange& pages, uint64_t page_size) {
   return ByteRange{offset, end - offset};
 }
 
+std::string BytesText(const PageRange& pages, uint64_t page_size) {
+  const ByteRange bytes = ToBytes(pages, page_size);
+  if (pages.end == kPageRangeToInfinity) {
+    return absl::StrCat("bytes from ", bytes.offset, " to the end of the file");
+  }
+  return absl::StrCat("bytes [", bytes.offset, ", ", bytes.offset + bytes.length, ")");
+}
+
 uint64_t SystemPageSize() {
   static const uint64_t kPageSize = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   return kPageSize;

@@ -44,6 +44,10 @@ struct ByteRange {
 };
 ByteRange ToBytes(const PageRange& pages, uint64_t page_size);
 
+// "bytes [4096, 65536)" or, for open-ended ranges, "bytes from 4096 to the end of the file": how
+// messages and logs name a page range (never by page index).
+std::string BytesText(const PageRange& pages, uint64_t page_size);
+
 // The process's page size (sysconf(_SC_PAGESIZE)), read once.
 uint64_t SystemPageSize();
 

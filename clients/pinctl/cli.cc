@@ -76,13 +76,16 @@ class Parser {
       auto handled = TryGlobal(flag);
       if (!handled.ok()) return handled.status();
       if (!*handled) {
-        return absl::InvalidArgumentError(absl::StrCat("unknown option '", arg,
-                                                       "' (global options: --endpoint, -o, "
-                                                       "--timeout, --session, --token, --help)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown option '", arg,
+                         "' (global options: --endpoint, -o, "
+                         "--timeout, --session, --token, --help, --version)"));
       }
     }
     if (i_ >= argc_) {
-      if (!out_.global.help) return absl::InvalidArgumentError("no command given");
+      if (!out_.global.help && !out_.global.version) {
+        return absl::InvalidArgumentError("no command given");
+      }
       return std::move(out_);
     }
     std::string noun = argv_[i_++];
@@ -173,6 +176,11 @@ class Parser {
     const std::string& n = flag.name;
     if (n == "h" || n == "help") {
       out_.global.help = true;
+      return true;
+    }
+    if (n == "version") {
+      if (flag.value.has_value()) return absl::InvalidArgumentError("--version takes no value");
+      out_.global.version = true;
       return true;
     }
     if (n != "endpoint" && n != "o" && n != "output" && n != "timeout" && n != "session" &&

@@ -32,6 +32,7 @@ struct GlobalOptions {
   std::string session;                         // Empty: PINBROKER_SESSION.
   std::string token;                           // Empty: PINBROKER_TOKEN.
   bool help = false;
+  bool version = false;
 };
 
 struct FlagSpec {

@@ -9,6 +9,7 @@
 #include "clients/pinctl/connection.h"
 #include "clients/pinctl/output.h"
 #include "clients/pinctl/signals.h"
+#include "common/build_info.h"
 
 namespace pinctl {
 namespace {
@@ -25,6 +26,7 @@ of the same name):
   --session ID      session credentials for commands acting on a session's leases
   --token T         (default: $PINBROKER_SESSION and $PINBROKER_TOKEN)
   -h, --help        help; "pinctl help lease pin" or "pinctl lease pin --help" for one command
+  --version         the version, git commit and build type
 Durations: 500ms, 2s, 1m30s or a number of seconds. Sizes: bytes, or with K, M, G, T suffix.
 )";
 
@@ -92,6 +94,11 @@ int Main(int argc, char** argv) {
     PrintHelp(*line);
     return kExitOk;
   }
+  if (line->global.version) {
+    const std::string text = pinbroker::VersionLine("pinctl") + "\n";
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return kExitOk;
+  }
   const Command& command = Commands()[line->command];
   Output out(line->global.output);
   const int positional = static_cast<int>(line->args.positional().size());
@@ -101,6 +108,7 @@ int Main(int argc, char** argv) {
   // Before the first gRPC thread exists, so that only the signal waiter receives them.
   if (command.streaming(line->args)) SignalWaiter::BlockTerminationSignals();
   Connection connection(line->global);
+  out.set_endpoint(connection.endpoint());
   Invocation inv{line->global, line->args, connection, out};
   return command.run(inv);
 }

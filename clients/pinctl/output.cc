@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -56,7 +57,6 @@ std::string StatusCodeName(grpc::StatusCode code) {
   }
 }
 
-
 std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
@@ -94,8 +94,13 @@ int Output::Failure(absl::string_view code, absl::string_view message, int exit_
 
 int Output::RpcError(const grpc::Status& status, absl::string_view what) {
   std::string message = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && message.empty()) {
-    message = "the broker is not reachable";
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      (message.empty() || absl::StrContains(message, "failed to connect"))) {
+    message =
+        absl::StrCat("no broker reachable at ", endpoint_.empty() ? "the endpoint" : endpoint_,
+                     " (", message.empty() ? "no detail" : message,
+                     "). Is pinbrokerd running? Point pinctl at it with --endpoint ADDR or "
+                     "PINBROKER_ENDPOINT=ADDR (unix:/path.sock or host:port)");
   }
   return Failure(StatusCodeName(status.error_code()), absl::StrCat(what, ": ", message),
                  ExitCodeFor(status.error_code()));

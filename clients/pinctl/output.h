@@ -15,8 +15,6 @@
 // flushed at once, so a reader on a pipe sees each event when it happens.
 #pragma once
 
-#include "clients/common/cli_text.h"
-
 #include <google/protobuf/message.h>
 #include <grpcpp/support/status.h>
 
@@ -24,6 +22,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "clients/common/cli_text.h"
 #include "clients/pinctl/cli.h"
 
 namespace pinctl {
@@ -51,6 +50,8 @@ class Output {
   explicit Output(OutputFormat format) : format_(format) {}
 
   bool json() const { return format_ == OutputFormat::kJson; }
+  // The broker endpoint this run talks to, named when it cannot be reached.
+  void set_endpoint(std::string endpoint) { endpoint_ = std::move(endpoint); }
 
   // Writes `text` and a newline to stdout and flushes.
   void Line(absl::string_view text);
@@ -59,7 +60,9 @@ class Output {
   // A note for humans on stderr ("pinctl: ..."), in either format.
   void Note(absl::string_view text);
 
-  // Reports a failed RPC; returns its exit status. `what` says what was being done.
+  // Reports a failed RPC; returns its exit status. `what` says what was being done. When the
+  // broker could not be reached at all, the message names the endpoint tried and how to point
+  // pinctl elsewhere.
   int RpcError(const grpc::Status& status, absl::string_view what);
   // Reports a usage error (exit 2), with a pointer to --help.
   int UsageError(absl::string_view message);
@@ -68,6 +71,7 @@ class Output {
 
  private:
   OutputFormat format_;
+  std::string endpoint_;
 };
 
 // Column-aligned text table; the first row is the header.

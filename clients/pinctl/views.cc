@@ -168,6 +168,9 @@ void PrintInfo(Output& out, const v1::GetInfoResponse& info) {
   t.Add({"epoch:", info.epoch()});
   t.Add({"started:", FormatTimestamp(info.started_at())});
   t.Add({"backend:", info.backend()});
+  if (!info.rdma_unavailable().empty()) {
+    t.Add({"rdma:", absl::StrCat("not served: ", info.rdma_unavailable())});
+  }
   t.Add({"page size:", absl::StrCat(info.page_size())});
   t.Add({"session ttl:", FormatDuration(info.session_ttl())});
   t.Add({"live leases:", absl::StrCat(info.live_leases())});

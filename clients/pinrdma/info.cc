@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "clients/pinrdma/commands.h"
 #include "clients/pinrdma/session.h"
+#include "common/rdma_presence.h"
 
 namespace pinrdma {
 namespace {
@@ -18,11 +19,11 @@ const char* PortStateName(ibv_port_state s) { return ibv_port_state_str(s); }
 void PrintLocalDevices(Printer& out) {
   int n = 0;
   ibv_device** list = ibv_get_device_list(&n);
-  if (list == nullptr) {
+  if (list == nullptr || n == 0) {
+    const int err = list == nullptr ? errno : 0;
+    if (list != nullptr) ibv_free_device_list(list);
     out.Emit("local_devices",
-             Fields()
-                 .Num("count", 0)
-                 .Str("why", absl::StrCat("ibv_get_device_list: ", std::strerror(errno))));
+             Fields().Num("count", 0).Str("why", pinbroker::NoRdmaDeviceReason(err)));
     return;
   }
   out.Emit("local_devices", Fields().Num("count", static_cast<uint64_t>(n)));
@@ -49,11 +50,15 @@ int RunInfo(const Options& options, Printer& out) {
   if (int exit = OpenSession(options, out, /*rdma=*/false, &session); exit != kExitOk) return exit;
   auto info = session.client->GetInfo();
   if (!info.ok()) return out.Error("GetInfo", info.status());
-  out.Emit("broker", Fields()
-                         .Str("version", info->version())
-                         .Str("backend", info->backend())
-                         .Num("page_size", info->page_size())
-                         .Num("rdma_connections", info->rdma_connections()));
+  out.Emit("broker",
+           Fields()
+               .Str("version", info->version())
+               .Str("backend", info->backend())
+               .Num("page_size", info->page_size())
+               .Num("rdma_connections", info->rdma_connections())
+               .Str("rdma", info->rdma_unavailable().empty()
+                                ? "served"
+                                : absl::StrCat("not served: ", info->rdma_unavailable())));
   for (const pinbroker::v1::DeviceInfo& d : info->devices()) {
     out.Emit("broker_device",
              Fields()

@@ -8,6 +8,7 @@
 #include "clients/pinrdma/commands.h"
 #include "clients/pinrdma/options.h"
 #include "clients/pinrdma/output.h"
+#include "common/build_info.h"
 #include "pinning/log.h"
 
 int main(int argc, char** argv) {
@@ -28,6 +29,11 @@ int main(int argc, char** argv) {
   }
   if (options->help) {
     const std::string text = pinrdma::HelpText();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return pinrdma::kExitOk;
+  }
+  if (options->version) {
+    const std::string text = pinbroker::VersionLine("pinrdma") + "\n";
     std::fwrite(text.data(), 1, text.size(), stdout);
     return pinrdma::kExitOk;
   }

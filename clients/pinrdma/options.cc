@@ -62,6 +62,7 @@ Setter Switch(bool Options::*field, bool value) {
 const std::map<std::string, Flag, std::less<>>& Flags() {
   static const auto* flags = new std::map<std::string, Flag, std::less<>>{
       {"help", {false, Switch(&Options::help, true)}},
+      {"version", {false, Switch(&Options::version, true)}},
       {"output",
        {true,
         [](Options& o, const std::string& v) -> absl::Status {
@@ -290,7 +291,7 @@ absl::StatusOr<Options> ParseOptions(int argc, const char* const* argv) {
     }
     if (absl::Status s = Named(name, it->second.set(o, value.value_or(""))); !s.ok()) return s;
   }
-  if (o.help) return o;
+  if (o.help || o.version) return o;
   if (!have_command) {
     return absl::InvalidArgumentError("no command; commands: check, write, read, hold, info");
   }
@@ -318,8 +319,9 @@ Commands:
                                  drain, release, exit 0. --ignore-recall: keep holding and
                                  writing every --write-interval (default 1s) until revoked,
                                  then probe the dead window once and exit 4
-  info                           the broker's RDMA devices and endpoints, and the local
-                                 devices
+  info                           the broker's RDMA devices and endpoints (or why it serves
+                                 no RDMA), and the local devices (or why there are none)
+  --version                      the version, git commit and build type
 
 Broker:
   --endpoint ADDR (--broker)     gRPC target: unix:/path.sock, /path.sock or host:port.

@@ -25,6 +25,7 @@ absl::string_view CommandName(Command c);
 struct Options {
   Command command = Command::kHelp;
   bool help = false;
+  bool version = false;
   bool json = false;  // -o json
 
   // Broker (gRPC).

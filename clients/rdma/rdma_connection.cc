@@ -51,9 +51,13 @@ absl::StatusOr<std::unique_ptr<RdmaConnection>> RdmaConnection::Connect(
     }
     if (chosen == nullptr) {
       if (offered.empty()) {
+        if (!info->rdma_unavailable().empty()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("the broker offers no RDMA endpoint: it serves no RDMA (",
+                           info->rdma_unavailable(), ")"));
+        }
         return absl::FailedPreconditionError(
-            absl::StrCat("the broker offers no RDMA endpoint (backend \"", info->backend(),
-                         "\"); start pinbrokerd with an RDMA device (backend auto or rdma)"));
+            absl::StrCat("the broker offers no RDMA endpoint (backend \"", info->backend(), "\")"));
       }
       return absl::NotFoundError(absl::StrCat("the broker has no RDMA endpoint on device ",
                                               options.broker_device, "; it offers ",

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/rdma_presence.h"
 #include "pinning/errno_status.h"
 #include "pinning/log.h"
 
@@ -103,12 +104,11 @@ absl::StatusOr<OpenedDevices> OpenDevices(const std::vector<std::string>& names)
   int count = 0;
   ibv_device** list = ibv_get_device_list(&count);
   if (list == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("no RDMA device: ibv_get_device_list failed: ", ErrnoDescription(errno)));
+    return absl::UnavailableError(absl::StrCat("no RDMA device: ", NoRdmaDeviceReason(errno)));
   }
   ibv_free_device_list(list);
   if (count == 0) {
-    return absl::UnavailableError("no RDMA device: ibv_get_device_list found none");
+    return absl::UnavailableError(absl::StrCat("no RDMA device: ", NoRdmaDeviceReason(0)));
   }
   // librdmacm's contexts: the ids it accepts carry these, so our PDs must live on them.
   ibv_context** contexts = rdma_get_devices(&count);
