@@ -43,6 +43,7 @@ absl::Status LeaseLifecycle::Complete(const LeaseInfo& lease, bool revoke) {
                << " path=" << lease.path << " pages=" << lease.pages.ToString() << " reason=\""
                << lease.reason << "\"";
   table_->Finish(lease.id);
+  if (on_ended_) on_ended_(lease);
   return result;
 }
 
