@@ -6,18 +6,37 @@
 
 namespace pinbroker {
 
-EventQueue::EventQueue(Clock* clock, size_t capacity, absl::AnyInvocable<void()> on_ready)
-    : clock_(clock), capacity_(capacity == 0 ? 1 : capacity), on_ready_(std::move(on_ready)) {}
+EventQueue::EventQueue(Clock* clock, size_t capacity, absl::AnyInvocable<void()> on_ready,
+                       size_t max_bytes)
+    : clock_(clock),
+      capacity_(capacity == 0 ? 1 : capacity),
+      max_bytes_(max_bytes == 0 ? 1 : max_bytes),
+      on_ready_(std::move(on_ready)) {}
+
+size_t EventQueue::BytesOf(const LeaseEvent& event) {
+  const LeaseInfo& l = event.lease;
+  return sizeof(LeaseEvent) + l.owner.capacity() + l.export_name.capacity() +
+         l.path.capacity() + l.reason.capacity() + l.rdma.device.capacity() +
+         l.rdma.constraint_reason.capacity();
+}
+
+bool EventQueue::CountsAgainstCapacity(LeaseEvent::Type type) {
+  return type == LeaseEvent::Type::kGranted;
+}
 
 bool EventQueue::Push(LeaseEvent event) {
   bool queued = false;
   {
     absl::MutexLock lock(&mu_);
     if (closed_ || overflowed_) return false;
-    if (events_.size() >= capacity_) {
+    const bool bounded = CountsAgainstCapacity(event.type);
+    const size_t bytes = BytesOf(event);
+    if ((bounded && bounded_ >= capacity_) || bytes_ + bytes > max_bytes_) {
       overflowed_ = true;
     } else {
-      events_.push_back(std::move(event));
+      events_.push_back(Queued{std::move(event), bytes});
+      bounded_ += bounded ? 1 : 0;
+      bytes_ += bytes;
       queued = true;
     }
   }
@@ -29,14 +48,17 @@ bool EventQueue::Push(LeaseEvent event) {
 
 std::optional<absl::StatusOr<LeaseEvent>> EventQueue::TakeLocked() {
   if (!events_.empty()) {
-    LeaseEvent event = std::move(events_.front());
+    Queued front = std::move(events_.front());
     events_.pop_front();
-    return event;
+    bounded_ -= CountsAgainstCapacity(front.event.type) ? 1 : 0;
+    bytes_ -= front.bytes;
+    return std::move(front.event);
   }
   if (overflowed_) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "lease event subscriber fell more than ", capacity_,
-        " events behind and events were dropped; resubscribe to get a fresh snapshot"));
+        "lease event subscriber fell more than ", capacity_, " grant events or ", max_bytes_,
+        " bytes of events behind and events were dropped; resubscribe to get a fresh "
+        "snapshot"));
   }
   if (closed_) return absl::CancelledError("lease event subscription closed");
   return std::nullopt;
@@ -74,6 +96,11 @@ bool EventQueue::closed() const {
 bool EventQueue::overflowed() const {
   absl::MutexLock lock(&mu_);
   return overflowed_;
+}
+
+size_t EventQueue::bytes() const {
+  absl::MutexLock lock(&mu_);
+  return bytes_;
 }
 
 size_t EventQueue::size() const {

@@ -44,6 +44,7 @@ absl::Status LeaseLifecycle::Complete(const LeaseInfo& lease, bool revoke) {
                << " path=" << lease.path << " bytes=[" << lease.offset << ", "
                << lease.offset + lease.length << ") reason=\"" << lease.reason << "\"";
   table_->Finish(lease.id);
+  if (on_ended_) on_ended_(lease);
   return result;
 }
 

@@ -6,12 +6,18 @@
 // backend cannot undo a pin, the busy range is kept: pages that may still be DMA targets stay
 // protected from layout changes, and the failure is reported rather than hidden.
 //
-// Thread-safety: safe to call concurrently; holds no lock of its own and calls the backend with
-// no engine lock held.
+// Every end, whichever path took it, is reported once to `on_ended` (the lease in its terminal
+// state, after its terminal event), so that a watcher of leases (the file guard) can keep
+// per-file counts without listing the table.
+//
+// Thread-safety: safe to call concurrently; holds no lock of its own and calls the backend and
+// `on_ended` with no engine lock held.
 #pragma once
 
 #include <string>
+#include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -23,8 +29,11 @@ namespace pinbroker {
 
 class LeaseLifecycle {
  public:
-  LeaseLifecycle(LeaseTable* table, PinBackend* backend, FileRegistry* files)
-      : table_(table), backend_(backend), files_(files) {}
+  using EndedHandler = absl::AnyInvocable<void(const LeaseInfo&)>;
+
+  LeaseLifecycle(LeaseTable* table, PinBackend* backend, FileRegistry* files,
+                 EndedHandler on_ended = nullptr)
+      : table_(table), backend_(backend), files_(files), on_ended_(std::move(on_ended)) {}
 
   // The holder `owner` releases lease `id`. NOT_FOUND for unknown, ended or foreign leases.
   absl::Status Release(absl::string_view owner, LeaseId id);
@@ -45,6 +54,7 @@ class LeaseLifecycle {
   LeaseTable* const table_;
   PinBackend* const backend_;
   FileRegistry* const files_;
+  EndedHandler on_ended_;
 };
 
 }  // namespace pinbroker

@@ -198,7 +198,8 @@ LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
                                                absl::AnyInvocable<void()> on_ready) {
   absl::MutexLock lock(&mu_);
   Subscription sub;
-  sub.events = std::make_shared<EventQueue>(clock_, options_.queue_capacity, std::move(on_ready));
+  sub.events = std::make_shared<EventQueue>(clock_, options_.queue_capacity, std::move(on_ready),
+                                            options_.queue_bytes);
   for (const auto& [id, record] : leases_) {
     if (!record.ending && record.info.owner == owner) sub.snapshot.push_back(record.info);
   }

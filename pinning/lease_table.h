@@ -13,7 +13,8 @@
 // the clock's timer thread (inside Advance() with SimulatedClock).
 //
 // Events reach subscribers per owner, in the order the table applied them, through bounded
-// EventQueues (see event_queue.h). Subscribe() returns the owner's live leases and the queue
+// EventQueues (see event_queue.h): a recall fanned out over all of an owner's leases never
+// overflows them by count, only past their byte bound. Subscribe() returns the owner's live leases and the queue
 // atomically: nothing is missed between the snapshot and the first event.
 //
 // Ended leases leave a tombstone (bounded, oldest dropped first) so that NOT_FOUND can say what
@@ -56,7 +57,10 @@ class LeaseTable {
  public:
   struct Options {
     size_t tombstones = 4096;      // Ended leases remembered for error messages.
-    size_t queue_capacity = 1024;  // Per subscriber.
+    // Per subscriber: grant events queued (recalls and ends bypass it), and bytes of events of
+    // any type queued (see event_queue.h).
+    size_t queue_capacity = 1024;
+    size_t queue_bytes = EventQueue::kDefaultMaxBytes;
     // Put before lease numbers in messages, so they read as the ids clients hold (the service
     // sets "<epoch>-").
     std::string id_prefix;

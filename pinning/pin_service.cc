@@ -37,12 +37,9 @@ PinService::PinService(Clock* clock, PinBackend* backend, Options options)
       files_(clock),
       table_(
           clock,
-          [this](const LeaseInfo& lease) {
-            lifecycle_.OnExpired(lease);
-            NotifyLeaseEnded(lease.file);
-          },
-          options.table),
-      lifecycle_(&table_, backend, &files_),
+          [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
+      lifecycle_(&table_, backend, &files_,
+                 [this](const LeaseInfo& lease) { NotifyLeaseEnded(lease); }),
       coordinator_(clock, &table_, &lifecycle_, page_size_, std::move(options.on_layout_apply)) {}
 
 absl::StatusOr<std::unique_ptr<PinService>> PinService::Create(Clock* clock, PinBackend* backend,
@@ -190,10 +187,7 @@ absl::StatusOr<LeaseInfo> PinService::Renew(absl::string_view owner, LeaseId id,
 }
 
 absl::Status PinService::Release(absl::string_view owner, LeaseId id) {
-  const absl::StatusOr<LeaseInfo> lease = table_.Get(id);
-  absl::Status released = lifecycle_.Release(owner, id);
-  if (released.ok() && lease.ok()) NotifyLeaseEnded(lease->file);
-  return released;
+  return lifecycle_.Release(owner, id);
 }
 
 size_t PinService::RevokeLeases(const std::vector<LeaseId>& ids, const std::string& reason) {
@@ -219,7 +213,6 @@ absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, 
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result =
       coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
-  if (result.ok()) NotifyLeaseEnded(file.info.id);
   if (!result.ok()) {
     PB_LOG(WARNING) << "layout truncate of " << exp->name() << "/" << request.path << " to "
                     << new_size << " not applied: " << result.status();
@@ -234,7 +227,6 @@ absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request,
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result = coordinator_.PunchHole(*state, file.fd.get(), offset, length,
                                        LayoutOptionsFor(*exp, request));
-  if (result.ok()) NotifyLeaseEnded(file.info.id);
   if (!result.ok()) {
     PB_LOG(WARNING) << "layout punch hole of " << exp->name() << "/" << request.path << " ["
                     << offset << ", +" << length << ") not applied: " << result.status();
@@ -276,10 +268,12 @@ void PinService::AttachGuard(FileGuardHooks* guard) {
   guard_ = guard;
 }
 
-void PinService::NotifyLeaseEnded(const FileId& file) {
+void PinService::NotifyLeaseEnded(const LeaseInfo& lease) {
   absl::ReaderMutexLock lock(&guard_mu_);
-  if (guard_ != nullptr) guard_->OnLeaseEnded(file);
+  if (guard_ != nullptr) guard_->OnLeaseEnded(lease);
 }
+
+bool PinService::IsLive(LeaseId id) const { return table_.Get(id).ok(); }
 
 absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_view path,
                                                 Access access) {

@@ -145,6 +145,9 @@ class PinService {
   std::vector<LeaseId> RecallLeases(const std::vector<LeaseId>& ids, const std::string& reason,
                                     absl::Time deadline);
 
+  // Whether lease `id` is live (granted or recalling, its end not claimed). O(log leases).
+  bool IsLive(LeaseId id) const;
+
   // Waits until no lease is live or ending, or the clock reaches `deadline`. True if none.
   bool AwaitNoLeases(absl::Time deadline) { return table_.AwaitEmpty(deadline); }
 
@@ -165,7 +168,7 @@ class PinService {
   // Opens for I/O; for writing, first has the guard give up a file lease of its own that the
   // open would break (which would fail it with UNAVAILABLE).
   absl::StatusOr<OpenedFile> OpenFile(const Export& exp, absl::string_view path, Access access);
-  void NotifyLeaseEnded(const FileId& file) ABSL_LOCKS_EXCLUDED(guard_mu_);
+  void NotifyLeaseEnded(const LeaseInfo& lease) ABSL_LOCKS_EXCLUDED(guard_mu_);
 
   Clock* const clock_;
   PinBackend* const backend_;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <thread>
 #include <utility>
@@ -45,8 +46,21 @@ struct FileGuard::Watched {
   bool unlinked ABSL_GUARDED_BY(mu) = false;
   bool check_queued ABSL_GUARDED_BY(mu) = false;
   bool disarmed ABSL_GUARDED_BY(mu) = false;
-  // The layout of each lease's bytes when it was granted.
-  absl::flat_hash_map<LeaseId, RangeLayout> layouts ABSL_GUARDED_BY(mu);
+
+  // One check at a time (held for the whole check, before mu).
+  absl::Mutex check_mu ABSL_ACQUIRED_BEFORE(mu);
+  // Each live lease the guard was told of: its bytes and the sweep it was granted under
+  // (nullptr while the grant is still taking it, or if it could not be taken).
+  struct LeaseView {
+    ByteRange bytes;
+    std::shared_ptr<const FileLayout> before;
+  };
+  absl::flat_hash_map<LeaseId, LeaseView> leases ABSL_GUARDED_BY(mu);
+  std::atomic<size_t> live{0};  // leases.size(), readable without mu.
+  // The latest sweep (highest sequence) and the next sequence number.
+  std::shared_ptr<const FileLayout> latest ABSL_GUARDED_BY(mu);
+  uint64_t sweeps ABSL_GUARDED_BY(mu) = 0;
+  absl::Time idle_since ABSL_GUARDED_BY(mu) = absl::InfinitePast();  // Last lease ended.
 
   std::string Name() const { return absl::StrCat(export_name, "/", path); }
   ArmedMechanisms Armed() ABSL_LOCKS_EXCLUDED(mu) {
@@ -245,6 +259,13 @@ std::vector<std::shared_ptr<FileGuard::Watched>> FileGuard::AllWatched() const {
 
 size_t FileGuard::guarded_files() const {
   absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, file] : files_) n += file->live.load() > 0 ? 1 : 0;
+  return n;
+}
+
+size_t FileGuard::armed_files() const {
+  absl::MutexLock lock(&mu_);
   return files_.size();
 }
 
@@ -354,43 +375,142 @@ void FileGuard::Disarm(const std::shared_ptr<Watched>& file) {
   PB_LOG(INFO) << "guard disarmed on " << file->Name() << ": no lease left";
 }
 
-void FileGuard::DisarmIfIdle(const FileId& id) {
+void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
+  std::shared_ptr<Watched> file;
+  bool revived = false;
+  {
+    // Counted under arm_mu_, so that a linger timer cannot disarm the file in between.
+    absl::MutexLock arm(&arm_mu_);
+    file = Find(lease.file);
+    if (file == nullptr) file = Arm(lease, fd);
+    if (file == nullptr) return;
+    absl::MutexLock lock(&file->mu);
+    revived = file->leases.empty();
+    file->leases[lease.id] = Watched::LeaseView{ByteRange{lease.offset, lease.length}, nullptr};
+    file->live.store(file->leases.size());
+  }
+  if (revived) Revive(file);
+
+  // The layout the lease is granted under: the latest sweep if fstat says nothing changed since
+  // it was taken (so no change before the grant can look like one after it), else a new sweep
+  // (taken after the grant, as a snapshot always was).
+  std::shared_ptr<const FileLayout> before;
+  struct stat st;
+  if (::fstat(file->fd.get(), &st) == 0) {
+    const LayoutStamp stamp = StampOf(st);
+    absl::MutexLock lock(&file->mu);
+    if (file->latest != nullptr && file->latest->settled && file->latest->stamp == stamp) {
+      before = file->latest;
+    }
+  }
+  if (before == nullptr) {
+    absl::StatusOr<std::shared_ptr<const FileLayout>> swept = Sweep(*file);
+    if (!swept.ok()) {
+      PB_LOG(WARNING) << "guard: no layout snapshot of lease " << lease.id << " on "
+                      << file->Name() << ": " << swept.status();
+    } else {
+      before = *std::move(swept);
+    }
+  }
+  {
+    absl::MutexLock lock(&file->mu);
+    auto it = file->leases.find(lease.id);
+    if (it != file->leases.end()) it->second.before = std::move(before);
+  }
+  // A lease that ended before it was counted (revoked the moment it was granted) had its end
+  // reported to nobody: forget it now.
+  if (!service_->IsLive(lease.id)) ForgetLease(file, lease.id);
+}
+
+void FileGuard::OnLeaseEnded(const LeaseInfo& lease) {
+  std::shared_ptr<Watched> file = Find(lease.file);
+  if (file != nullptr) ForgetLease(file, lease.id);
+}
+
+void FileGuard::Revive(const std::shared_ptr<Watched>& file) {
+  if (!caps_.leases) return;
+  pid_t tid;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    tid = listener_tid_;
+  }
+  // As Arm() does: the marks stayed in place while the file lingered, so if a read lease can be
+  // taken now, every writer opened the file after the mark.
+  absl::MutexLock lock(&file->mu);
+  if (file->disarmed || file->lease || file->lease_break_in_flight ||
+      clock_->Now() < file->lease_hold_off) {
+    return;
+  }
+  const bool armed = ArmReadLease(file->fd.get(), lease_signal_, tid).ok();
+  if (armed) file->writers_predate_mark = false;
+  if (armed && file->fanotify) ReleaseLease(file->fd.get());
+  file->lease = armed && !file->fanotify;
+}
+
+void FileGuard::ForgetLease(const std::shared_ptr<Watched>& file, LeaseId id) {
+  {
+    absl::MutexLock lock(&file->mu);
+    if (file->leases.erase(id) == 0) return;
+    file->live.store(file->leases.size());
+    if (!file->leases.empty()) return;
+    file->idle_since = clock_->Now();
+    // Nothing to guard while lingering: let opens and truncate(path) go by without a break.
+    if (file->lease) ReleaseLease(file->fd.get());
+    file->lease = false;
+  }
+  ScheduleLinger(file);
+}
+
+void FileGuard::ScheduleLinger(const std::shared_ptr<Watched>& file) {
+  if (options_.disarm_linger <= absl::ZeroDuration()) {
+    LingerExpired(file->id);
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || linger_.contains(file->id)) return;
+  const FileId id = file->id;
+  linger_[id] = clock_->Schedule(clock_->Now() + options_.disarm_linger,
+                                 [this, id] { LingerExpired(id); });
+}
+
+void FileGuard::LingerExpired(const FileId& id) {
   absl::MutexLock arm(&arm_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    linger_.erase(id);
+  }
   std::shared_ptr<Watched> file = Find(id);
   if (file == nullptr) return;
-  LeaseFilter filter;
-  filter.file = id;
-  const std::vector<LeaseInfo> live = service_->ListLeases(filter);
-  if (live.empty()) {
+  absl::Time due;
+  {
+    absl::MutexLock lock(&file->mu);
+    if (!file->leases.empty()) return;  // Pinned again meanwhile: stays armed.
+    due = file->idle_since + options_.disarm_linger;
+  }
+  if (clock_->Now() >= due) {
     Disarm(file);
     return;
   }
-  absl::MutexLock lock(&file->mu);
-  absl::flat_hash_map<LeaseId, RangeLayout> kept;
-  for (const LeaseInfo& lease : live) {
-    auto it = file->layouts.find(lease.id);
-    if (it != file->layouts.end()) kept.emplace(lease.id, std::move(it->second));
-  }
-  file->layouts = std::move(kept);
+  absl::MutexLock lock(&mu_);  // Idle again since the timer was set: wait the rest.
+  if (stopping_ || linger_.contains(id)) return;
+  linger_[id] = clock_->Schedule(due, [this, id] { LingerExpired(id); });
 }
 
-void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
-  absl::MutexLock arm(&arm_mu_);
-  std::shared_ptr<Watched> file = Find(lease.file);
-  if (file == nullptr) file = Arm(lease, fd);
-  if (file == nullptr) return;
-  absl::StatusOr<RangeLayout> layout =
-      LayoutOf(file->fd.get(), ByteRange{lease.offset, lease.length});
-  if (!layout.ok()) {
-    PB_LOG(WARNING) << "guard: no layout snapshot of lease " << lease.id << " on " << file->Name()
-                    << ": " << layout.status();
-    return;
+absl::StatusOr<std::shared_ptr<const FileLayout>> FileGuard::Sweep(Watched& file) {
+  uint64_t sequence;
+  {
+    absl::MutexLock lock(&file.mu);
+    sequence = ++file.sweeps;
   }
-  absl::MutexLock lock(&file->mu);
-  file->layouts[lease.id] = *std::move(layout);
+  absl::StatusOr<FileLayout> swept = SweepLayout(file.fd.get());
+  if (!swept.ok()) return swept.status();
+  swept->sequence = sequence;
+  auto layout = std::make_shared<const FileLayout>(*std::move(swept));
+  absl::MutexLock lock(&file.mu);
+  if (file.latest == nullptr || file.latest->sequence < sequence) file.latest = layout;
+  return layout;
 }
-
-void FileGuard::OnLeaseEnded(const FileId& file) { DisarmIfIdle(file); }
 
 void FileGuard::YieldLease(const FileId& id) {
   std::shared_ptr<Watched> file = Find(id);
@@ -412,7 +532,7 @@ void FileGuard::TryArmLease(const std::shared_ptr<Watched>& file) {
   }
   absl::MutexLock lock(&file->mu);
   if (file->disarmed || file->fanotify || file->lease || file->lease_break_in_flight ||
-      clock_->Now() < file->lease_hold_off) {
+      file->leases.empty() || clock_->Now() < file->lease_hold_off) {
     return;
   }
   if (ArmReadLease(file->fd.get(), lease_signal_, tid).ok()) {
@@ -423,7 +543,7 @@ void FileGuard::TryArmLease(const std::shared_ptr<Watched>& file) {
 
 GuardReport FileGuard::Report(const FileId& id) const {
   std::shared_ptr<Watched> file = Find(id);
-  if (file == nullptr) return UnguardedReport();
+  if (file == nullptr || file->live.load() == 0) return UnguardedReport();  // Lingering.
   return ReportFor(file->Armed());
 }
 
@@ -763,7 +883,6 @@ void FileGuard::RunPreContent(Work& work) {
                << (verdict.allowed ? std::string("let through")
                                    : absl::StrCat("failed with ", ErrnoName(failed_with)))
                << "; " << verdict.summary;
-  DisarmIfIdle(file.id);
 }
 
 void FileGuard::RunLeaseBreak(Work& work) {
@@ -853,7 +972,6 @@ void FileGuard::RunLeaseBreak(Work& work) {
   PB_LOG(INFO) << "guard (file lease) on " << file->Name() << ": "
                << GuardArbiter::Describe(*chosen, size_before) << " by " << request.actor
                << ": let through; " << verdict.summary;
-  DisarmIfIdle(file->id);
 }
 
 void FileGuard::CheckNow() {
@@ -861,6 +979,7 @@ void FileGuard::CheckNow() {
 }
 
 void FileGuard::CheckFile(const std::shared_ptr<Watched>& file) {
+  absl::MutexLock check(&file->check_mu);
   struct stat st;
   if (::fstat(file->fd.get(), &st) != 0) return;
   if (st.st_nlink == 0) {
@@ -872,37 +991,40 @@ void FileGuard::CheckFile(const std::shared_ptr<Watched>& file) {
     }
     if (first) HandleUnlinked(file);
   }
-  LeaseFilter filter;
-  filter.file = file->id;
-  const std::vector<LeaseInfo> leases = service_->ListLeases(filter);
-  if (leases.empty()) {
-    DisarmIfIdle(file->id);
-    return;
-  }
-  absl::flat_hash_map<LeaseId, RangeLayout> layouts;
+  if (file->live.load() == 0) return;  // Lingering: nothing to compare.
+  absl::StatusOr<std::shared_ptr<const FileLayout>> swept = Sweep(*file);
+  if (!swept.ok()) return;
+  const FileLayout& now = **swept;
+  // Every lease against the one sweep. Leases granted under the same snapshot share the
+  // "unchanged" verdict; snapshots taken after this sweep began are not compared with it (a
+  // hole filled in between would look like data turned into a hole).
+  std::vector<std::pair<LeaseId, std::string>> removed;
   {
     absl::MutexLock lock(&file->mu);
-    layouts = file->layouts;
-  }
-  const std::string note = MechanismNote(file->Armed());
-  bool revoked_any = false;
-  for (const LeaseInfo& lease : leases) {
-    auto before = layouts.find(lease.id);
-    if (before == layouts.end()) continue;
-    absl::StatusOr<RangeLayout> now = LayoutOf(file->fd.get(), before->second.bytes);
-    if (!now.ok()) continue;
-    std::optional<std::string> what = RemovedUnder(before->second, *now);
-    if (!what.has_value()) continue;
-    const std::string reason = absl::StrCat(
-        "out-of-band change: ", *what, " behind the broker's back (detected afterwards; ", note,
-        " on ", file->fs_type, " could not intercept it)");
-    if (service_->RevokeLeases({lease.id}, reason) > 0) {
-      revoked_any = true;
-      PB_LOG(WARNING) << "guard: lease " << lease.id << " on " << file->Name()
-                      << " revoked: " << reason;
+    absl::flat_hash_map<const FileLayout*, bool> unchanged;
+    for (const auto& [id, view] : file->leases) {
+      if (view.before == nullptr || view.before->sequence > now.sequence) continue;
+      auto [same, fresh] = unchanged.try_emplace(view.before.get(), false);
+      if (fresh) same->second = view.before->SameLayout(now);
+      if (same->second) continue;
+      std::optional<std::string> what =
+          RemovedUnder(Within(*view.before, view.bytes), Within(now, view.bytes));
+      if (what.has_value()) removed.emplace_back(id, *std::move(what));
     }
   }
-  if (revoked_any) DisarmIfIdle(file->id);
+  if (!removed.empty()) {
+    std::sort(removed.begin(), removed.end());
+    const std::string note = MechanismNote(file->Armed());
+    for (const auto& [id, what] : removed) {
+      const std::string reason = absl::StrCat(
+          "out-of-band change: ", what, " behind the broker's back (detected afterwards; ", note,
+          " on ", file->fs_type, " could not intercept it)");
+      if (service_->RevokeLeases({id}, reason) > 0) {
+        PB_LOG(WARNING) << "guard: lease " << id << " on " << file->Name()
+                        << " revoked: " << reason;
+      }
+    }
+  }
   TryArmLease(file);
 }
 
@@ -965,6 +1087,8 @@ void FileGuard::Stop() {
     stopping_ = true;
     tick = std::exchange(tick_, 0);
     timers = std::move(timers_);
+    for (const auto& [id, timer] : linger_) timers.push_back(timer);
+    linger_.clear();
   }
   if (tick != 0) clock_->Cancel(tick);
   for (Clock::TimerId t : timers) clock_->Cancel(t);

@@ -4,8 +4,8 @@
 // allows it. docs/GUARD.md is the user-facing description and the kernel x filesystem x
 // operation matrix.
 //
-// Per leased file (armed on its first lease, disarmed when its last lease ends), with the
-// guard's own O_RDONLY descriptor of it:
+// Per leased file (armed on its first lease, disarmed Options::disarm_linger after its last
+// lease ended unless a new one came meanwhile), with the guard's own O_RDONLY descriptor of it:
 //   - fanotify open permission (FAN_OPEN_PERM, every kernel and filesystem with fanotify
 //     permission events): an open(2) is held before it breaks a file lease and before O_TRUNC
 //     truncates; O_TRUNC opens and creat(2) go through the LayoutCoordinator, other opens are
@@ -21,6 +21,15 @@
 //     the Clock: detect-after. A link count of 0 recalls the file's leases with reason
 //     "unlinked"; a size or hole change under a lease revokes it at once with reason
 //     "out-of-band change" (layout_snapshot.h).
+//
+// Cost. A check sweeps each file once (size and every hole: O(extents), one page-cache walk on
+// tmpfs) and compares every lease of the file against that one sweep by interval lookup; leases
+// granted while nothing changed share the snapshot they were granted under, so a check of an
+// unchanged file costs one sweep and one comparison per distinct snapshot. A grant reuses the
+// file's latest sweep when fstat(2) says nothing changed since it was taken (LayoutStamp), and
+// sweeps afresh otherwise. One check of a file runs at a time. The guard counts each file's
+// live leases itself (PinService reports every end), so no grant, end or check lists the lease
+// table.
 //
 // Threads and the no-deadlock rule. One listener thread reads every event source (two fanotify
 // groups, a signalfd for lease-break signals, a wake-up eventfd) and never blocks on anything
@@ -39,7 +48,8 @@
 // guard after recalling every lease, so in practice nothing is waiting.
 //
 // Thread-safety: every public method is safe to call concurrently. Lock order: arm_mu_ -> mu_,
-// and arm_mu_ -> Watched::mu (mu_ and Watched::mu are never held together). PinService is
+// and arm_mu_ -> Watched::mu, Watched::check_mu -> Watched::mu (mu_ and Watched::mu are never
+// held together; check_mu is held only by the check of that file). PinService is
 // called with at most arm_mu_ held; it never calls the guard while holding a lock of its own.
 #pragma once
 
@@ -81,6 +91,10 @@ class FileGuard : public FileGuardHooks {
     // Real time a change the guard let through keeps its range blocked while the kernel makes
     // it (until the caller's system call returns), so that no pin slips in between.
     absl::Duration completion_limit = absl::Seconds(2);
+    // Clock time a file stays armed after its last lease ended (a file pinned again meanwhile
+    // is not re-armed). Meanwhile it is reported unguarded and its file lease is given up; only
+    // the fanotify marks and the descriptor stay. Zero: disarm at once.
+    absl::Duration disarm_linger = absl::Seconds(1);
     int lease_signal = 0;  // 0: SIGRTMIN + 4.
     int max_workers = 16;
   };
@@ -116,7 +130,7 @@ class FileGuard : public FileGuardHooks {
 
   // FileGuardHooks.
   void OnLeaseGranted(const LeaseInfo& lease, int fd) override;
-  void OnLeaseEnded(const FileId& file) override;
+  void OnLeaseEnded(const LeaseInfo& lease) override;
   void YieldLease(const FileId& file) override;
   GuardReport Report(const FileId& file) const override;
 
@@ -128,7 +142,10 @@ class FileGuard : public FileGuardHooks {
   void CheckNow();
   // Waits until no work is queued or running (for tests).
   void AwaitIdle();
+  // Files with at least one live lease (not those lingering before they are disarmed).
   size_t guarded_files() const;
+  // Files armed, lingering ones included (for tests).
+  size_t armed_files() const;
 
  private:
   struct Watched;
@@ -142,8 +159,15 @@ class FileGuard : public FileGuardHooks {
   std::shared_ptr<Watched> Arm(const LeaseInfo& lease, int fd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
   void Disarm(const std::shared_ptr<Watched>& file) ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
-  void DisarmIfIdle(const FileId& id);
   void TryArmLease(const std::shared_ptr<Watched>& file);
+  // The first lease after a linger: takes the file lease (or its probe) again, as Arm() does.
+  void Revive(const std::shared_ptr<Watched>& file);
+  // Drops lease `id` from `file`'s count; the last one starts the linger.
+  void ForgetLease(const std::shared_ptr<Watched>& file, LeaseId id);
+  void ScheduleLinger(const std::shared_ptr<Watched>& file) ABSL_LOCKS_EXCLUDED(mu_);
+  void LingerExpired(const FileId& id) ABSL_LOCKS_EXCLUDED(arm_mu_, mu_);
+  // Sweeps `file` and makes the sweep its latest (unless a later one got there first).
+  absl::StatusOr<std::shared_ptr<const FileLayout>> Sweep(Watched& file);
 
   // Listener.
   void ListenLoop();
@@ -203,6 +227,7 @@ class FileGuard : public FileGuardHooks {
   absl::flat_hash_map<FileId, int> changes_in_flight_ ABSL_GUARDED_BY(mu_);
   Clock::TimerId tick_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);  // Unlinked-revoke timers.
+  absl::flat_hash_map<FileId, Clock::TimerId> linger_ ABSL_GUARDED_BY(mu_);  // Disarm timers.
 };
 
 }  // namespace pinbroker::guard

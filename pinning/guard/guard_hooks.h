@@ -32,8 +32,11 @@ class FileGuardHooks {
   // guard on the file if it is not armed yet, and remember the lease's layout.
   virtual void OnLeaseGranted(const LeaseInfo& lease, int fd) = 0;
 
-  // A lease on `file` ended. The guard disarms once the file has no live lease left.
-  virtual void OnLeaseEnded(const FileId& file) = 0;
+  // `lease` ended (released, revoked or expired, by whichever path): called once per lease,
+  // after its terminal event, possibly before OnLeaseGranted of the same lease has returned
+  // (a lease revoked the moment it was granted). The guard disarms once the file has no live
+  // lease left (after a short linger, see FileGuard::Options::disarm_linger).
+  virtual void OnLeaseEnded(const LeaseInfo& lease) = 0;
 
   // The broker itself is about to open `file` for writing: drop any file lease the guard holds
   // on it, which that open would otherwise break (and fail with EAGAIN).

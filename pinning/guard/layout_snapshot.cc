@@ -74,6 +74,52 @@ absl::StatusOr<RangeLayout> LayoutOf(int fd, ByteRange bytes) {
   return layout;
 }
 
+LayoutStamp StampOf(const struct ::stat& st) {
+  LayoutStamp stamp;
+  stamp.size = static_cast<uint64_t>(st.st_size);
+  stamp.blocks = static_cast<uint64_t>(st.st_blocks);
+  stamp.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  stamp.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+  return stamp;
+}
+
+bool FileLayout::SameLayout(const FileLayout& other) const {
+  return size == other.size && holes == other.holes;
+}
+
+absl::StatusOr<FileLayout> SweepLayout(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoToStatus(errno, "fstat");
+  FileLayout layout;
+  layout.stamp = StampOf(st);
+  layout.size = layout.stamp.size;
+  absl::StatusOr<std::vector<ByteRange>> holes =
+      HolesWithin(fd, layout.size, ByteRange{0, layout.size});
+  if (!holes.ok()) return holes.status();
+  layout.holes = *std::move(holes);
+  if (::fstat(fd, &st) != 0) return ErrnoToStatus(errno, "fstat");
+  layout.settled = StampOf(st) == layout.stamp;
+  return layout;
+}
+
+RangeLayout Within(const FileLayout& file, ByteRange bytes) {
+  RangeLayout out;
+  out.bytes = bytes;
+  out.size = file.size;
+  const uint64_t start = bytes.offset;
+  const uint64_t end = std::min(End(bytes), file.size);
+  if (start >= end) return out;
+  // The first hole that ends after `start`.
+  auto it = std::upper_bound(file.holes.begin(), file.holes.end(), start,
+                             [](uint64_t at, const ByteRange& h) { return at < End(h); });
+  for (; it != file.holes.end() && it->offset < end; ++it) {
+    const uint64_t from = std::max(it->offset, start);
+    const uint64_t to = std::min(End(*it), end);
+    if (to > from) out.holes.push_back(ByteRange{from, to - from});
+  }
+  return out;
+}
+
 std::optional<std::string> RemovedUnder(const RangeLayout& before, const RangeLayout& now) {
   const ByteRange& r = before.bytes;
   // Pages of the range that existed then: up to the smaller of its end and the size then.

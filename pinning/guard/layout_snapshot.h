@@ -10,9 +10,17 @@
 // What it cannot see: a shrink that is grown and rewritten again between two checks, and a
 // collapse/insert range that shifts data without changing size or holes inside the lease.
 //
-// Value types and stateless functions; thread-safe. LayoutOf() only calls fstat(2) and lseek(2)
-// on the descriptor: no read, write or mapping, so it raises no fanotify pre-content event.
+// The guard sweeps each file once per check (FileLayout: size and every hole, one SEEK_HOLE/
+// SEEK_DATA walk from offset 0, so O(extents) on extent filesystems and one page-cache walk on
+// tmpfs) and derives every lease's view from that one sweep (Within()); the per-range
+// LayoutOf() is the reference the sweep is tested against.
+//
+// Value types and stateless functions; thread-safe. LayoutOf() and SweepLayout() only call
+// fstat(2) and lseek(2) on the descriptor: no read, write or mapping, so they raise no fanotify
+// pre-content event.
 #pragma once
+
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <optional>
@@ -29,6 +37,40 @@ struct RangeLayout {
   uint64_t size = 0;             // The file's size when taken.
   std::vector<ByteRange> holes;  // Holes within bytes ∩ [0, size), ascending.
 };
+
+// What fstat(2) says about a file's layout: equal stamps mean no truncate, hole punch or write
+// in between, except changes within one timestamp tick that also restore the size and the
+// block count (which detect-after cannot tell from no change at all anyway).
+struct LayoutStamp {
+  uint64_t size = 0;
+  uint64_t blocks = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  friend bool operator==(const LayoutStamp&, const LayoutStamp&) = default;
+};
+LayoutStamp StampOf(const struct ::stat& st);
+
+// One sweep of a whole file.
+struct FileLayout {
+  uint64_t size = 0;
+  std::vector<ByteRange> holes;  // Every hole within [0, size), ascending and merged.
+  LayoutStamp stamp;             // fstat(2) before the sweep.
+  // fstat(2) after the sweep said the same: nothing changed while it ran, so the sweep is the
+  // layout of every moment the file keeps `stamp`.
+  bool settled = false;
+  // Order of sweeps of one file (the guard numbers them; 0 when taken alone).
+  uint64_t sequence = 0;
+
+  // Same size and holes.
+  bool SameLayout(const FileLayout& other) const;
+};
+
+// Sweeps the file open as `fd`: fstat, every hole from offset 0 to EOF, fstat again.
+absl::StatusOr<FileLayout> SweepLayout(int fd);
+
+// The layout of `bytes` as `file` saw it: what LayoutOf(fd, bytes) returns at the moment of
+// the sweep. O(log holes + holes within bytes).
+RangeLayout Within(const FileLayout& file, ByteRange bytes);
 
 // The layout of `bytes` of the file open as `fd` now.
 absl::StatusOr<RangeLayout> LayoutOf(int fd, ByteRange bytes);

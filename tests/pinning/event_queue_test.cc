@@ -345,5 +345,65 @@ TEST(EventQueueTest, WorksWithoutAnOnReadyHook) {
   EXPECT_THAT(queue.TryNext(), Optional(IsOk()));
 }
 
+
+// --- recalls and ends bypass the event bound; bytes bound everything ---
+
+TEST(EventQueueTest, RecallsAndEndsBypassTheEventBound) {
+  SimulatedClock clock;
+  EventQueue queue(&clock, 2);
+  EXPECT_TRUE(queue.Push(EventFor(1)));
+  EXPECT_TRUE(queue.Push(EventFor(2)));
+  // A fan-out far past the event bound: every recall and every end is queued.
+  for (LeaseId id = 1; id <= 5000; ++id) {
+    ASSERT_TRUE(queue.Push(EventFor(id, LeaseEvent::Type::kRecalled))) << id;
+  }
+  for (LeaseEvent::Type type : {LeaseEvent::Type::kReleased, LeaseEvent::Type::kRevoked,
+                                LeaseEvent::Type::kExpired}) {
+    EXPECT_TRUE(queue.Push(EventFor(1, type)));
+  }
+  EXPECT_FALSE(queue.overflowed());
+  EXPECT_EQ(queue.size(), 5005u);
+  EXPECT_FALSE(queue.Push(EventFor(3)));  // Grants still count.
+  EXPECT_TRUE(queue.overflowed());
+  EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(1));
+}
+
+TEST(EventQueueTest, AGrantFitsAgainOnceGrantsAreTakenEvenWithRecallsQueued) {
+  SimulatedClock clock;
+  EventQueue queue(&clock, 1);
+  EXPECT_TRUE(queue.Push(EventFor(1)));
+  EXPECT_TRUE(queue.Push(EventFor(1, LeaseEvent::Type::kRecalled)));
+  ASSERT_OK(queue.Next(clock.Now()));  // The grant.
+  EXPECT_TRUE(queue.Push(EventFor(2)));
+  EXPECT_FALSE(queue.overflowed());
+}
+
+TEST(EventQueueTest, EveryEventCountsAgainstTheByteBound) {
+  SimulatedClock clock;
+  const size_t one = EventQueue::BytesOf(EventFor(1, LeaseEvent::Type::kRecalled));
+  EventQueue queue(&clock, 1000, nullptr, 3 * one);
+  for (LeaseId id = 1; id <= 3; ++id) {
+    EXPECT_TRUE(queue.Push(EventFor(id, LeaseEvent::Type::kRecalled)));
+  }
+  EXPECT_EQ(queue.bytes(), 3 * one);
+  EXPECT_FALSE(queue.Push(EventFor(4, LeaseEvent::Type::kRecalled)));
+  EXPECT_TRUE(queue.overflowed());
+  for (LeaseId id = 1; id <= 3; ++id) EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(id));
+  EXPECT_THAT(queue.Next(clock.Now()),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("bytes")));
+  EXPECT_EQ(queue.bytes(), 0u);
+}
+
+TEST(EventQueueTest, LongStringsCountInFull) {
+  SimulatedClock clock;
+  LeaseEvent big = EventFor(1, LeaseEvent::Type::kRecalled);
+  big.lease.reason = std::string(1 << 20, 'r');
+  EXPECT_GE(EventQueue::BytesOf(big), size_t{1} << 20);
+  EventQueue queue(&clock, 1000, nullptr, 512 << 10);
+  EXPECT_FALSE(queue.Push(std::move(big)));
+  EXPECT_TRUE(queue.overflowed());
+  EXPECT_EQ(queue.bytes(), 0u);
+}
+
 }  // namespace
 }  // namespace pinbroker

@@ -1049,5 +1049,29 @@ TEST_F(LeaseTableTest, DestroyingTheTableClosesSubscriptions) {
               StatusIs(absl::StatusCode::kCancelled, _));
 }
 
+
+TEST_F(LeaseTableTest, ARecallFannedOutPastTheQueueCapacityReachesTheSubscriberWhole) {
+  LeaseTable::Options options;
+  options.queue_capacity = 4;
+  MakeTable(options);
+  std::vector<LeaseInfo> leases;
+  for (int i = 0; i < 40; ++i) leases.push_back(Grant("alice"));
+  auto sub = table_->Subscribe("alice");  // After the grants: the queue holds only the fan-out.
+  for (const LeaseInfo& lease : leases) {
+    ASSERT_OK(table_->Recall(lease.id, "fan-out", clock_.Now() + absl::Seconds(5)).status());
+  }
+  for (const LeaseInfo& lease : leases) {
+    ASSERT_OK(table_->BeginRelease("alice", lease.id).status());
+    table_->Finish(lease.id);
+  }
+  EXPECT_FALSE(sub.events->overflowed());
+  const std::vector<std::string> got = Drain(*sub.events);
+  ASSERT_EQ(got.size(), 80u);
+  for (size_t i = 0; i < leases.size(); ++i) {
+    EXPECT_EQ(got[i], Event("recalled", leases[i].id));
+    EXPECT_EQ(got[leases.size() + i], Event("released", leases[i].id));
+  }
+}
+
 }  // namespace
 }  // namespace pinbroker

@@ -810,6 +810,58 @@ TEST_P(FileGuardTest, DisarmsWhenTheLastLeaseEnds) {
   EXPECT_EQ(truncate.Wait(), 0) << truncate.Output();
 }
 
+// --- one sweep per file, shared by its leases ---
+
+TEST_P(FileGuardTest, AChangeBeforeAGrantIsNeverReportedUnderTheNewLease) {
+  Child early = Oob({"open-then-punch", path_, std::to_string(8 * page_), std::to_string(page_)});
+  ASSERT_EQ(early.ReadLine(), "opened");
+  const LeaseInfo first = Pin("refuse", 0, 1);  // Arms the guard and sweeps the file.
+  early.WriteLine();
+  EXPECT_EQ(early.Wait(), 0) << early.Output();  // Unleased bytes: nothing to revoke.
+  // Granted after the punch: its snapshot must be taken after it, not reused from before.
+  const LeaseInfo later = Pin("refuse", 8, 2);
+  Settle();
+  EXPECT_EQ(Live(first.id)->state, LeaseState::kGranted);
+  ASSERT_TRUE(Live(later.id).has_value()) << Ended(later.id)->lease.reason;
+  EXPECT_EQ(Live(later.id)->state, LeaseState::kGranted);
+}
+
+TEST_P(FileGuardTest, LeasesSharingASnapshotAreEachComparedWithTheNextSweep) {
+  Child early = Oob({"open-then-punch", path_, std::to_string(5 * page_), std::to_string(page_)});
+  ASSERT_EQ(early.ReadLine(), "opened");
+  const LeaseInfo a = Pin("refuse", 0, 2);
+  const LeaseInfo b = Pin("refuse", 4, 2);
+  const LeaseInfo c = Pin("refuse", 6, 2);
+  Settle();  // Nothing changed yet.
+  EXPECT_FALSE(Ended(a.id).has_value() || Ended(b.id).has_value() || Ended(c.id).has_value());
+  early.WriteLine();
+  EXPECT_EQ(early.Wait(), 0) << early.Output();
+  Settle();
+  ASSERT_TRUE(Ended(b.id).has_value());
+  EXPECT_THAT(Ended(b.id)->lease.reason,
+              HasSubstr(absl::StrCat("bytes [", 5 * page_, ", ", 6 * page_, ") of bytes [",
+                                     4 * page_, ", ", 6 * page_, ") became a hole")));
+  EXPECT_EQ(Live(a.id)->state, LeaseState::kGranted);
+  EXPECT_EQ(Live(c.id)->state, LeaseState::kGranted);
+}
+
+TEST_P(FileGuardTest, AFileStaysArmedForTheLingerAfterItsLastLeaseThenDisarms) {
+  const LeaseInfo a = Pin("refuse", 4, 1);
+  ASSERT_OK(service_->Release("holder", a.id));
+  EXPECT_EQ(guard_->guarded_files(), 0u);
+  EXPECT_EQ(guard_->armed_files(), 1u);  // Lingering.
+  EXPECT_EQ(Report("refuse").guard, "none");
+  const LeaseInfo b = Pin("refuse", 4, 1);  // Pinned again: the same arming serves it.
+  EXPECT_EQ(guard_->guarded_files(), 1u);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(guard_->armed_files(), 1u);  // Not idle: the earlier linger does not disarm it.
+  ASSERT_OK(service_->Release("holder", b.id));
+  clock_.Advance(absl::Milliseconds(999));
+  EXPECT_EQ(guard_->armed_files(), 1u);
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_EQ(guard_->armed_files(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Filesystems, FileGuardTest, ::testing::Values("ext4", "dax", "tmpfs"),
                          [](const auto& info) { return info.param; });
 
