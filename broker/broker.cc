@@ -110,7 +110,7 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
         if (raw->verbs_ != nullptr) raw->verbs_->Disconnect(session, "its session lapsed");
       });
   broker->service_ = std::make_unique<PinBrokerService>(
-      broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(),
+      broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(), &broker->peers_,
       PinBrokerService::Info{PINBROKER_VERSION, clock->Now(), broker->verbs_});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
@@ -136,6 +136,16 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   for (const std::string& address : config.listen()) {
     if (absl::Status s = PrepareListenAddress(address); !s.ok()) return s;
     ports.push_back(std::make_unique<int>(0));
+    if (absl::StartsWith(address, "unix:")) {
+      // Bound and listening now (mode and group applied before listen); connections are
+      // accepted once the server runs.
+      auto options = UnixListenOptionsFor(address, config);
+      if (!options.ok()) return options.status();
+      auto listener = UnixListener::Bind(*std::move(options));
+      if (!listener.ok()) return listener.status();
+      broker->unix_listeners_.push_back(*std::move(listener));
+      continue;
+    }
     builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
   }
   // Watch streams are long-lived: let clients keep them alive with pings every 10 s or more.
@@ -148,6 +158,9 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
     return absl::UnavailableError(absl::StrCat("could not start the gRPC server on ",
                                                absl::StrJoin(config.listen(), ", "),
                                                " (address in use, or no permission to bind)"));
+  }
+  for (const auto& listener : broker->unix_listeners_) {
+    listener->Start(broker->server_.get(), &broker->peers_);
   }
   for (int i = 0; i < config.listen_size(); ++i) {
     const std::string& address = config.listen(i);
@@ -180,6 +193,7 @@ size_t Broker::Shutdown(absl::Duration grace) {
   health->SetServingStatus(kServiceName, false);
   health->SetServingStatus("", false);
   service_->StopAccepting();
+  for (const auto& listener : unix_listeners_) listener->Stop();
   const size_t revoked = engine_->RecallAll("broker shutting down", grace);
   // Every lease has ended: the guard answers anything still held and lets go of the files.
   if (guard_ != nullptr) guard_->Stop();
@@ -199,7 +213,9 @@ Broker::~Broker() {
   // Also when Start() failed half-way: the rdma_cm thread calls into the sessions and engine.
   if (verbs_ != nullptr) verbs_->Shutdown();
   // Order: nothing may call into the service, sessions or engine once the server is gone.
+  for (const auto& listener : unix_listeners_) listener->Stop();
   server_.reset();
+  unix_listeners_.clear();
   service_.reset();
   sessions_.reset();
   guard_.reset();

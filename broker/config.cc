@@ -1,6 +1,7 @@
 #include "broker/config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/proto_convert.h"
@@ -161,6 +163,42 @@ absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig&
     if (options.verbs_timeout <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("rdma.verbs_timeout must be positive");
     }
+  }
+  return options;
+}
+
+absl::StatusOr<UnixListener::Options> UnixListenOptionsFor(const std::string& address,
+                                                          const v1::BrokerConfig& config) {
+  UnixListener::Options options;
+  options.path = address.substr(5);
+  if (absl::StartsWith(options.path, "//")) options.path = options.path.substr(2);
+  if (!config.listen_group().empty()) {
+    const std::string& name = config.listen_group();
+    uint32_t number = 0;
+    if (absl::SimpleAtoi(name, &number)) {
+      options.group = static_cast<gid_t>(number);
+    } else {
+      std::vector<char> buffer(16384);
+      group entry;
+      group* found = nullptr;
+      if (getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 ||
+          found == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "listen_group '", name, "' is not a group on this host; create it or fix the config"));
+      }
+      options.group = found->gr_gid;
+    }
+  }
+  options.mode = options.group.has_value() ? 0660 : 0600;
+  if (!config.listen_mode().empty()) {
+    const std::string& text = config.listen_mode();
+    char* end = nullptr;
+    const unsigned long mode = std::strtoul(text.c_str(), &end, 8);
+    if (end == text.c_str() || *end != '\0' || mode > 0777) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "listen_mode '", text, "' is not an octal permission mode 0-0777 (e.g. \"0660\")"));
+    }
+    options.mode = static_cast<mode_t>(mode);
   }
   return options;
 }

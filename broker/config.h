@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "broker/unix_listener.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
@@ -41,6 +42,12 @@ absl::StatusOr<BackendChoice> BackendFromConfig(const v1::BrokerConfig& config);
 // port above 65535, an address that is not IPv4, an empty device name or a non-positive
 // verbs_timeout.
 absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig& config);
+
+// The broker's own listener options for the "unix:" address `address`: its path, and
+// listen_mode/listen_group from `config`. INVALID_ARGUMENT for a mode that is not octal
+// 0-0777 or a group that does not exist.
+absl::StatusOr<UnixListener::Options> UnixListenOptionsFor(const std::string& address,
+                                                          const v1::BrokerConfig& config);
 
 // For Unix-socket addresses: creates the parent directory and removes a stale socket file.
 absl::Status PrepareListenAddress(const std::string& address);

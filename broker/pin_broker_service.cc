@@ -12,9 +12,17 @@ namespace pinbroker::broker {
 
 using ::grpc::Status;
 
+namespace {
+
+SessionTable::Owner OwnerOf(const PeerIdentity& caller) {
+  return SessionTable::Owner{caller.Key(), caller.Describe()};
+}
+
+}  // namespace
+
 PinBrokerService::PinBrokerService(PinService* engine, SessionTable* sessions,
-                                   const LeaseIdCodec* ids, Info info)
-    : engine_(engine), sessions_(sessions), ids_(ids), info_(std::move(info)) {}
+                                   const LeaseIdCodec* ids, const PeerRegistry* peers, Info info)
+    : engine_(engine), sessions_(sessions), ids_(ids), peers_(peers), info_(std::move(info)) {}
 
 PinBrokerService::~PinBrokerService() { CloseAllWatches(); }
 
@@ -41,41 +49,49 @@ absl::Status PinBrokerService::CheckAccepting() const {
 }
 
 absl::StatusOr<std::string> PinBrokerService::Authenticate(
-    const v1::SessionCredentials& credentials) {
-  auto renewed = sessions_->Authenticate(credentials.session_id(), credentials.token());
+    const v1::SessionCredentials& credentials, const PeerIdentity& caller) {
+  const SessionTable::Owner owner = OwnerOf(caller);
+  auto renewed = sessions_->Authenticate(credentials.session_id(), credentials.token(), &owner);
   if (!renewed.ok()) return renewed.status();
   return credentials.session_id();
 }
 
+PeerIdentity PinBrokerService::Caller(const ::grpc::ServerContextBase* context) const {
+  return peers_->Identify(*context);
+}
+
 // --- sessions -----------------------------------------------------------------------------
 
-Status PinBrokerService::OpenSession(Ctx*, const v1::OpenSessionRequest* request,
+Status PinBrokerService::OpenSession(Ctx* context, const v1::OpenSessionRequest* request,
                                      v1::OpenSessionResponse* response) {
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
-  auto opened = sessions_->Open(request->client_name(), *ttl);
+  const PeerIdentity caller = Caller(context);
+  auto opened = sessions_->Open(SafeText(request->client_name()), *ttl, OwnerOf(caller));
   if (!opened.ok()) return ToGrpcStatus(opened.status());
   response->mutable_credentials()->set_session_id(opened->id);
   response->mutable_credentials()->set_token(opened->token);
   ToProto(opened->expires_at, response->mutable_expires_at());
   response->set_broker_epoch(ids_->epoch());
-  PB_LOG(INFO) << "session " << opened->id << " opened by \"" << request->client_name() << "\"";
+  PB_LOG(INFO) << "session " << opened->id << " opened by " << caller.Describe() << " as \""
+               << SafeText(request->client_name()) << "\"";
   return Status::OK;
 }
 
-Status PinBrokerService::RenewSession(Ctx*, const v1::RenewSessionRequest* request,
+Status PinBrokerService::RenewSession(Ctx* context, const v1::RenewSessionRequest* request,
                                       v1::RenewSessionResponse* response) {
-  auto renewed =
-      sessions_->Authenticate(request->credentials().session_id(), request->credentials().token());
+  const SessionTable::Owner owner = OwnerOf(Caller(context));
+  auto renewed = sessions_->Authenticate(request->credentials().session_id(),
+                                         request->credentials().token(), &owner);
   if (!renewed.ok()) return ToGrpcStatus(renewed.status());
   ToProto(*renewed, response->mutable_expires_at());
   return Status::OK;
 }
 
-Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* request,
+Status PinBrokerService::CloseSession(Ctx* context, const v1::CloseSessionRequest* request,
                                       v1::CloseSessionResponse* response) {
-  auto session = Authenticate(request->credentials());
+  auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   // Close first, so no pin can join the session while its leases are being released.
   sessions_->Close(*session).IgnoreError();  // Already gone: closed concurrently.
@@ -93,9 +109,11 @@ Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* reque
 
 // --- leases -------------------------------------------------------------------------------
 
-Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinResponse* response) {
+Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
+                             v1::PinResponse* response) {
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
-  auto session = Authenticate(request->credentials());
+  const PeerIdentity caller = Caller(context);
+  auto session = Authenticate(request->credentials(), caller);
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto access = FromProto(request->access());
   if (!access.ok()) return ToGrpcStatus(access.status());
@@ -114,14 +132,16 @@ Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinRespons
   pin.ttl = *ttl;
   pin.wait_if_blocked = *wait;
   pin.rdma = request->rdma();
+  pin.caller = caller.unix;
   auto lease = engine_->Pin(pin);
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   ToProto(*lease, *ids_, response->mutable_lease());
   return Status::OK;
 }
 
-Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewResponse* response) {
-  auto session = Authenticate(request->credentials());
+Status PinBrokerService::Renew(Ctx* context, const v1::RenewRequest* request,
+                               v1::RenewResponse* response) {
+  auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -133,16 +153,18 @@ Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewR
   return Status::OK;
 }
 
-Status PinBrokerService::Release(Ctx*, const v1::ReleaseRequest* request, v1::ReleaseResponse*) {
-  auto session = Authenticate(request->credentials());
+Status PinBrokerService::Release(Ctx* context, const v1::ReleaseRequest* request,
+                                 v1::ReleaseResponse*) {
+  auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   return ToGrpcStatus(engine_->Release(*session, *id));
 }
 
-Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
+Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* request,
                                     v1::ListLeasesResponse* response) {
+  const PeerIdentity caller = Caller(context);
   LeaseFilter filter;
   if (!request->session_id().empty()) filter.owner = request->session_id();
   if (!request->export_name().empty()) filter.export_name = request->export_name();
@@ -150,7 +172,7 @@ Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
     if (request->export_name().empty()) {
       return ToGrpcStatus(absl::InvalidArgumentError("a path filter needs export_name"));
     }
-    auto file = engine_->DescribeFile(request->export_name(), request->path());
+    auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
     if (!file.ok()) return ToGrpcStatus(file.status());
     filter.file = file->info.id;
   }
@@ -162,28 +184,41 @@ Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
 
 // --- files --------------------------------------------------------------------------------
 
-Status PinBrokerService::DescribeFile(Ctx*, const v1::DescribeFileRequest* request,
+Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileRequest* request,
                                       v1::DescribeFileResponse* response) {
-  auto file = engine_->DescribeFile(request->export_name(), request->path());
+  const PeerIdentity caller = Caller(context);
+  auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
   if (!file.ok()) return ToGrpcStatus(file.status());
   ToProto(*file, *ids_, engine_->page_size(), response);
   return Status::OK;
 }
 
-Status PinBrokerService::Truncate(Ctx*, const v1::TruncateRequest* request,
+Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* request,
                                   v1::LayoutChangeResponse* response) {
+  const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  layout->caller = caller.unix;
+  // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
+  layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
+                                   SafeText(layout->initiator),
+                                   layout->initiator.empty() ? "" : "\"");
   auto result = engine_->Truncate(*layout, request->new_size());
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
   return Status::OK;
 }
 
-Status PinBrokerService::PunchHole(Ctx*, const v1::PunchHoleRequest* request,
-                                   v1::LayoutChangeResponse* response) {
+Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* request,
+                                  v1::LayoutChangeResponse* response) {
+  const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  layout->caller = caller.unix;
+  // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
+  layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
+                                   SafeText(layout->initiator),
+                                   layout->initiator.empty() ? "" : "\"");
   auto result = engine_->PunchHole(*layout, request->offset(), request->length());
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
@@ -250,9 +285,11 @@ Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResp
 // finished reactor.
 class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
-  WatchReactor(PinBrokerService* service, const v1::WatchRequest* request) : service_(service) {
+  WatchReactor(PinBrokerService* service, const PeerIdentity& caller,
+               const v1::WatchRequest* request)
+      : service_(service) {
     absl::Status accepting = service_->CheckAccepting();
-    auto session = accepting.ok() ? service_->Authenticate(request->credentials())
+    auto session = accepting.ok() ? service_->Authenticate(request->credentials(), caller)
                                   : absl::StatusOr<std::string>(accepting);
     if (!session.ok()) {
       // Through FinishLocked: a cancellation arriving later must not finish the call twice.
@@ -385,8 +422,8 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
 };
 
 ::grpc::ServerWriteReactor<v1::WatchEvent>* PinBrokerService::Watch(
-    ::grpc::CallbackServerContext*, const v1::WatchRequest* request) {
-  return new WatchReactor(this, request);
+    ::grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  return new WatchReactor(this, Caller(context), request);
 }
 
 }  // namespace pinbroker::broker
