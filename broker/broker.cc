@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <sys/stat.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -109,9 +110,15 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
                      << " lapsed (no watch, no renewal); its leases end at their TTL";
         if (raw->verbs_ != nullptr) raw->verbs_->Disconnect(session, "its session lapsed");
       });
+  absl::flat_hash_map<std::string, uid_t> root_owners;
+  for (const Export* e : broker->engine_->exports()) {
+    struct stat st;
+    if (fstat(e->root_fd(), &st) == 0) root_owners[e->name()] = st.st_uid;
+  }
+  broker->authorizer_ = std::make_unique<Authorizer>(config, std::move(root_owners));
   broker->service_ = std::make_unique<PinBrokerService>(
       broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(), &broker->peers_,
-      PinBrokerService::Info{PINBROKER_VERSION, clock->Now(), broker->verbs_});
+      broker->authorizer_.get(), PinBrokerService::Info{PINBROKER_VERSION, clock->Now(), broker->verbs_});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
     SessionTable* sessions = broker->sessions_.get();

@@ -73,6 +73,7 @@ class Broker {
   std::unique_ptr<guard::FileGuard> guard_;  // Before engine_ in destruction order.
   std::unique_ptr<SessionTable> sessions_;
   PeerRegistry peers_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<PinBrokerService> service_;
   std::unique_ptr<grpc::Server> server_;
   // Unix sockets are the broker's own (peer credentials); they hand connections to server_.

@@ -118,6 +118,7 @@ absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerCon
     if (e.has_default_ttl()) o.default_ttl = FromProto(e.default_ttl());
     if (e.has_max_ttl()) o.max_ttl = FromProto(e.max_ttl());
     o.read_only = e.read_only();
+    o.cross_mounts = e.cross_mounts();
     if (e.create()) {
       if (absl::Status s = MakeDirs(o.root, 0755); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("export '", e.name(), "': ", s.message()));

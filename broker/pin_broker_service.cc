@@ -21,8 +21,14 @@ SessionTable::Owner OwnerOf(const PeerIdentity& caller) {
 }  // namespace
 
 PinBrokerService::PinBrokerService(PinService* engine, SessionTable* sessions,
-                                   const LeaseIdCodec* ids, const PeerRegistry* peers, Info info)
-    : engine_(engine), sessions_(sessions), ids_(ids), peers_(peers), info_(std::move(info)) {}
+                                   const LeaseIdCodec* ids, const PeerRegistry* peers,
+                                   const Authorizer* authorizer, Info info)
+    : engine_(engine),
+      sessions_(sessions),
+      ids_(ids),
+      peers_(peers),
+      authorizer_(authorizer),
+      info_(std::move(info)) {}
 
 PinBrokerService::~PinBrokerService() { CloseAllWatches(); }
 
@@ -58,6 +64,12 @@ absl::StatusOr<std::string> PinBrokerService::Authenticate(
 
 PeerIdentity PinBrokerService::Caller(const ::grpc::ServerContextBase* context) const {
   return peers_->Identify(*context);
+}
+
+bool PinBrokerService::Visible(const PeerIdentity& caller, const LeaseInfo& lease) const {
+  if (authorizer_->IsAdmin(caller, lease.export_name)) return true;
+  auto owner = sessions_->OwnerOf(lease.owner);
+  return owner.ok() && owner->key == caller.Key();
 }
 
 // --- sessions -----------------------------------------------------------------------------
@@ -117,6 +129,13 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto access = FromProto(request->access());
   if (!access.ok()) return ToGrpcStatus(access.status());
+  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kPin); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (*access == Access::kReadWrite) {
+    absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kPinWritable);
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
   auto wait = NonNegative(request->wait_if_blocked(), "wait_if_blocked");
@@ -177,6 +196,7 @@ Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* r
     filter.file = file->info.id;
   }
   for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
+    if (!Visible(caller, lease)) continue;  // Nobody else's leases or session ids.
     ToProto(lease, *ids_, response->add_leases());
   }
   return Status::OK;
@@ -189,6 +209,22 @@ Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileReques
   const PeerIdentity caller = Caller(context);
   auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
   if (!file.ok()) return ToGrpcStatus(file.status());
+  if (!authorizer_->IsAdmin(caller, request->export_name())) {
+    // Others' leases stay hidden; their busy ranges show (a pin there would meet them), without
+    // naming the lease.
+    absl::flat_hash_set<LeaseId> own;
+    std::vector<LeaseInfo> leases;
+    for (LeaseInfo& lease : file->leases) {
+      if (!Visible(caller, lease)) continue;
+      own.insert(lease.id);
+      leases.push_back(std::move(lease));
+    }
+    file->leases = std::move(leases);
+    for (auto& entry : file->busy) {
+      if (!own.contains(entry.lease)) entry.lease = 0;
+    }
+    file->registrations.clear();
+  }
   ToProto(*file, *ids_, engine_->page_size(), response);
   return Status::OK;
 }
@@ -198,6 +234,10 @@ Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* reque
   const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   layout->caller = caller.unix;
   // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
   layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
@@ -214,6 +254,10 @@ Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* req
   const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   layout->caller = caller.unix;
   // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
   layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
@@ -227,7 +271,9 @@ Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* req
 
 // --- broker -------------------------------------------------------------------------------
 
-Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse* response) {
+Status PinBrokerService::GetInfo(Ctx* context, const v1::GetInfoRequest*,
+                                 v1::GetInfoResponse* response) {
+  const PeerIdentity caller = Caller(context);
   response->set_version(info_.version);
   response->set_epoch(ids_->epoch());
   ToProto(info_.started_at, response->mutable_started_at());
@@ -236,7 +282,7 @@ Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoRes
     const ExportOptions& o = exp->options();
     v1::ExportInfo* e = response->add_exports();
     e->set_name(o.name);
-    e->set_root(o.root);
+    if (authorizer_->IsAdmin(caller, o.name)) e->set_root(o.root);  // Admins only.
     e->set_default_policy(ToProto(o.default_policy));
     ToProto(o.grace, e->mutable_grace());
     ToProto(o.layout_timeout, e->mutable_layout_timeout());

@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/authorizer.h"
 #include "broker/lease_id_codec.h"
 #include "broker/peer_identity.h"
 #include "broker/session_table.h"
@@ -42,9 +43,10 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
     const rdma::VerbsBackend* rdma = nullptr;
   };
 
-  // `peers` names each call's caller and must outlive the service.
+  // `peers` names each call's caller, `authorizer` decides its rights; both must outlive the
+  // service.
   PinBrokerService(PinService* engine, SessionTable* sessions, const LeaseIdCodec* ids,
-                   const PeerRegistry* peers, Info info);
+                   const PeerRegistry* peers, const Authorizer* authorizer, Info info);
   ~PinBrokerService() override;
 
   // Shutdown, step 1: new pins, sessions and watches fail with UNAVAILABLE.
@@ -79,12 +81,15 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   absl::StatusOr<std::string> Authenticate(const v1::SessionCredentials& credentials,
                                            const PeerIdentity& caller);
   PeerIdentity Caller(const ::grpc::ServerContextBase* context) const;
+  // Whether `caller` may see `lease` in full: an admin of its export, or its session's owner.
+  bool Visible(const PeerIdentity& caller, const LeaseInfo& lease) const;
   absl::Status CheckAccepting() const;
 
   PinService* const engine_;
   SessionTable* const sessions_;
   const LeaseIdCodec* const ids_;
   const PeerRegistry* const peers_;
+  const Authorizer* const authorizer_;
   const Info info_;
 
   mutable absl::Mutex mu_;

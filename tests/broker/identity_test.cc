@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/create_channel_posix.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -147,12 +148,15 @@ class IdentityTest : public ::testing::Test {
     v1::ExportConfig* e = config.add_exports();
     e->set_name("exp");
     e->set_root(dir_.Join("exp"));
+    Configure(config);
     auto backend = std::make_unique<pinbroker::testing::FakeBackend>();
     backend_ = backend.get();
     auto broker = Broker::Start(config, &clock_, std::move(backend));
     ASSERT_TRUE(broker.ok()) << broker.status();
     broker_ = *std::move(broker);
   }
+
+  virtual void Configure(v1::BrokerConfig&) {}
 
   // A file in the export with `contents`, owner and mode.
   std::string MakeFile(const std::string& relative, uid_t uid, gid_t gid, mode_t mode,
@@ -352,6 +356,153 @@ TEST_F(IdentityTest, ReusedDescriptorNumbersNeverCarryAnotherConnectionsIdentity
     EXPECT_OK(client.Call(&v1::PinBroker::Stub::CloseSession, close_request).status());
   }
   EXPECT_EQ(LiveLeases(), 0u);
+}
+
+TEST_F(IdentityTest, NonAdminsSeeOnlyTheirOwnLeasesAndNoExportRoots) {
+  MakeFile("public", 0, 0, 0644);
+  Client root = Root();
+  auto root_session = root.OpenSession();
+  ASSERT_OK(root_session.status());
+  auto root_lease = root.Pin(*root_session, "public", v1::ACCESS_READ);
+  ASSERT_OK(root_lease.status());
+  Client a = UserA();
+  auto session = a.OpenSession();
+  ASSERT_OK(session.status());
+  auto own = a.Pin(*session, "public", v1::ACCESS_READ);
+  ASSERT_OK(own.status());
+
+  auto a_list = a.Call(&v1::PinBroker::Stub::ListLeases, v1::ListLeasesRequest());
+  ASSERT_OK(a_list.status());
+  ASSERT_EQ(a_list->leases_size(), 1);
+  EXPECT_EQ(a_list->leases(0).lease_id(), own->lease_id());
+  // Asking for root's session by id shows nothing either.
+  v1::ListLeasesRequest by_session;
+  by_session.set_session_id(root_session->session_id());
+  auto probed = a.Call(&v1::PinBroker::Stub::ListLeases, by_session);
+  ASSERT_OK(probed.status());
+  EXPECT_EQ(probed->leases_size(), 0);
+  auto root_list = root.Call(&v1::PinBroker::Stub::ListLeases, v1::ListLeasesRequest());
+  ASSERT_OK(root_list.status());
+  EXPECT_EQ(root_list->leases_size(), 2);
+
+  v1::DescribeFileRequest describe;
+  describe.set_export_name("exp");
+  describe.set_path("public");
+  auto a_file = a.Call(&v1::PinBroker::Stub::DescribeFile, describe);
+  ASSERT_OK(a_file.status());
+  ASSERT_EQ(a_file->leases_size(), 1);
+  EXPECT_EQ(a_file->leases(0).session_id(), session->session_id());
+  int anonymous_busy = 0;
+  for (const v1::BusyRange& busy : a_file->busy()) {
+    EXPECT_NE(busy.lease_id(), root_lease->lease_id());
+    if (busy.lease_id().empty()) ++anonymous_busy;
+  }
+  EXPECT_EQ(anonymous_busy, 1);  // Root's range shows, unnamed.
+  EXPECT_EQ(a_file->DebugString().find(root_session->session_id()), std::string::npos);
+
+  auto a_info = a.Call(&v1::PinBroker::Stub::GetInfo, v1::GetInfoRequest());
+  ASSERT_OK(a_info.status());
+  ASSERT_EQ(a_info->exports_size(), 1);
+  EXPECT_EQ(a_info->exports(0).root(), "");
+  auto root_info = root.Call(&v1::PinBroker::Stub::GetInfo, v1::GetInfoRequest());
+  ASSERT_OK(root_info.status());
+  EXPECT_EQ(root_info->exports(0).root(), dir_.Join("exp"));
+}
+
+TEST_F(IdentityTest, BindMountBeneathTheRootIsNotPartOfTheExport) {
+  ASSERT_EQ(mkdir(dir_.Join("elsewhere").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(dir_.Join("exp/mnt").c_str(), 0755), 0);
+  {
+    const int fd = open(dir_.Join("elsewhere/f").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, "12345678", 8), 8);
+    close(fd);
+  }
+  if (mount(dir_.Join("elsewhere").c_str(), dir_.Join("exp/mnt").c_str(), nullptr, MS_BIND,
+            nullptr) != 0) {
+    GTEST_SKIP() << "bind mount not permitted here: " << std::strerror(errno);
+  }
+  Client root = Root();
+  auto session = root.OpenSession();
+  ASSERT_OK(session.status());
+  EXPECT_THAT(root.Pin(*session, "mnt/f", v1::ACCESS_READ),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("mount point")));
+  EXPECT_THAT(root.Truncate("mnt/f", 0), StatusIs(absl::StatusCode::kPermissionDenied, _));
+  EXPECT_EQ(umount2(dir_.Join("exp/mnt").c_str(), MNT_DETACH), 0);
+  EXPECT_EQ(Read(dir_.Join("elsewhere/f")), "12345678");
+  EXPECT_EQ(LiveLeases(), 0u);
+}
+
+class ExportRulesTest : public IdentityTest {
+ protected:
+  void Configure(v1::BrokerConfig& config) override {
+    v1::ExportConfig* e = config.mutable_exports(0);
+    e->mutable_pin_writable()->add_uids(kUserB);
+    e->mutable_layout()->add_gids(kShared);
+    // A second export whose root user A owns: A is its admin.
+    ASSERT_EQ(mkdir(dir_.Join("a-root").c_str(), 0755), 0);
+    ASSERT_EQ(chown(dir_.Join("a-root").c_str(), kUserA, kGroupA), 0);
+    v1::ExportConfig* owned = config.add_exports();
+    owned->set_name("owned");
+    owned->set_root(dir_.Join("a-root"));
+  }
+};
+
+TEST_F(ExportRulesTest, RuleRefusalNamesTheCallerTheRightAndTheRule) {
+  MakeFile("a-file", kUserA, kGroupA, 0666);
+  Client a = UserA();
+  auto session = a.OpenSession();
+  ASSERT_OK(session.status());
+  // The file would let A write; the export's pin_writable rule does not.
+  EXPECT_THAT(a.Pin(*session, "a-file", v1::ACCESS_READ_WRITE),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       ::testing::AllOf(HasSubstr(absl::StrCat("uid ", kUserA)),
+                                        HasSubstr("may not pin_writable"),
+                                        HasSubstr(absl::StrCat("uids [", kUserB, "]")))));
+  EXPECT_OK(a.Pin(*session, "a-file", v1::ACCESS_READ).status());
+  // Layout: A is in kShared, B is not (even though the file is writable by everyone).
+  Client b = UserB();
+  EXPECT_THAT(b.Truncate("a-file", 0),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr(absl::StrCat("may not layout in export 'exp' (rule: export "
+                                              "'exp' layout admits gids [",
+                                              kShared, "])"))));
+  EXPECT_EQ(Read(dir_.Join("exp/a-file")).size(), 8192u);
+  EXPECT_OK(a.Truncate("a-file", 4096));
+  EXPECT_EQ(Read(dir_.Join("exp/a-file")).size(), 4096u);
+}
+
+TEST_F(ExportRulesTest, TheExportRootsOwnerIsItsAdmin) {
+  {
+    const std::string path = dir_.Join("a-root/shared");
+    const int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, std::string(4096, 'x').data(), 4096), 4096);
+    close(fd);
+  }
+  Client root = Root();
+  auto root_session = root.OpenSession();
+  ASSERT_OK(root_session.status());
+  v1::PinRequest pin;
+  *pin.mutable_credentials() = *root_session;
+  pin.set_export_name("owned");
+  pin.set_path("shared");
+  pin.set_length(1);
+  pin.set_access(v1::ACCESS_READ);
+  ASSERT_OK(root.Call(&v1::PinBroker::Stub::Pin, pin).status());
+  MakeFile("public", 0, 0, 0644);
+  ASSERT_OK(root.Pin(*root_session, "public", v1::ACCESS_READ).status());
+
+  Client a = UserA();
+  auto leases = a.Call(&v1::PinBroker::Stub::ListLeases, v1::ListLeasesRequest());
+  ASSERT_OK(leases.status());
+  ASSERT_EQ(leases->leases_size(), 1);  // Root's lease in "owned", not the one in "exp".
+  EXPECT_EQ(leases->leases(0).export_name(), "owned");
+  auto info = a.Call(&v1::PinBroker::Stub::GetInfo, v1::GetInfoRequest());
+  ASSERT_OK(info.status());
+  for (const v1::ExportInfo& e : info->exports()) {
+    EXPECT_EQ(e.root(), e.name() == "owned" ? dir_.Join("a-root") : "") << e.name();
+  }
 }
 
 }  // namespace
