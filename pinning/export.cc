@@ -178,8 +178,8 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
       case EPERM:
         return absl::PermissionDeniedError(absl::StrCat(
             "permission denied opening ", file, write ? " read-write" : " read-only",
-            ": check the mode and owner of the file and its directories against the broker's "
-            "user"));
+            ": check the mode, owner and ACLs of the file and of its directories against the "
+            "caller's user and groups"));
       case EROFS:
         return absl::PermissionDeniedError(
             absl::StrCat(file,

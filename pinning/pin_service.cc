@@ -28,6 +28,16 @@ absl::Status CheckRangeWithinFile(uint64_t offset, uint64_t length, uint64_t siz
   return absl::OkStatus();
 }
 
+// A refusal of an open made with `caller`'s credentials names them and the rule that refused.
+absl::StatusOr<OpenedFile> NameCaller(absl::StatusOr<OpenedFile> opened,
+                                      const UnixCredentials& caller) {
+  if (opened.ok() || !absl::IsPermissionDenied(opened.status())) return opened;
+  return absl::PermissionDeniedError(
+      absl::StrCat(caller.Describe(), ": ", opened.status().message(),
+                   " (rule: a caller may do through the broker only what the file's own "
+                   "permissions let it do, as the kernel decides for its uid and groups)"));
+}
+
 }  // namespace
 
 PinService::PinService(Clock* clock, PinBackend* backend, Options options)
@@ -254,7 +264,7 @@ absl::StatusOr<FileDescription> PinService::DescribeFile(
     if (!caller.has_value()) return exp->OpenFile(path, Access::kRead);
     ScopedFsCredentials as_caller(*caller);
     RETURN_IF_ERROR(as_caller.status());
-    return exp->OpenFile(path, Access::kRead);
+    return NameCaller(exp->OpenFile(path, Access::kRead), *caller);
   }();
   ASSIGN_OR_RETURN(OpenedFile file, std::move(opened));
   FileDescription out;
@@ -297,7 +307,7 @@ absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_
     // scope ends, before anything else runs on it.
     ScopedFsCredentials as_caller(*caller);
     RETURN_IF_ERROR(as_caller.status());
-    return exp.OpenFile(path, access);
+    return NameCaller(exp.OpenFile(path, access), *caller);
   };
   absl::StatusOr<OpenedFile> file = open_as_caller();
   if (file.ok() || access != Access::kReadWrite || !absl::IsUnavailable(file.status())) {
