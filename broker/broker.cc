@@ -6,6 +6,9 @@
 #include <grpcpp/server_builder.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -57,6 +60,65 @@ absl::StatusOr<MadeBackend> MakeBackend(const v1::BrokerConfig& config) {
   made.backend =
       std::make_unique<RoutingBackend>(std::make_unique<HostBackend>(), std::move(verbs), no_rdma);
   return made;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view what) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls.", what, " '", path, "' cannot be read or is empty"));
+  }
+  return text.str();
+}
+
+bool IsLoopbackHost(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  const absl::string_view host = address.substr(0, colon == absl::string_view::npos ? 0 : colon);
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
+// TCP serves TLS (mTLS unless configured otherwise); plaintext only when asked for, on loopback.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentialsFor(
+    const std::string& address, const v1::BrokerConfig& config) {
+  const v1::TlsConfig& tls = config.tls();
+  if (tls.cert_file().empty()) {
+    if (!config.insecure_tcp()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TCP address ", address,
+          " needs TLS: set tls.cert_file, tls.key_file and tls.client_ca_file (or, on a "
+          "loopback address only, insecure_tcp for plaintext)"));
+    }
+    if (!IsLoopbackHost(address)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "insecure_tcp is allowed only on loopback addresses (127.0.0.0/8, [::1], localhost); ",
+          address, " is not one: configure tls"));
+    }
+    PB_LOG(WARNING) << "serving plaintext TCP on " << address
+                    << " (insecure_tcp): its callers are anonymous, with nobody's file "
+                       "permissions; anyone on this host can connect";
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions options(
+      tls.no_client_certificates() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                 : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  auto cert = ReadPem(tls.cert_file(), "cert_file");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(tls.key_file(), "key_file");
+  if (!key.ok()) return key.status();
+  if (!tls.no_client_certificates()) {
+    if (tls.client_ca_file().empty()) {
+      return absl::InvalidArgumentError(
+          "tls.client_ca_file is required to verify client certificates (or set "
+          "tls.no_client_certificates: TCP callers are then anonymous)");
+    }
+    auto ca = ReadPem(tls.client_ca_file(), "client_ca_file");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+  }
+  options.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  return grpc::SslServerCredentials(options);
 }
 
 }  // namespace
@@ -153,7 +215,16 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
       broker->unix_listeners_.push_back(*std::move(listener));
       continue;
     }
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
+    auto credentials = TcpCredentialsFor(address, config);
+    if (!credentials.ok()) return credentials.status();
+    builder.AddListeningPort(address, *credentials, ports.back().get());
+  }
+  {
+    absl::flat_hash_map<std::string, uid_t> principal_uids;
+    for (const auto& [principal, uid] : config.tls().principal_uids()) {
+      principal_uids[principal] = static_cast<uid_t>(uid);
+    }
+    broker->peers_.MapPrincipals(std::move(principal_uids));
   }
   // Watch streams are long-lived: let clients keep them alive with pings every 10 s or more.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);

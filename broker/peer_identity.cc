@@ -26,6 +26,8 @@ namespace {
 
 // The peer's supplementary groups as the kernel had them at connect (SO_PEERGROUPS, Linux
 // 4.13); where that is not available, the groups the user database gives its uid.
+std::vector<gid_t> UserGroups(uid_t uid, gid_t gid);
+
 std::vector<gid_t> PeerGroups(int fd, uid_t uid, gid_t gid) {
   std::vector<gid_t> groups(64);
   for (int attempt = 0; attempt < 4; ++attempt) {
@@ -37,6 +39,10 @@ std::vector<gid_t> PeerGroups(int fd, uid_t uid, gid_t gid) {
     if (errno != ERANGE) break;
     groups.resize(len / sizeof(gid_t) + 1);
   }
+  return UserGroups(uid, gid);
+}
+
+std::vector<gid_t> UserGroups(uid_t uid, gid_t gid) {
   std::vector<gid_t> listed;
   long size = sysconf(_SC_GETPW_R_SIZE_MAX);
   std::vector<char> buffer(size > 0 ? static_cast<size_t>(size) : 16384);
@@ -112,6 +118,27 @@ absl::StatusOr<PeerIdentity> UnixPeerOf(int fd) {
   return id;
 }
 
+UnixCredentials CredentialsOfUser(uid_t uid) {
+  long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buffer(size > 0 ? static_cast<size_t>(size) : 16384);
+  passwd pw;
+  passwd* found = nullptr;
+  UnixCredentials out = NobodyCredentials();
+  out.uid = uid;
+  if (getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
+    out.gid = pw.pw_gid;
+    out.groups = UserGroups(uid, pw.pw_gid);
+  }
+  return out;
+}
+
+void PeerRegistry::MapPrincipals(absl::flat_hash_map<std::string, uid_t> principal_uids) {
+  absl::flat_hash_map<std::string, UnixCredentials> mapped;
+  for (const auto& [principal, uid] : principal_uids) mapped[principal] = CredentialsOfUser(uid);
+  absl::MutexLock lock(&mu_);
+  principals_ = std::move(mapped);
+}
+
 void PeerRegistry::Register(int fd, PeerIdentity identity) {
   identity.peer = absl::StrCat("fd:", fd);
   absl::MutexLock lock(&mu_);
@@ -144,6 +171,8 @@ PeerIdentity PeerRegistry::Identify(const grpc::ServerContextBase& context) cons
     }
     if (!principal.empty()) {
       id.kind = PeerIdentity::Kind::kTls;
+      absl::MutexLock lock(&mu_);
+      if (auto it = principals_.find(principal); it != principals_.end()) id.unix = it->second;
       id.principal = SafeText(principal, 256);
     }
   }

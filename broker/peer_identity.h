@@ -21,7 +21,7 @@
 //
 // Peers not accepted here have no record: TLS peers are named by their certificate (the URI
 // SAN, else the subject CN, from the AuthContext); anything else is anonymous and is given the
-// credentials of nobody.
+// credentials of nobody (a TLS principal may be mapped to a local user's credentials).
 //
 // Thread-safety: PeerRegistry is safe to call concurrently. PeerIdentity is a value type.
 #pragma once
@@ -64,8 +64,15 @@ struct PeerIdentity {
 // Reads the kernel's credentials of the peer of the connected Unix socket `fd`.
 absl::StatusOr<PeerIdentity> UnixPeerOf(int fd);
 
+// The credentials of local user `uid`: its primary group and the groups the user database
+// gives it (nobody's groups when it has no entry).
+UnixCredentials CredentialsOfUser(uid_t uid);
+
 class PeerRegistry {
  public:
+  // TLS principals that act with a local user's file permissions (TlsConfig.principal_uids).
+  // Call before serving.
+  void MapPrincipals(absl::flat_hash_map<std::string, uid_t> principal_uids);
   // Records the identity of the connection on descriptor `fd` (before gRPC gets it).
   void Register(int fd, PeerIdentity identity) ABSL_LOCKS_EXCLUDED(mu_);
   // The caller of the call `context` belongs to.
@@ -74,6 +81,7 @@ class PeerRegistry {
  private:
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int, PeerIdentity> by_fd_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, UnixCredentials> principals_ ABSL_GUARDED_BY(mu_);
 };
 
 // `text` made safe for one log line: control characters and non-ASCII bytes C-escaped, at most
