@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -88,6 +89,43 @@ std::string DefaultRuntimeDir() {
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
   if (xdg != nullptr && *xdg != '\0') return absl::StrCat(xdg, "/pinbroker");
   return absl::StrCat("/tmp/pinbroker-", geteuid());
+}
+
+absl::Status CheckPrivateDir(const std::string& dir) {
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("lstat ", dir));
+  const auto refuse = [&dir](absl::string_view why) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "runtime directory ", dir, " ", why,
+        "; it must be a directory of your own with mode 0700. Someone else may have made it to "
+        "pose as the broker: remove it (or set XDG_RUNTIME_DIR) and start again"));
+  };
+  if (S_ISLNK(st.st_mode)) return refuse("is a symlink");
+  if (!S_ISDIR(st.st_mode)) return refuse("is not a directory");
+  if (st.st_uid != geteuid()) {
+    return refuse(absl::StrCat("belongs to uid ", st.st_uid, ", not to you (uid ", geteuid(), ")"));
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return refuse(absl::StrCat("has mode ", mode, " (others may enter it)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> DefaultClientEndpoint() {
+  const std::string runtime = DefaultRuntimeDir();
+  const std::string own = absl::StrCat(runtime, "/pinbroker.sock");
+  struct stat st;
+  if (lstat(own.c_str(), &st) == 0) {
+    if (geteuid() != 0) {
+      if (absl::Status s = CheckPrivateDir(runtime); !s.ok()) return s;
+    }
+    return absl::StrCat("unix:", own);
+  }
+  const std::string system = "/run/pinbroker/pinbroker.sock";
+  if (geteuid() != 0 && lstat(system.c_str(), &st) == 0) return absl::StrCat("unix:", system);
+  return absl::StrCat("unix:", own);
 }
 
 v1::BrokerConfig EmbeddedDefault(const std::string& state_dir, const std::string& runtime_dir) {
@@ -214,7 +252,17 @@ absl::Status PrepareListenAddress(const std::string& address) {
   }
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
-    if (absl::Status s = MakeDirs(path.substr(0, slash), 0755); !s.ok()) return s;
+    const std::string dir = path.substr(0, slash);
+    if (geteuid() != 0 && dir == DefaultRuntimeDir()) {
+      // A non-root broker's own runtime directory (perhaps under /tmp): made private, and
+      // refused if someone else made it first.
+      if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        if (absl::Status s = MakeDirs(dir, 0700); !s.ok()) return s;
+      }
+      if (absl::Status s = CheckPrivateDir(dir); !s.ok()) return s;
+    } else if (absl::Status s = MakeDirs(dir, 0755); !s.ok()) {
+      return s;
+    }
   }
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {

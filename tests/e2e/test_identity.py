@@ -147,6 +147,32 @@ class IdentityTest(BrokerTest):
         self.assertNotIn("\nFAKE LOG LINE", log, "a client_name cannot start a log line")
         self.assertIn("x\\nFAKE LOG LINE", log)
 
+    def test_squatted_runtime_directory_is_refused_by_broker_and_client(self):
+        victim = uid_of("pbtest-b")
+        runtime = "/tmp/pinbroker-%d" % victim
+        shutil.rmtree(runtime, ignore_errors=True)
+        self.addCleanup(shutil.rmtree, runtime, True)
+        # The attacker makes the victim's predictable directory first, open to everyone.
+        subprocess.run(["setpriv", "--reuid=pbtest-a", "--regid=pbtest-a", "--init-groups", "--",
+                        "mkdir", "-m", "0777", runtime], check=True)
+        env = clean_env()
+        env.pop("XDG_RUNTIME_DIR", None)
+        env["HOME"] = self.root
+        as_victim = ["setpriv", "--reuid=pbtest-b", "--regid=pbtest-b", "--init-groups", "--"]
+        # A fake broker socket in it: the client must not talk to it.
+        open(os.path.join(runtime, "pinbroker.sock"), "w").close()
+        client = subprocess.run(as_victim + [PINCTL, "info"], capture_output=True, text=True,
+                                timeout=60, env=env)
+        self.assertEqual(client.returncode, EXIT["FAILED_PRECONDITION"], client)
+        self.assertIn("belongs to uid %d" % uid_of("pbtest-a"), client.stderr)
+        state = os.path.join(self.root, "state")
+        os.makedirs(state)
+        os.chown(state, victim, os.stat(state).st_gid)
+        daemon = subprocess.run(as_victim + [pbe2e.PINBROKERD, "--state_dir", state],
+                                capture_output=True, text=True, timeout=60, env=env)
+        self.assertNotEqual(daemon.returncode, 0, daemon)
+        self.assertIn("runtime directory %s belongs to uid" % runtime, daemon.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
