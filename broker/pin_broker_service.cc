@@ -236,6 +236,8 @@ Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* reque
   if (!layout.ok()) return ToGrpcStatus(layout.status());
   if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
       !s.ok()) {
+    PB_LOG(WARNING) << "layout change of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused: " << s.message();
     return ToGrpcStatus(s);
   }
   layout->caller = caller.unix;
@@ -244,6 +246,11 @@ Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* reque
                                    SafeText(layout->initiator),
                                    layout->initiator.empty() ? "" : "\"");
   auto result = engine_->Truncate(*layout, request->new_size());
+  if (absl::IsPermissionDenied(result.status())) {
+    PB_LOG(WARNING) << "layout truncate of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused for " << caller.Describe() << ": "
+                    << result.status().message();
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
   return Status::OK;
@@ -256,6 +263,8 @@ Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* req
   if (!layout.ok()) return ToGrpcStatus(layout.status());
   if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
       !s.ok()) {
+    PB_LOG(WARNING) << "layout change of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused: " << s.message();
     return ToGrpcStatus(s);
   }
   layout->caller = caller.unix;
@@ -264,6 +273,11 @@ Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* req
                                    SafeText(layout->initiator),
                                    layout->initiator.empty() ? "" : "\"");
   auto result = engine_->PunchHole(*layout, request->offset(), request->length());
+  if (absl::IsPermissionDenied(result.status())) {
+    PB_LOG(WARNING) << "layout punchhole of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused for " << caller.Describe() << ": "
+                    << result.status().message();
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
   return Status::OK;
