@@ -15,7 +15,15 @@ using ::grpc::Status;
 namespace {
 
 SessionTable::Owner OwnerOf(const PeerIdentity& caller) {
-  return SessionTable::Owner{caller.Key(), caller.Describe()};
+  SessionTable::Owner owner;
+  owner.key = caller.Key();
+  owner.description = caller.Describe();
+  if (caller.kind == PeerIdentity::Kind::kUnix) {
+    owner.uid = caller.unix.uid;
+    owner.pid = caller.pid;
+    owner.command = caller.command;
+  }
+  return owner;
 }
 
 }  // namespace
@@ -64,6 +72,11 @@ absl::StatusOr<std::string> PinBrokerService::Authenticate(
 
 PeerIdentity PinBrokerService::Caller(const ::grpc::ServerContextBase* context) const {
   return peers_->Identify(*context);
+}
+
+void PinBrokerService::LeaseToProto(const LeaseInfo& lease, v1::Lease* out) const {
+  ToProto(lease, *ids_, out);
+  if (auto owner = sessions_->OwnerOf(lease.owner); owner.ok()) out->set_holder(owner->description);
 }
 
 bool PinBrokerService::Visible(const PeerIdentity& caller, const LeaseInfo& lease) const {
@@ -197,7 +210,7 @@ Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* r
   }
   for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
     if (!Visible(caller, lease)) continue;  // Nobody else's leases or session ids.
-    ToProto(lease, *ids_, response->add_leases());
+    LeaseToProto(lease, response->add_leases());
   }
   return Status::OK;
 }
@@ -280,6 +293,89 @@ Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* req
   }
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
+  return Status::OK;
+}
+
+// --- admin --------------------------------------------------------------------------------
+
+Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest* request,
+                                     v1::RevokeLeaseResponse* response) {
+  const PeerIdentity caller = Caller(context);
+  auto id = ids_->Parse(request->lease_id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto grace = NonNegative(request->grace(), "grace");
+  if (!grace.ok()) return ToGrpcStatus(grace.status());
+  std::optional<LeaseInfo> lease;
+  for (const LeaseInfo& l : engine_->ListLeases(LeaseFilter())) {
+    if (l.id == *id) lease = l;
+  }
+  // Someone else's lease is NOT_FOUND for non-admins, like an unknown one.
+  if (!lease.has_value() || !Visible(caller, *lease)) {
+    return ToGrpcStatus(
+        absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
+  }
+  if (absl::Status s = authorizer_->Check(caller, lease->export_name, Right::kAdmin); !s.ok()) {
+    PB_LOG(WARNING) << "revoke of lease " << request->lease_id() << " refused: " << s.message();
+    return ToGrpcStatus(s);
+  }
+  const std::string reason =
+      absl::StrCat("revoked by ", caller.Describe(),
+                   request->reason().empty() ? "" : ": ", SafeText(request->reason(), 256));
+  PB_LOG(INFO) << "admin " << caller.Describe() << " revokes lease " << request->lease_id()
+               << " (export " << lease->export_name << ", grace "
+               << absl::FormatDuration(*grace) << "): \"" << SafeText(request->reason(), 256)
+               << "\"";
+  LeaseToProto(*lease, response->mutable_lease());
+  if (*grace > absl::ZeroDuration()) {
+    Clock* clock = engine_->clock();
+    const absl::Time deadline = clock->Now() + *grace;
+    engine_->RecallLeases({*id}, reason, deadline);
+    // Holders get the grace period to release; whatever is left then is revoked. Looked at
+    // once a second, so a release, a cancelled call or a shutdown ends the wait early.
+    static const bool kNever = false;
+    absl::Mutex mu;
+    absl::MutexLock lock(&mu);
+    LeaseFilter same_owner;
+    same_owner.owner = lease->owner;
+    const auto live = [&] {
+      for (const LeaseInfo& l : engine_->ListLeases(same_owner)) {
+        if (l.id == *id) return true;
+      }
+      return false;
+    };
+    while (clock->Now() < deadline && live() && !context->IsCancelled() &&
+           CheckAccepting().ok()) {
+      clock->AwaitWithDeadline(&mu, absl::Condition(&kNever),
+                               std::min(deadline, clock->Now() + absl::Seconds(1)));
+    }
+  }
+  response->set_revoked(engine_->RevokeLeases({*id}, reason) == 1);
+  return Status::OK;
+}
+
+Status PinBrokerService::ListSessions(Ctx* context, const v1::ListSessionsRequest*,
+                                      v1::ListSessionsResponse* response) {
+  const PeerIdentity caller = Caller(context);
+  const bool admin = authorizer_->IsAdminAnywhere(caller);
+  for (const SessionTable::Info& info : sessions_->List()) {
+    if (!admin && info.owner.key != caller.Key()) continue;
+    v1::SessionInfo* out = response->add_sessions();
+    out->set_session_id(info.id);
+    out->set_client_name(info.client_name);
+    out->set_identity(info.owner.description);
+    if (info.owner.uid.has_value()) out->set_uid(*info.owner.uid);
+    out->set_pid(info.owner.pid);
+    out->set_command(info.owner.command);
+    LeaseFilter filter;
+    filter.owner = info.id;
+    uint64_t bytes = 0;
+    const std::vector<LeaseInfo> leases = engine_->ListLeases(filter);
+    for (const LeaseInfo& lease : leases) bytes += lease.length;
+    out->set_lease_count(leases.size());
+    out->set_pinned_bytes(bytes);
+    if (info.expires_at != absl::InfiniteFuture()) ToProto(info.expires_at, out->mutable_expires_at());
+    out->set_watchers(info.watchers);
+  }
   return Status::OK;
 }
 

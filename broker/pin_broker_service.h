@@ -67,6 +67,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   Status DescribeFile(Ctx*, const v1::DescribeFileRequest*, v1::DescribeFileResponse*) override;
   Status Truncate(Ctx*, const v1::TruncateRequest*, v1::LayoutChangeResponse*) override;
   Status PunchHole(Ctx*, const v1::PunchHoleRequest*, v1::LayoutChangeResponse*) override;
+  Status RevokeLease(Ctx*, const v1::RevokeLeaseRequest*, v1::RevokeLeaseResponse*) override;
+  Status ListSessions(Ctx*, const v1::ListSessionsRequest*, v1::ListSessionsResponse*) override;
   Status GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse*) override;
   Status Echo(Ctx*, const v1::EchoRequest*, v1::EchoResponse*) override;
   ::grpc::ServerWriteReactor<v1::WatchEvent>* Watch(::grpc::CallbackServerContext* context,
@@ -81,6 +83,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   absl::StatusOr<std::string> Authenticate(const v1::SessionCredentials& credentials,
                                            const PeerIdentity& caller);
   PeerIdentity Caller(const ::grpc::ServerContextBase* context) const;
+  // `lease` as a client sees it, with its holder's identity.
+  void LeaseToProto(const LeaseInfo& lease, v1::Lease* out) const;
   // Whether `caller` may see `lease` in full: an admin of its export, or its session's owner.
   bool Visible(const PeerIdentity& caller, const LeaseInfo& lease) const;
   absl::Status CheckAccepting() const;

@@ -70,6 +70,11 @@ absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
   return opened;
 }
 
+absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
+                                                        absl::Duration ttl) {
+  return Open(std::move(client_name), ttl, Owner());
+}
+
 absl::StatusOr<absl::Time> SessionTable::Authenticate(absl::string_view id,
                                                       absl::string_view token,
                                                       const Owner* caller) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ class SessionTable {
   struct Owner {
     std::string key;          // Compared on every call (PeerIdentity::Key()).
     std::string description;  // For listings and messages (PeerIdentity::Describe()).
+    std::optional<uint32_t> uid;  // Unix peers: uid, pid and command at connect.
+    int pid = 0;
+    std::string command;
   };
   struct Opened {
     std::string id;
@@ -55,7 +59,10 @@ class SessionTable {
   SessionTable& operator=(const SessionTable&) = delete;
 
   // ttl zero: the default; capped at the maximum; negative: INVALID_ARGUMENT.
-  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl, Owner owner = {})
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl, Owner owner)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // An owner-less session (tests; the token alone proves it).
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Checks the credentials and renews the session. UNAUTHENTICATED, saying what to do, for a

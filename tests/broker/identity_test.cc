@@ -433,6 +433,55 @@ TEST_F(IdentityTest, BindMountBeneathTheRootIsNotPartOfTheExport) {
   EXPECT_EQ(LiveLeases(), 0u);
 }
 
+TEST_F(IdentityTest, OnlyAdminsRevokeOthersLeasesAndListEverySession) {
+  MakeFile("public", 0, 0, 0644);
+  Client a = UserA();
+  auto session = a.OpenSession();
+  ASSERT_OK(session.status());
+  auto lease = a.Pin(*session, "public", v1::ACCESS_READ);
+  ASSERT_OK(lease.status());
+  Client b = UserB();
+  auto b_session = b.OpenSession();
+  ASSERT_OK(b_session.status());
+
+  v1::RevokeLeaseRequest revoke;
+  revoke.set_lease_id(lease->lease_id());
+  revoke.set_reason("maintenance\nFAKE");
+  // Not an admin: someone else's lease is not even there for B.
+  EXPECT_THAT(b.Call(&v1::PinBroker::Stub::RevokeLease, revoke).status(),
+              StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_THAT(a.Call(&v1::PinBroker::Stub::RevokeLease, revoke).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("is not an admin")));
+  EXPECT_EQ(LiveLeases(), 1u);
+
+  auto b_sessions = b.Call(&v1::PinBroker::Stub::ListSessions, v1::ListSessionsRequest());
+  ASSERT_OK(b_sessions.status());
+  ASSERT_EQ(b_sessions->sessions_size(), 1);
+  EXPECT_EQ(b_sessions->sessions(0).session_id(), b_session->session_id());
+
+  Client root = Root();
+  auto all = root.Call(&v1::PinBroker::Stub::ListSessions, v1::ListSessionsRequest());
+  ASSERT_OK(all.status());
+  ASSERT_EQ(all->sessions_size(), 2);
+  for (const v1::SessionInfo& info : all->sessions()) {
+    const bool is_a = info.session_id() == session->session_id();
+    EXPECT_EQ(info.uid(), is_a ? kUserA : kUserB);
+    EXPECT_EQ(info.pid(), getpid());
+    EXPECT_EQ(info.lease_count(), is_a ? 1u : 0u);
+    EXPECT_EQ(info.pinned_bytes(), is_a ? static_cast<uint64_t>(getpagesize()) : 0u);
+  }
+  auto listed = root.Call(&v1::PinBroker::Stub::ListLeases, v1::ListLeasesRequest());
+  ASSERT_OK(listed.status());
+  ASSERT_EQ(listed->leases_size(), 1);
+  EXPECT_THAT(listed->leases(0).holder(), HasSubstr(absl::StrCat("uid ", kUserA)));
+
+  auto revoked = root.Call(&v1::PinBroker::Stub::RevokeLease, revoke);
+  ASSERT_OK(revoked.status());
+  EXPECT_TRUE(revoked->revoked());
+  EXPECT_EQ(LiveLeases(), 0u);
+  EXPECT_EQ(backend_->pinned_bytes(), 0u);
+}
+
 class ExportRulesTest : public IdentityTest {
  protected:
   void Configure(v1::BrokerConfig& config) override {

@@ -147,6 +147,35 @@ class IdentityTest(BrokerTest):
         self.assertNotIn("\nFAKE LOG LINE", log, "a client_name cannot start a log line")
         self.assertIn("x\\nFAKE LOG LINE", log)
 
+    def test_admin_lists_sessions_and_revokes_a_users_lease(self):
+        self.make_owned("public", 0, 0o644)
+        holder = pbe2e.Process(
+            ["setpriv", "--reuid=pbtest-a", "--regid=pbtest-a", "--init-groups", "--"]
+            + self.pinctl_args(["lease", "pin", "default", "public", "--length", "4096",
+                                "--hold", "--ignore-recall", "--name", "holder"]),
+            name="holder")
+        self.processes.append(holder)
+        pinned = holder.wait_for(lambda o: "lease" in o and "type" not in o, what="the lease")
+        lease_id = pinned["lease"]["lease_id"]
+        sessions = self.pinctl("session", "list").obj["sessions"]
+        mine = [s for s in sessions if s.get("clientName", s.get("client_name")) == "holder"]
+        self.assertEqual(len(mine), 1, sessions)
+        self.assertEqual(int(mine[0]["uid"]), uid_of("pbtest-a"))
+        self.assertEqual(int(mine[0].get("leaseCount", mine[0].get("lease_count"))), 1)
+        # A non-admin sees only its own sessions, and cannot revoke.
+        r = self.as_user("pbtest-b", "session", "list")
+        self.assertEqual(r.obj.get("sessions", []), [], r)
+        r = self.as_user("pbtest-b", "lease", "revoke", lease_id)
+        self.assert_error(r, "NOT_FOUND")
+        revoked = self.pinctl("lease", "revoke", lease_id, "--grace", "1s", "--reason",
+                              "disk swap").obj
+        self.assertTrue(revoked["revoked"], revoked)
+        event = holder.wait_event("REVOKED", lease_id)
+        self.assertIn("revoked by uid 0", event["lease"]["reason"])
+        self.assertIn("disk swap", event["lease"]["reason"])
+        self.assertEqual(self.lease_ids(), [])
+        self.assertIn("admin uid 0", self.daemon.log())
+
     def test_squatted_runtime_directory_is_refused_by_broker_and_client(self):
         victim = uid_of("pbtest-b")
         runtime = "/tmp/pinbroker-%d" % victim
