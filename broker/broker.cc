@@ -4,6 +4,10 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -61,6 +65,65 @@ absl::StatusOr<MadeBackend> MakeBackend(const v1::BrokerConfig& config) {
   return made;
 }
 
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view what) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls.", what, " '", path, "' cannot be read or is empty"));
+  }
+  return text.str();
+}
+
+bool IsLoopbackHost(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  const absl::string_view host = address.substr(0, colon == absl::string_view::npos ? 0 : colon);
+  return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
+// TCP serves TLS (mTLS unless configured otherwise); plaintext only when asked for, on loopback.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentialsFor(
+    const std::string& address, const v1::BrokerConfig& config) {
+  const v1::TlsConfig& tls = config.tls();
+  if (tls.cert_file().empty()) {
+    if (!config.insecure_tcp()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TCP address ", address,
+          " needs TLS: set tls.cert_file, tls.key_file and tls.client_ca_file (or, on a "
+          "loopback address only, insecure_tcp for plaintext)"));
+    }
+    if (!IsLoopbackHost(address)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "insecure_tcp is allowed only on loopback addresses (127.0.0.0/8, [::1], localhost); ",
+          address, " is not one: configure tls"));
+    }
+    PB_LOG(WARNING) << "serving plaintext TCP on " << address
+                    << " (insecure_tcp): its callers are anonymous, with nobody's file "
+                       "permissions; anyone on this host can connect";
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions options(
+      tls.no_client_certificates() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                 : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  auto cert = ReadPem(tls.cert_file(), "cert_file");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(tls.key_file(), "key_file");
+  if (!key.ok()) return key.status();
+  if (!tls.no_client_certificates()) {
+    if (tls.client_ca_file().empty()) {
+      return absl::InvalidArgumentError(
+          "tls.client_ca_file is required to verify client certificates (or set "
+          "tls.no_client_certificates: TCP callers are then anonymous)");
+    }
+    auto ca = ReadPem(tls.client_ca_file(), "client_ca_file");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+  }
+  options.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  return grpc::SslServerCredentials(options);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& config, Clock* clock,
@@ -114,8 +177,15 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
                      << " lapsed (no watch, no renewal); its leases end at their TTL";
         if (raw->verbs_ != nullptr) raw->verbs_->Disconnect(session, "its session lapsed");
       });
+  absl::flat_hash_map<std::string, uid_t> root_owners;
+  for (const Export* e : broker->engine_->exports()) {
+    struct stat st;
+    if (fstat(e->root_fd(), &st) == 0) root_owners[e->name()] = st.st_uid;
+  }
+  broker->authorizer_ = std::make_unique<Authorizer>(config, std::move(root_owners));
   broker->service_ = std::make_unique<PinBrokerService>(
-      broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(),
+      broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(), &broker->peers_,
+      broker->authorizer_.get(),
       PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(), broker->verbs_,
                              broker->verbs_ == nullptr ? no_rdma : ""});
   if (broker->verbs_ != nullptr) {
@@ -142,7 +212,26 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   for (const std::string& address : config.listen()) {
     if (absl::Status s = PrepareListenAddress(address); !s.ok()) return s;
     ports.push_back(std::make_unique<int>(0));
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), ports.back().get());
+    if (absl::StartsWith(address, "unix:")) {
+      // Bound and listening now (mode and group applied before listen); connections are
+      // accepted once the server runs.
+      auto options = UnixListenOptionsFor(address, config);
+      if (!options.ok()) return options.status();
+      auto listener = UnixListener::Bind(*std::move(options));
+      if (!listener.ok()) return listener.status();
+      broker->unix_listeners_.push_back(*std::move(listener));
+      continue;
+    }
+    auto credentials = TcpCredentialsFor(address, config);
+    if (!credentials.ok()) return credentials.status();
+    builder.AddListeningPort(address, *credentials, ports.back().get());
+  }
+  {
+    absl::flat_hash_map<std::string, uid_t> principal_uids;
+    for (const auto& [principal, uid] : config.tls().principal_uids()) {
+      principal_uids[principal] = static_cast<uid_t>(uid);
+    }
+    broker->peers_.MapPrincipals(std::move(principal_uids));
   }
   // Watch streams are long-lived: let clients keep them alive with pings every 10 s or more.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
@@ -154,6 +243,9 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
     return absl::UnavailableError(absl::StrCat("could not start the gRPC server on ",
                                                absl::StrJoin(config.listen(), ", "),
                                                " (address in use, or no permission to bind)"));
+  }
+  for (const auto& listener : broker->unix_listeners_) {
+    listener->Start(broker->server_.get(), &broker->peers_);
   }
   for (int i = 0; i < config.listen_size(); ++i) {
     const std::string& address = config.listen(i);
@@ -186,6 +278,7 @@ size_t Broker::Shutdown(absl::Duration grace) {
   health->SetServingStatus(kServiceName, false);
   health->SetServingStatus("", false);
   service_->StopAccepting();
+  for (const auto& listener : unix_listeners_) listener->Stop();
   const size_t revoked = engine_->RecallAll("broker shutting down", grace);
   // Every lease has ended: the guard answers anything still held and lets go of the files.
   if (guard_ != nullptr) guard_->Stop();
@@ -205,7 +298,9 @@ Broker::~Broker() {
   // Also when Start() failed half-way: the rdma_cm thread calls into the sessions and engine.
   if (verbs_ != nullptr) verbs_->Shutdown();
   // Order: nothing may call into the service, sessions or engine once the server is gone.
+  for (const auto& listener : unix_listeners_) listener->Stop();
   server_.reset();
+  unix_listeners_.clear();
   service_.reset();
   sessions_.reset();
   guard_.reset();

@@ -17,8 +17,10 @@
 
 #include "absl/status/statusor.h"
 #include "broker/lease_id_codec.h"
+#include "broker/peer_identity.h"
 #include "broker/pin_broker_service.h"
 #include "broker/session_table.h"
+#include "broker/unix_listener.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/clock.h"
 #include "pinning/guard/file_guard.h"
@@ -70,8 +72,12 @@ class Broker {
   std::unique_ptr<PinService> engine_;
   std::unique_ptr<guard::FileGuard> guard_;  // Before engine_ in destruction order.
   std::unique_ptr<SessionTable> sessions_;
+  PeerRegistry peers_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<PinBrokerService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // Unix sockets are the broker's own (peer credentials); they hand connections to server_.
+  std::vector<std::unique_ptr<UnixListener>> unix_listeners_;
   std::vector<std::string> addresses_;
   bool shut_down_ = false;
 };

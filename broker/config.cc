@@ -1,6 +1,7 @@
 #include "broker/config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <sys/socket.h>
@@ -10,11 +11,13 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "broker/proto_convert.h"
@@ -88,6 +91,43 @@ std::string DefaultRuntimeDir() {
   return absl::StrCat("/tmp/pinbroker-", geteuid());
 }
 
+absl::Status CheckPrivateDir(const std::string& dir) {
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return ErrnoToStatus(errno, absl::StrCat("lstat ", dir));
+  const auto refuse = [&dir](absl::string_view why) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "runtime directory ", dir, " ", why,
+        "; it must be a directory of your own with mode 0700. Someone else may have made it to "
+        "pose as the broker: remove it (or set XDG_RUNTIME_DIR) and start again"));
+  };
+  if (S_ISLNK(st.st_mode)) return refuse("is a symlink");
+  if (!S_ISDIR(st.st_mode)) return refuse("is not a directory");
+  if (st.st_uid != geteuid()) {
+    return refuse(absl::StrCat("belongs to uid ", st.st_uid, ", not to you (uid ", geteuid(), ")"));
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return refuse(absl::StrCat("has mode ", mode, " (others may enter it)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> DefaultClientEndpoint() {
+  const std::string runtime = DefaultRuntimeDir();
+  const std::string own = absl::StrCat(runtime, "/pinbroker.sock");
+  struct stat st;
+  if (lstat(own.c_str(), &st) == 0) {
+    if (geteuid() != 0) {
+      if (absl::Status s = CheckPrivateDir(runtime); !s.ok()) return s;
+    }
+    return absl::StrCat("unix:", own);
+  }
+  const std::string system = "/run/pinbroker/pinbroker.sock";
+  if (geteuid() != 0 && lstat(system.c_str(), &st) == 0) return absl::StrCat("unix:", system);
+  return absl::StrCat("unix:", own);
+}
+
 v1::BrokerConfig EmbeddedDefault(const std::string& state_dir, const std::string& runtime_dir) {
   v1::BrokerConfig config;
   config.add_listen(absl::StrCat("unix:", runtime_dir, "/pinbroker.sock"));
@@ -116,6 +156,7 @@ absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerCon
     if (e.has_default_ttl()) o.default_ttl = FromProto(e.default_ttl());
     if (e.has_max_ttl()) o.max_ttl = FromProto(e.max_ttl());
     o.read_only = e.read_only();
+    o.cross_mounts = e.cross_mounts();
     if (e.create()) {
       if (absl::Status s = MakeDirs(o.root, 0755); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("export '", e.name(), "': ", s.message()));
@@ -165,6 +206,42 @@ absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig&
   return options;
 }
 
+absl::StatusOr<UnixListener::Options> UnixListenOptionsFor(const std::string& address,
+                                                          const v1::BrokerConfig& config) {
+  UnixListener::Options options;
+  options.path = address.substr(5);
+  if (absl::StartsWith(options.path, "//")) options.path = options.path.substr(2);
+  if (!config.listen_group().empty()) {
+    const std::string& name = config.listen_group();
+    uint32_t number = 0;
+    if (absl::SimpleAtoi(name, &number)) {
+      options.group = static_cast<gid_t>(number);
+    } else {
+      std::vector<char> buffer(16384);
+      group entry;
+      group* found = nullptr;
+      if (getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 ||
+          found == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "listen_group '", name, "' is not a group on this host; create it or fix the config"));
+      }
+      options.group = found->gr_gid;
+    }
+  }
+  options.mode = options.group.has_value() ? 0660 : 0600;
+  if (!config.listen_mode().empty()) {
+    const std::string& text = config.listen_mode();
+    char* end = nullptr;
+    const unsigned long mode = std::strtoul(text.c_str(), &end, 8);
+    if (end == text.c_str() || *end != '\0' || mode > 0777) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "listen_mode '", text, "' is not an octal permission mode 0-0777 (e.g. \"0660\")"));
+    }
+    options.mode = static_cast<mode_t>(mode);
+  }
+  return options;
+}
+
 absl::Status PrepareListenAddress(const std::string& address) {
   if (!absl::StartsWith(address, "unix:")) return absl::OkStatus();
   std::string path = address.substr(5);
@@ -175,7 +252,17 @@ absl::Status PrepareListenAddress(const std::string& address) {
   }
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) {
-    if (absl::Status s = MakeDirs(path.substr(0, slash), 0755); !s.ok()) return s;
+    const std::string dir = path.substr(0, slash);
+    if (geteuid() != 0 && dir == DefaultRuntimeDir()) {
+      // A non-root broker's own runtime directory (perhaps under /tmp): made private, and
+      // refused if someone else made it first.
+      if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        if (absl::Status s = MakeDirs(dir, 0700); !s.ok()) return s;
+      }
+      if (absl::Status s = CheckPrivateDir(dir); !s.ok()) return s;
+    } else if (absl::Status s = MakeDirs(dir, 0755); !s.ok()) {
+      return s;
+    }
   }
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {

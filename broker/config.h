@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "broker/unix_listener.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
@@ -34,6 +35,17 @@ v1::BrokerConfig EmbeddedDefault(const std::string& state_dir, const std::string
 std::string DefaultStateDir();
 std::string DefaultRuntimeDir();
 
+// OK if `dir` is a directory (not a symlink) that the calling user owns and nobody else may
+// enter (mode & 077 == 0). FAILED_PRECONDITION otherwise, saying what is wrong: a directory
+// under a world-writable place that someone else made first could hold a fake broker's socket.
+absl::Status CheckPrivateDir(const std::string& dir);
+
+// The endpoint a client uses when none is given: the per-user socket
+// (DefaultRuntimeDir()/pinbroker.sock) if it exists, after CheckPrivateDir of its directory
+// (for a non-root user); else the system socket /run/pinbroker/pinbroker.sock when it exists;
+// else the per-user one (for the error message of a failed connect).
+absl::StatusOr<std::string> DefaultClientEndpoint();
+
 // Engine export options for `config`, with defaults filled in; creates roots marked `create`.
 // INVALID_ARGUMENT naming the export for bad values; errors from mkdir otherwise.
 absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerConfig& config);
@@ -47,6 +59,12 @@ absl::StatusOr<BackendChoice> BackendFromConfig(const v1::BrokerConfig& config);
 // port above 65535, an address that is not IPv4, an empty device name or a non-positive
 // verbs_timeout.
 absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig& config);
+
+// The broker's own listener options for the "unix:" address `address`: its path, and
+// listen_mode/listen_group from `config`. INVALID_ARGUMENT for a mode that is not octal
+// 0-0777 or a group that does not exist.
+absl::StatusOr<UnixListener::Options> UnixListenOptionsFor(const std::string& address,
+                                                          const v1::BrokerConfig& config);
 
 // For Unix-socket addresses: creates the parent directory and removes a stale socket file.
 absl::Status PrepareListenAddress(const std::string& address);

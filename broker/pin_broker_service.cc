@@ -12,9 +12,31 @@ namespace pinbroker::broker {
 
 using ::grpc::Status;
 
+namespace {
+
+SessionTable::Owner OwnerOf(const PeerIdentity& caller) {
+  SessionTable::Owner owner;
+  owner.key = caller.Key();
+  owner.description = caller.Describe();
+  if (caller.kind == PeerIdentity::Kind::kUnix) {
+    owner.uid = caller.unix.uid;
+    owner.pid = caller.pid;
+    owner.command = caller.command;
+  }
+  return owner;
+}
+
+}  // namespace
+
 PinBrokerService::PinBrokerService(PinService* engine, SessionTable* sessions,
-                                   const LeaseIdCodec* ids, Info info)
-    : engine_(engine), sessions_(sessions), ids_(ids), info_(std::move(info)) {}
+                                   const LeaseIdCodec* ids, const PeerRegistry* peers,
+                                   const Authorizer* authorizer, Info info)
+    : engine_(engine),
+      sessions_(sessions),
+      ids_(ids),
+      peers_(peers),
+      authorizer_(authorizer),
+      info_(std::move(info)) {}
 
 PinBrokerService::~PinBrokerService() { CloseAllWatches(); }
 
@@ -41,41 +63,60 @@ absl::Status PinBrokerService::CheckAccepting() const {
 }
 
 absl::StatusOr<std::string> PinBrokerService::Authenticate(
-    const v1::SessionCredentials& credentials) {
-  auto renewed = sessions_->Authenticate(credentials.session_id(), credentials.token());
+    const v1::SessionCredentials& credentials, const PeerIdentity& caller) {
+  const SessionTable::Owner owner = OwnerOf(caller);
+  auto renewed = sessions_->Authenticate(credentials.session_id(), credentials.token(), &owner);
   if (!renewed.ok()) return renewed.status();
   return credentials.session_id();
 }
 
+PeerIdentity PinBrokerService::Caller(const ::grpc::ServerContextBase* context) const {
+  return peers_->Identify(*context);
+}
+
+void PinBrokerService::LeaseToProto(const LeaseInfo& lease, v1::Lease* out) const {
+  ToProto(lease, *ids_, out);
+  if (auto owner = sessions_->OwnerOf(lease.owner); owner.ok()) out->set_holder(owner->description);
+}
+
+bool PinBrokerService::Visible(const PeerIdentity& caller, const LeaseInfo& lease) const {
+  if (authorizer_->IsAdmin(caller, lease.export_name)) return true;
+  auto owner = sessions_->OwnerOf(lease.owner);
+  return owner.ok() && owner->key == caller.Key();
+}
+
 // --- sessions -----------------------------------------------------------------------------
 
-Status PinBrokerService::OpenSession(Ctx*, const v1::OpenSessionRequest* request,
+Status PinBrokerService::OpenSession(Ctx* context, const v1::OpenSessionRequest* request,
                                      v1::OpenSessionResponse* response) {
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
-  auto opened = sessions_->Open(request->client_name(), *ttl);
+  const PeerIdentity caller = Caller(context);
+  auto opened = sessions_->Open(SafeText(request->client_name()), *ttl, OwnerOf(caller));
   if (!opened.ok()) return ToGrpcStatus(opened.status());
   response->mutable_credentials()->set_session_id(opened->id);
   response->mutable_credentials()->set_token(opened->token);
   ToProto(opened->expires_at, response->mutable_expires_at());
   response->set_broker_epoch(ids_->epoch());
-  PB_LOG(INFO) << "session " << opened->id << " opened by \"" << request->client_name() << "\"";
+  PB_LOG(INFO) << "session " << opened->id << " opened by " << caller.Describe() << " as \""
+               << SafeText(request->client_name()) << "\"";
   return Status::OK;
 }
 
-Status PinBrokerService::RenewSession(Ctx*, const v1::RenewSessionRequest* request,
+Status PinBrokerService::RenewSession(Ctx* context, const v1::RenewSessionRequest* request,
                                       v1::RenewSessionResponse* response) {
-  auto renewed =
-      sessions_->Authenticate(request->credentials().session_id(), request->credentials().token());
+  const SessionTable::Owner owner = OwnerOf(Caller(context));
+  auto renewed = sessions_->Authenticate(request->credentials().session_id(),
+                                         request->credentials().token(), &owner);
   if (!renewed.ok()) return ToGrpcStatus(renewed.status());
   ToProto(*renewed, response->mutable_expires_at());
   return Status::OK;
 }
 
-Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* request,
+Status PinBrokerService::CloseSession(Ctx* context, const v1::CloseSessionRequest* request,
                                       v1::CloseSessionResponse* response) {
-  auto session = Authenticate(request->credentials());
+  auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   // Close first, so no pin can join the session while its leases are being released.
   sessions_->Close(*session).IgnoreError();  // Already gone: closed concurrently.
@@ -93,12 +134,21 @@ Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* reque
 
 // --- leases -------------------------------------------------------------------------------
 
-Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinResponse* response) {
+Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
+                             v1::PinResponse* response) {
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
-  auto session = Authenticate(request->credentials());
+  const PeerIdentity caller = Caller(context);
+  auto session = Authenticate(request->credentials(), caller);
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto access = FromProto(request->access());
   if (!access.ok()) return ToGrpcStatus(access.status());
+  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kPin); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  if (*access == Access::kReadWrite) {
+    absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kPinWritable);
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
   auto wait = NonNegative(request->wait_if_blocked(), "wait_if_blocked");
@@ -114,14 +164,16 @@ Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinRespons
   pin.ttl = *ttl;
   pin.wait_if_blocked = *wait;
   pin.rdma = request->rdma();
+  pin.caller = caller.unix;
   auto lease = engine_->Pin(pin);
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   ToProto(*lease, *ids_, response->mutable_lease());
   return Status::OK;
 }
 
-Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewResponse* response) {
-  auto session = Authenticate(request->credentials());
+Status PinBrokerService::Renew(Ctx* context, const v1::RenewRequest* request,
+                               v1::RenewResponse* response) {
+  auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
@@ -133,16 +185,18 @@ Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewR
   return Status::OK;
 }
 
-Status PinBrokerService::Release(Ctx*, const v1::ReleaseRequest* request, v1::ReleaseResponse*) {
-  auto session = Authenticate(request->credentials());
+Status PinBrokerService::Release(Ctx* context, const v1::ReleaseRequest* request,
+                                 v1::ReleaseResponse*) {
+  auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   return ToGrpcStatus(engine_->Release(*session, *id));
 }
 
-Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
+Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* request,
                                     v1::ListLeasesResponse* response) {
+  const PeerIdentity caller = Caller(context);
   LeaseFilter filter;
   if (!request->session_id().empty()) filter.owner = request->session_id();
   if (!request->export_name().empty()) filter.export_name = request->export_name();
@@ -150,49 +204,186 @@ Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
     if (request->export_name().empty()) {
       return ToGrpcStatus(absl::InvalidArgumentError("a path filter needs export_name"));
     }
-    auto file = engine_->DescribeFile(request->export_name(), request->path());
+    auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
     if (!file.ok()) return ToGrpcStatus(file.status());
     filter.file = file->info.id;
   }
   for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
-    ToProto(lease, *ids_, response->add_leases());
+    if (!Visible(caller, lease)) continue;  // Nobody else's leases or session ids.
+    LeaseToProto(lease, response->add_leases());
   }
   return Status::OK;
 }
 
 // --- files --------------------------------------------------------------------------------
 
-Status PinBrokerService::DescribeFile(Ctx*, const v1::DescribeFileRequest* request,
+Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileRequest* request,
                                       v1::DescribeFileResponse* response) {
-  auto file = engine_->DescribeFile(request->export_name(), request->path());
+  const PeerIdentity caller = Caller(context);
+  auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
   if (!file.ok()) return ToGrpcStatus(file.status());
+  if (!authorizer_->IsAdmin(caller, request->export_name())) {
+    // Others' leases stay hidden; their busy ranges show (a pin there would meet them), without
+    // naming the lease.
+    absl::flat_hash_set<LeaseId> own;
+    std::vector<LeaseInfo> leases;
+    for (LeaseInfo& lease : file->leases) {
+      if (!Visible(caller, lease)) continue;
+      own.insert(lease.id);
+      leases.push_back(std::move(lease));
+    }
+    file->leases = std::move(leases);
+    for (auto& entry : file->busy) {
+      if (!own.contains(entry.lease)) entry.lease = 0;
+    }
+    file->registrations.clear();
+  }
   ToProto(*file, *ids_, engine_->page_size(), response);
   return Status::OK;
 }
 
-Status PinBrokerService::Truncate(Ctx*, const v1::TruncateRequest* request,
+Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* request,
                                   v1::LayoutChangeResponse* response) {
+  const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
+      !s.ok()) {
+    PB_LOG(WARNING) << "layout change of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused: " << s.message();
+    return ToGrpcStatus(s);
+  }
+  layout->caller = caller.unix;
+  // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
+  layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
+                                   SafeText(layout->initiator),
+                                   layout->initiator.empty() ? "" : "\"");
   auto result = engine_->Truncate(*layout, request->new_size());
+  if (absl::IsPermissionDenied(result.status())) {
+    PB_LOG(WARNING) << "layout truncate of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused for " << caller.Describe() << ": "
+                    << result.status().message();
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
   return Status::OK;
 }
 
-Status PinBrokerService::PunchHole(Ctx*, const v1::PunchHoleRequest* request,
-                                   v1::LayoutChangeResponse* response) {
+Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* request,
+                                  v1::LayoutChangeResponse* response) {
+  const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
+      !s.ok()) {
+    PB_LOG(WARNING) << "layout change of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused: " << s.message();
+    return ToGrpcStatus(s);
+  }
+  layout->caller = caller.unix;
+  // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
+  layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
+                                   SafeText(layout->initiator),
+                                   layout->initiator.empty() ? "" : "\"");
   auto result = engine_->PunchHole(*layout, request->offset(), request->length());
+  if (absl::IsPermissionDenied(result.status())) {
+    PB_LOG(WARNING) << "layout punchhole of " << SafeText(request->export_name()) << "/"
+                    << SafeText(request->path()) << " refused for " << caller.Describe() << ": "
+                    << result.status().message();
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
+  return Status::OK;
+}
+
+// --- admin --------------------------------------------------------------------------------
+
+Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest* request,
+                                     v1::RevokeLeaseResponse* response) {
+  const PeerIdentity caller = Caller(context);
+  auto id = ids_->Parse(request->lease_id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  auto grace = NonNegative(request->grace(), "grace");
+  if (!grace.ok()) return ToGrpcStatus(grace.status());
+  std::optional<LeaseInfo> lease;
+  for (const LeaseInfo& l : engine_->ListLeases(LeaseFilter())) {
+    if (l.id == *id) lease = l;
+  }
+  // Someone else's lease is NOT_FOUND for non-admins, like an unknown one.
+  if (!lease.has_value() || !Visible(caller, *lease)) {
+    return ToGrpcStatus(
+        absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
+  }
+  if (absl::Status s = authorizer_->Check(caller, lease->export_name, Right::kAdmin); !s.ok()) {
+    PB_LOG(WARNING) << "revoke of lease " << request->lease_id() << " refused: " << s.message();
+    return ToGrpcStatus(s);
+  }
+  const std::string reason =
+      absl::StrCat("revoked by ", caller.Describe(),
+                   request->reason().empty() ? "" : ": ", SafeText(request->reason(), 256));
+  PB_LOG(INFO) << "admin " << caller.Describe() << " revokes lease " << request->lease_id()
+               << " (export " << lease->export_name << ", grace "
+               << absl::FormatDuration(*grace) << "): \"" << SafeText(request->reason(), 256)
+               << "\"";
+  LeaseToProto(*lease, response->mutable_lease());
+  if (*grace > absl::ZeroDuration()) {
+    Clock* clock = engine_->clock();
+    const absl::Time deadline = clock->Now() + *grace;
+    engine_->RecallLeases({*id}, reason, deadline);
+    // Holders get the grace period to release; whatever is left then is revoked. Looked at
+    // once a second, so a release, a cancelled call or a shutdown ends the wait early.
+    static const bool kNever = false;
+    absl::Mutex mu;
+    absl::MutexLock lock(&mu);
+    LeaseFilter same_owner;
+    same_owner.owner = lease->owner;
+    const auto live = [&] {
+      for (const LeaseInfo& l : engine_->ListLeases(same_owner)) {
+        if (l.id == *id) return true;
+      }
+      return false;
+    };
+    while (clock->Now() < deadline && live() && !context->IsCancelled() &&
+           CheckAccepting().ok()) {
+      clock->AwaitWithDeadline(&mu, absl::Condition(&kNever),
+                               std::min(deadline, clock->Now() + absl::Seconds(1)));
+    }
+  }
+  response->set_revoked(engine_->RevokeLeases({*id}, reason) == 1);
+  return Status::OK;
+}
+
+Status PinBrokerService::ListSessions(Ctx* context, const v1::ListSessionsRequest*,
+                                      v1::ListSessionsResponse* response) {
+  const PeerIdentity caller = Caller(context);
+  const bool admin = authorizer_->IsAdminAnywhere(caller);
+  for (const SessionTable::Info& info : sessions_->List()) {
+    if (!admin && info.owner.key != caller.Key()) continue;
+    v1::SessionInfo* out = response->add_sessions();
+    out->set_session_id(info.id);
+    out->set_client_name(info.client_name);
+    out->set_identity(info.owner.description);
+    if (info.owner.uid.has_value()) out->set_uid(*info.owner.uid);
+    out->set_pid(info.owner.pid);
+    out->set_command(info.owner.command);
+    LeaseFilter filter;
+    filter.owner = info.id;
+    uint64_t bytes = 0;
+    const std::vector<LeaseInfo> leases = engine_->ListLeases(filter);
+    for (const LeaseInfo& lease : leases) bytes += lease.length;
+    out->set_lease_count(leases.size());
+    out->set_pinned_bytes(bytes);
+    if (info.expires_at != absl::InfiniteFuture()) ToProto(info.expires_at, out->mutable_expires_at());
+    out->set_watchers(info.watchers);
+  }
   return Status::OK;
 }
 
 // --- broker -------------------------------------------------------------------------------
 
-Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse* response) {
+Status PinBrokerService::GetInfo(Ctx* context, const v1::GetInfoRequest*,
+                                 v1::GetInfoResponse* response) {
+  const PeerIdentity caller = Caller(context);
   response->set_version(info_.version);
   response->set_rdma_unavailable(info_.rdma_unavailable);
   response->set_epoch(ids_->epoch());
@@ -202,7 +393,7 @@ Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoRes
     const ExportOptions& o = exp->options();
     v1::ExportInfo* e = response->add_exports();
     e->set_name(o.name);
-    e->set_root(o.root);
+    if (authorizer_->IsAdmin(caller, o.name)) e->set_root(o.root);  // Admins only.
     e->set_default_policy(ToProto(o.default_policy));
     ToProto(o.grace, e->mutable_grace());
     ToProto(o.layout_timeout, e->mutable_layout_timeout());
@@ -251,9 +442,11 @@ Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResp
 // finished reactor.
 class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
-  WatchReactor(PinBrokerService* service, const v1::WatchRequest* request) : service_(service) {
+  WatchReactor(PinBrokerService* service, const PeerIdentity& caller,
+               const v1::WatchRequest* request)
+      : service_(service) {
     absl::Status accepting = service_->CheckAccepting();
-    auto session = accepting.ok() ? service_->Authenticate(request->credentials())
+    auto session = accepting.ok() ? service_->Authenticate(request->credentials(), caller)
                                   : absl::StatusOr<std::string>(accepting);
     if (!session.ok()) {
       // Through FinishLocked: a cancellation arriving later must not finish the call twice.
@@ -386,8 +579,8 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
 };
 
 ::grpc::ServerWriteReactor<v1::WatchEvent>* PinBrokerService::Watch(
-    ::grpc::CallbackServerContext*, const v1::WatchRequest* request) {
-  return new WatchReactor(this, request);
+    ::grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  return new WatchReactor(this, Caller(context), request);
 }
 
 }  // namespace pinbroker::broker

@@ -5,6 +5,12 @@
 // use gRPC's synchronous API because layout changes block while they drain (defer, revoke
 // grace); Watch uses the callback API so an idle stream costs no thread.
 //
+// Identity: every call's caller is the PeerIdentity its connection has (PeerRegistry: the
+// kernel's SO_PEERCRED for Unix peers, the certificate for TLS peers, nobody otherwise), never
+// anything the request says. Sessions are bound to the identity that opened them, and files are
+// opened with the caller's filesystem credentials (PinRequest::caller, LayoutRequest::caller),
+// so the kernel decides what the caller may read and write.
+//
 // Thread-safety: safe for gRPC's concurrent calls. The PinService, SessionTable and clock must
 // outlive the service.
 #pragma once
@@ -15,7 +21,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "broker/authorizer.h"
 #include "broker/lease_id_codec.h"
+#include "broker/peer_identity.h"
 #include "broker/session_table.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/pin_service.h"
@@ -37,7 +45,10 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
     std::string rdma_unavailable;
   };
 
-  PinBrokerService(PinService* engine, SessionTable* sessions, const LeaseIdCodec* ids, Info info);
+  // `peers` names each call's caller, `authorizer` decides its rights; both must outlive the
+  // service.
+  PinBrokerService(PinService* engine, SessionTable* sessions, const LeaseIdCodec* ids,
+                   const PeerRegistry* peers, const Authorizer* authorizer, Info info);
   ~PinBrokerService() override;
 
   // Shutdown, step 1: new pins, sessions and watches fail with UNAVAILABLE.
@@ -58,6 +69,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   Status DescribeFile(Ctx*, const v1::DescribeFileRequest*, v1::DescribeFileResponse*) override;
   Status Truncate(Ctx*, const v1::TruncateRequest*, v1::LayoutChangeResponse*) override;
   Status PunchHole(Ctx*, const v1::PunchHoleRequest*, v1::LayoutChangeResponse*) override;
+  Status RevokeLease(Ctx*, const v1::RevokeLeaseRequest*, v1::RevokeLeaseResponse*) override;
+  Status ListSessions(Ctx*, const v1::ListSessionsRequest*, v1::ListSessionsResponse*) override;
   Status GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse*) override;
   Status Echo(Ctx*, const v1::EchoRequest*, v1::EchoResponse*) override;
   ::grpc::ServerWriteReactor<v1::WatchEvent>* Watch(::grpc::CallbackServerContext* context,
@@ -67,13 +80,22 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   class WatchReactor;
   friend class WatchReactor;
 
-  // The session id for `credentials`, renewing the session; UNAUTHENTICATED otherwise.
-  absl::StatusOr<std::string> Authenticate(const v1::SessionCredentials& credentials);
+  // The session id for `credentials` presented by `caller`, renewing the session;
+  // UNAUTHENTICATED for bad credentials, PERMISSION_DENIED when the session is not the caller's.
+  absl::StatusOr<std::string> Authenticate(const v1::SessionCredentials& credentials,
+                                           const PeerIdentity& caller);
+  PeerIdentity Caller(const ::grpc::ServerContextBase* context) const;
+  // `lease` as a client sees it, with its holder's identity.
+  void LeaseToProto(const LeaseInfo& lease, v1::Lease* out) const;
+  // Whether `caller` may see `lease` in full: an admin of its export, or its session's owner.
+  bool Visible(const PeerIdentity& caller, const LeaseInfo& lease) const;
   absl::Status CheckAccepting() const;
 
   PinService* const engine_;
   SessionTable* const sessions_;
   const LeaseIdCodec* const ids_;
+  const PeerRegistry* const peers_;
+  const Authorizer* const authorizer_;
   const Info info_;
 
   mutable absl::Mutex mu_;

@@ -189,7 +189,7 @@ void ToProto(const FileDescription& file, const LeaseIdCodec& ids, uint64_t page
   for (const auto& entry : file.busy) {
     pb::BusyRange* busy = out->add_busy();
     ToProto(entry.range, page_size, busy->mutable_range());
-    busy->set_lease_id(ids.Format(entry.lease));
+    if (entry.lease != 0) busy->set_lease_id(ids.Format(entry.lease));  // 0: not shown.
     busy->set_being_set_up(!entry.held);
   }
   for (const auto& block : file.blocked) {

@@ -52,7 +52,7 @@ SessionTable::~SessionTable() {
 }
 
 absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
-                                                        absl::Duration ttl) {
+                                                        absl::Duration ttl, Owner owner) {
   if (ttl < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("session ttl must not be negative");
   }
@@ -64,13 +64,20 @@ absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
   opened.token = RandomToken();
   opened.expires_at = clock_->Now() + ttl;
   sessions_.emplace(opened.id,
-                    Session{opened.token, std::move(client_name), ttl, opened.expires_at, 0});
+                    Session{opened.token, std::move(client_name), std::move(owner), ttl,
+                            opened.expires_at, 0});
   ArmLocked(opened.expires_at);
   return opened;
 }
 
+absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
+                                                        absl::Duration ttl) {
+  return Open(std::move(client_name), ttl, Owner());
+}
+
 absl::StatusOr<absl::Time> SessionTable::Authenticate(absl::string_view id,
-                                                      absl::string_view token) {
+                                                      absl::string_view token,
+                                                      const Owner* caller) {
   if (id.empty() || token.empty()) {
     return absl::UnauthenticatedError(
         "this call needs session credentials: open a session with OpenSession and pass its "
@@ -88,11 +95,25 @@ absl::StatusOr<absl::Time> SessionTable::Authenticate(absl::string_view id,
   if (!ConstantTimeEquals(session.token, token)) {
     return absl::UnauthenticatedError(absl::StrCat("wrong token for session ", id));
   }
+  if (caller != nullptr && caller->key != session.owner.key) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        caller->description, " presented the token of session ", id, ", which belongs to ",
+        session.owner.description,
+        " (rule: a session is usable only by the identity that opened it); open a session of "
+        "your own"));
+  }
   if (session.watchers == 0) {
     session.expires_at = clock_->Now() + session.ttl;
     ArmLocked(session.expires_at);
   }
   return session.watchers > 0 ? absl::InfiniteFuture() : session.expires_at;
+}
+
+absl::StatusOr<SessionTable::Owner> SessionTable::OwnerOf(absl::string_view id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+  return it->second.owner;
 }
 
 absl::Status SessionTable::Close(absl::string_view id) {
@@ -122,8 +143,8 @@ std::vector<SessionTable::Info> SessionTable::List() const {
   absl::MutexLock lock(&mu_);
   std::vector<Info> out;
   for (const auto& [id, s] : sessions_) {
-    out.push_back(Info{id, s.client_name, s.watchers > 0 ? absl::InfiniteFuture() : s.expires_at,
-                       s.watchers});
+    out.push_back(Info{id, s.client_name, s.owner,
+                       s.watchers > 0 ? absl::InfiniteFuture() : s.expires_at, s.watchers});
   }
   std::sort(out.begin(), out.end(), [](const Info& a, const Info& b) { return a.id < b.id; });
   return out;

@@ -6,10 +6,15 @@
 // stops working; its leases are not touched and run out on their own TTL (they are revoked
 // through the backend then), so a client that crashed loses its pins in bounded time.
 //
+// A session belongs to the identity that opened it (its Owner::key, e.g. "uid:1000", from the
+// kernel or the TLS handshake, never from the request): Authenticate with another identity's key
+// is refused with PERMISSION_DENIED even with the right token.
+//
 // Thread-safety: safe to call concurrently. Lapses are driven by the Clock.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +29,14 @@ namespace pinbroker::broker {
 
 class SessionTable {
  public:
+  // Who opened a session.
+  struct Owner {
+    std::string key;          // Compared on every call (PeerIdentity::Key()).
+    std::string description;  // For listings and messages (PeerIdentity::Describe()).
+    std::optional<uint32_t> uid;  // Unix peers: uid, pid and command at connect.
+    int pid = 0;
+    std::string command;
+  };
   struct Opened {
     std::string id;
     std::string token;
@@ -32,6 +45,7 @@ class SessionTable {
   struct Info {
     std::string id;
     std::string client_name;
+    Owner owner;
     absl::Time expires_at;  // InfiniteFuture while watched.
     int watchers = 0;
   };
@@ -45,12 +59,22 @@ class SessionTable {
   SessionTable& operator=(const SessionTable&) = delete;
 
   // ttl zero: the default; capped at the maximum; negative: INVALID_ARGUMENT.
-  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl, Owner owner)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // An owner-less session (tests; the token alone proves it).
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Checks the credentials and renews the session. UNAUTHENTICATED, saying what to do, for a
-  // missing, unknown or lapsed session or a wrong token. Returns the session's new expiry.
-  absl::StatusOr<absl::Time> Authenticate(absl::string_view id, absl::string_view token)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // missing, unknown or lapsed session or a wrong token; PERMISSION_DENIED when `caller` is
+  // given and is not the session's owner (nothing is renewed then). Without `caller` the token
+  // alone proves the session (RDMA connect requests, which carry no kernel identity). Returns
+  // the session's new expiry.
+  absl::StatusOr<absl::Time> Authenticate(absl::string_view id, absl::string_view token,
+                                          const Owner* caller = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The session's owner; NOT_FOUND when it is not open.
+  absl::StatusOr<Owner> OwnerOf(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends the session now (after Authenticate()). NOT_FOUND if already gone.
   absl::Status Close(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
@@ -68,6 +92,7 @@ class SessionTable {
   struct Session {
     std::string token;
     std::string client_name;
+    Owner owner;
     absl::Duration ttl;
     absl::Time expires_at;
     int watchers = 0;

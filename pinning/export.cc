@@ -72,11 +72,12 @@ absl::Status ValidateDurations(const ExportOptions& o) {
   return absl::OkStatus();
 }
 
-// openat2(2) beneath `root_fd` with kResolveFlags; the new descriptor, or -1 with errno set.
-int OpenBeneath(int root_fd, const std::string& path, uint64_t flags) {
+// openat2(2) beneath `root_fd` with kResolveFlags (and RESOLVE_NO_XDEV unless mounts may be
+// crossed); the new descriptor, or -1 with errno set.
+int OpenBeneath(int root_fd, const std::string& path, uint64_t flags, bool cross_mounts) {
   struct open_how how = {};
   how.flags = flags;
-  how.resolve = kResolveFlags;
+  how.resolve = kResolveFlags | (cross_mounts ? 0 : RESOLVE_NO_XDEV);
   long fd;
   do {
     fd = ::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof(how));
@@ -156,8 +157,9 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
       case EXDEV:
         return absl::PermissionDeniedError(absl::StrCat(
             "path ", Quote(path), " resolves outside export ", export_name,
-            " (via '..', an absolute symlink or a symlink leaving the root); name a file "
-            "beneath the export root"));
+            " (via '..', an absolute symlink or a symlink leaving the root), or crosses a mount "
+            "point beneath it (allowed only with the export's cross_mounts); name a file "
+            "beneath the export root on its filesystem"));
       case ELOOP:
         return absl::InvalidArgumentError(absl::StrCat(
             "path ", Quote(path), " in export ", export_name,
@@ -176,8 +178,8 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
       case EPERM:
         return absl::PermissionDeniedError(absl::StrCat(
             "permission denied opening ", file, write ? " read-write" : " read-only",
-            ": check the mode and owner of the file and its directories against the broker's "
-            "user"));
+            ": check the mode, owner and ACLs of the file and of its directories against the "
+            "caller's user and groups"));
       case EROFS:
         return absl::PermissionDeniedError(
             absl::StrCat(file,
@@ -204,7 +206,7 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
 
   // 1. O_PATH: resolves the path and names the inode without opening it for I/O, so FIFOs,
   //    devices and sockets are inspected but never opened.
-  ScopedFd path_fd(OpenBeneath(root_.get(), path, O_PATH | O_CLOEXEC));
+  ScopedFd path_fd(OpenBeneath(root_.get(), path, O_PATH | O_CLOEXEC, options_.cross_mounts));
   if (!path_fd.valid()) return open_error(errno, /*for_io=*/false);
   struct stat path_st;
   if (::fstat(path_fd.get(), &path_st) != 0) {
@@ -223,7 +225,8 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
   //    within that window is still opened once before being refused; that takes someone able
   //    to create or hard-link device nodes inside the export.
   ScopedFd fd(OpenBeneath(root_.get(), path,
-                          (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+                          (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                          options_.cross_mounts));
   if (!fd.valid()) return open_error(errno, /*for_io=*/true);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {

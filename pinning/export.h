@@ -4,7 +4,9 @@
 // Paths name files strictly beneath the root: they are resolved with openat2(2)
 // RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS against a descriptor of the root held since start-up,
 // so no "..", absolute path, symlink or /proc magic link can reach outside it, and renaming the
-// root's path later changes nothing. Only regular files are opened, and device nodes or FIFOs are
+// root's path later changes nothing. Unless `cross_mounts` is set, resolution also refuses to
+// cross a mount point (RESOLVE_NO_XDEV): a filesystem mounted beneath the root (a bind mount of
+// some other directory, say) is not part of the export. Only regular files are opened, and device nodes or FIFOs are
 // never opened for I/O (they are inspected through O_PATH first).
 //
 // Thread-safety: immutable after Open(); all methods are safe to call concurrently.
@@ -34,6 +36,7 @@ struct ExportOptions {
   absl::Duration default_ttl = absl::Seconds(60);
   absl::Duration max_ttl = absl::Minutes(10);
   bool read_only = false;
+  bool cross_mounts = false;  // Paths may cross mount points beneath the root.
 };
 
 // A regular file opened beneath an export.

@@ -28,6 +28,16 @@ absl::Status CheckRangeWithinFile(uint64_t offset, uint64_t length, uint64_t siz
   return absl::OkStatus();
 }
 
+// A refusal of an open made with `caller`'s credentials names them and the rule that refused.
+absl::StatusOr<OpenedFile> NameCaller(absl::StatusOr<OpenedFile> opened,
+                                      const UnixCredentials& caller) {
+  if (opened.ok() || !absl::IsPermissionDenied(opened.status())) return opened;
+  return absl::PermissionDeniedError(
+      absl::StrCat(caller.Describe(), ": ", opened.status().message(),
+                   " (rule: a caller may do through the broker only what the file's own "
+                   "permissions let it do, as the kernel decides for its uid and groups)"));
+}
+
 }  // namespace
 
 PinService::PinService(Clock* clock, PinBackend* backend, Options options)
@@ -99,7 +109,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
                                                    request.length, " overflows 64 bits"));
   }
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, request.access));
+  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, request.access, request.caller));
   RETURN_IF_ERROR(CheckRangeWithinFile(request.offset, request.length, file.info.size));
 
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
@@ -209,7 +219,7 @@ LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutReques
 
 absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, uint64_t new_size) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite));
+  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite, request.caller));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result =
       coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
@@ -223,7 +233,7 @@ absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, 
 absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request, uint64_t offset,
                                                    uint64_t length) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite));
+  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite, request.caller));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result = coordinator_.PunchHole(*state, file.fd.get(), offset, length,
                                        LayoutOptionsFor(*exp, request));
@@ -238,10 +248,17 @@ std::vector<LeaseInfo> PinService::ListLeases(const LeaseFilter& filter) const {
   return table_.List(filter);
 }
 
-absl::StatusOr<FileDescription> PinService::DescribeFile(absl::string_view export_name,
-                                                         absl::string_view path) {
+absl::StatusOr<FileDescription> PinService::DescribeFile(
+    absl::string_view export_name, absl::string_view path,
+    const std::optional<UnixCredentials>& caller) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, exp->OpenFile(path, Access::kRead));
+  absl::StatusOr<OpenedFile> opened = [&]() -> absl::StatusOr<OpenedFile> {
+    if (!caller.has_value()) return exp->OpenFile(path, Access::kRead);
+    ScopedFsCredentials as_caller(*caller);
+    RETURN_IF_ERROR(as_caller.status());
+    return NameCaller(exp->OpenFile(path, Access::kRead), *caller);
+  }();
+  ASSIGN_OR_RETURN(OpenedFile file, std::move(opened));
   FileDescription out;
   out.export_name = exp->name();
   out.path = std::string(path);
@@ -276,13 +293,24 @@ void PinService::NotifyLeaseEnded(const LeaseInfo& lease) {
 bool PinService::IsLive(LeaseId id) const { return table_.Get(id).ok(); }
 
 absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_view path,
-                                                Access access) {
-  absl::StatusOr<OpenedFile> file = exp.OpenFile(path, access);
+                                                Access access,
+                                                const std::optional<UnixCredentials>& caller) {
+  const auto open_as_caller = [&]() -> absl::StatusOr<OpenedFile> {
+    if (!caller.has_value()) return exp.OpenFile(path, access);
+    // The open is judged by the caller's credentials; they are this thread's only until the
+    // scope ends, before anything else runs on it.
+    ScopedFsCredentials as_caller(*caller);
+    RETURN_IF_ERROR(as_caller.status());
+    return NameCaller(exp.OpenFile(path, access), *caller);
+  };
+  absl::StatusOr<OpenedFile> file = open_as_caller();
   if (file.ok() || access != Access::kReadWrite || !absl::IsUnavailable(file.status())) {
     return file;
   }
-  // UNAVAILABLE: a file lease refused the O_NONBLOCK open. If it is the guard's own, have the
-  // guard give it up and try once more (a read-only open does not break a read lease).
+  // UNAVAILABLE: a file lease refused the O_NONBLOCK open, after the kernel had granted the
+  // caller's permission (may_open runs before break_lease). If it is the guard's own, have the
+  // guard give it up (as the broker) and try once more (a read-only open does not break a read
+  // lease).
   {
     absl::ReaderMutexLock lock(&guard_mu_);
     if (guard_ == nullptr) return file;
@@ -290,7 +318,7 @@ absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_
     if (!probe.ok()) return file;
     guard_->YieldLease(probe->info.id);
   }
-  return exp.OpenFile(path, access);
+  return open_as_caller();
 }
 
 absl::StatusOr<LayoutResult> PinService::CoordinateExternal(

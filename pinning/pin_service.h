@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "pinning/busy_range_map.h"
 #include "pinning/clock.h"
+#include "pinning/credentials.h"
 #include "pinning/export.h"
 #include "pinning/file_registry.h"
 #include "pinning/guard/guard_hooks.h"
@@ -49,6 +50,9 @@ struct PinRequest {
   absl::Duration ttl = absl::ZeroDuration();  // Zero: the export's default; capped at its max.
   absl::Duration wait_if_blocked = absl::ZeroDuration();  // See the header comment.
   bool rdma = false;  // Remote access through the owner's RDMA connection (PinSpec::rdma).
+  // Whose permissions the file is opened with (read for kRead, write for kReadWrite); unset:
+  // the broker's own (in-process callers and tests).
+  std::optional<UnixCredentials> caller;
 };
 
 // Which layout change, on what, with which policy. Unset policy/grace/timeout take the export's.
@@ -59,6 +63,8 @@ struct LayoutRequest {
   std::optional<absl::Duration> grace;
   std::optional<absl::Duration> timeout;  // Bounds queueing and defer; default layout_timeout.
   std::string initiator;
+  // Whose write permission the change needs (see PinRequest::caller); unset: the broker's own.
+  std::optional<UnixCredentials> caller;
 };
 
 struct FileDescription {
@@ -119,8 +125,10 @@ class PinService {
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
   // Granted or recalling leases, without copying them.
   size_t live_lease_count() const { return table_.live_count(); }
-  absl::StatusOr<FileDescription> DescribeFile(absl::string_view export_name,
-                                               absl::string_view path);
+  // `caller` (if set) needs read permission on the file.
+  absl::StatusOr<FileDescription> DescribeFile(
+      absl::string_view export_name, absl::string_view path,
+      const std::optional<UnixCredentials>& caller = std::nullopt);
   LeaseTable::Subscription Watch(std::string owner, absl::AnyInvocable<void()> on_ready = nullptr);
 
   // Recalls every live lease (with `reason`, deadline now + grace), waits for releases until
@@ -165,9 +173,11 @@ class PinService {
   absl::StatusOr<const Export*> ExportFor(absl::string_view name) const;
   absl::Duration EffectiveTtl(const Export& exp, absl::Duration requested) const;
   LayoutOptions LayoutOptionsFor(const Export& exp, const LayoutRequest& request) const;
-  // Opens for I/O; for writing, first has the guard give up a file lease of its own that the
-  // open would break (which would fail it with UNAVAILABLE).
-  absl::StatusOr<OpenedFile> OpenFile(const Export& exp, absl::string_view path, Access access);
+  // Opens for I/O with `caller`'s filesystem credentials on this thread (ScopedFsCredentials),
+  // so the kernel decides whether the caller may; for writing, first has the guard give up a
+  // file lease of its own that the open would break (which would fail it with UNAVAILABLE).
+  absl::StatusOr<OpenedFile> OpenFile(const Export& exp, absl::string_view path, Access access,
+                                      const std::optional<UnixCredentials>& caller);
   void NotifyLeaseEnded(const LeaseInfo& lease) ABSL_LOCKS_EXCLUDED(guard_mu_);
 
   Clock* const clock_;

@@ -53,6 +53,8 @@ int RunLeaseRenew(Invocation& inv);
 int RunLeaseRelease(Invocation& inv);
 int RunLeaseList(Invocation& inv);
 int RunLeaseShow(Invocation& inv);
+int RunLeaseRevoke(Invocation& inv);
+int RunSessionList(Invocation& inv);
 int RunLeaseWatch(Invocation& inv);
 int RunFileTruncate(Invocation& inv);
 int RunFilePunch(Invocation& inv);

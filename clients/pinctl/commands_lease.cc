@@ -171,6 +171,27 @@ int RunLeaseList(Invocation& inv) {
   return kExitOk;
 }
 
+int RunLeaseRevoke(Invocation& inv) {
+  absl::Duration grace;
+  if (!GetDuration(inv, "grace", absl::ZeroDuration(), &grace)) return kExitUsage;
+  v1::RevokeLeaseRequest request;
+  request.set_lease_id(inv.args.positional()[0]);
+  SetDuration(grace, request.mutable_grace());
+  request.set_reason(inv.args.Get("reason").value_or(""));
+  v1::RevokeLeaseResponse response;
+  // The broker answers after the grace period.
+  const grpc::Status status =
+      inv.connection.broker().RevokeLease(inv.connection.Context(grace).get(), request, &response);
+  if (!status.ok()) return inv.out.RpcError(status, "revoke lease");
+  if (inv.out.json()) {
+    inv.out.Json(response);
+  } else {
+    inv.out.Line(absl::StrCat("lease ", request.lease_id(),
+                              response.revoked() ? " revoked" : " released by its holder"));
+  }
+  return kExitOk;
+}
+
 int RunLeaseShow(Invocation& inv) {
   const std::string& id = inv.args.positional()[0];
   v1::ListLeasesResponse response;

@@ -1,4 +1,6 @@
-// session open | renew | close
+// session open | renew | close | list
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "clients/pinctl/commands.h"
@@ -67,6 +69,36 @@ int RunSessionClose(Invocation& inv) {
                                   ? "-"
                                   : absl::StrJoin(response.released_lease_ids(), ", ")));
   }
+  return kExitOk;
+}
+
+int RunSessionList(Invocation& inv) {
+  v1::ListSessionsResponse response;
+  const grpc::Status status = inv.connection.broker().ListSessions(
+      inv.connection.Context().get(), v1::ListSessionsRequest(), &response);
+  if (!status.ok()) return inv.out.RpcError(status, "list sessions");
+  if (inv.out.json()) {
+    inv.out.Json(response);
+    return kExitOk;
+  }
+  Table t({"SESSION", "UID", "PID", "COMMAND", "CLIENT", "LEASES", "PINNED", "TTL"});
+  const absl::Time now = absl::Now();
+  for (const v1::SessionInfo& s : response.sessions()) {
+    std::string ttl = "watched";
+    if (s.has_expires_at()) {
+      const absl::Duration left = FromProto(s.expires_at()) - now;
+      ttl = absl::FormatDuration(
+          absl::Trunc(std::max(left, absl::ZeroDuration()), absl::Seconds(1)));
+    }
+    t.Add({s.session_id(), s.pid() != 0 ? absl::StrCat(s.uid()) : s.identity(),
+           s.pid() != 0 ? absl::StrCat(s.pid()) : "-", s.command().empty() ? "-" : s.command(),
+           s.client_name(), absl::StrCat(s.lease_count()), absl::StrCat(s.pinned_bytes()), ttl});
+  }
+  if (t.empty()) {
+    inv.out.Line("no sessions");
+    return kExitOk;
+  }
+  t.PrintTo(inv.out);
   return kExitOk;
 }
 

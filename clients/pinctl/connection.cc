@@ -27,7 +27,14 @@ std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
 std::string DefaultEndpoint() {
   const std::string env = Env("PINBROKER_ENDPOINT");
   if (!env.empty()) return NormalizeEndpoint(env);
-  return absl::StrCat("unix:", pinbroker::broker::DefaultRuntimeDir(), "/pinbroker.sock");
+  auto endpoint = pinbroker::broker::DefaultClientEndpoint();
+  // A squatted runtime directory: no endpoint; Connection refuses with the reason.
+  return endpoint.ok() ? *endpoint : "";
+}
+
+absl::Status CheckDefaultEndpoint() {
+  if (!Env("PINBROKER_ENDPOINT").empty()) return absl::OkStatus();
+  return pinbroker::broker::DefaultClientEndpoint().status();
 }
 
 std::string NormalizeEndpoint(const std::string& endpoint) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "clients/pinctl/cli.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -23,6 +24,8 @@
 
 namespace pinctl {
 
+// OK unless the default endpoint's runtime directory is not private (CheckPrivateDir).
+absl::Status CheckDefaultEndpoint();
 std::string DefaultEndpoint();
 // "unix:/x.sock", "host:port", or "/x.sock" (made "unix:/x.sock").
 std::string NormalizeEndpoint(const std::string& endpoint);

@@ -1,6 +1,7 @@
 // pinctl: the command-line client of pinbrokerd. Parses the command line, prints help, and
 // runs one command from the table in commands_table.cc.
 #include <cstdio>
+#include <iostream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -107,6 +108,12 @@ int Main(int argc, char** argv) {
   }
   // Before the first gRPC thread exists, so that only the signal waiter receives them.
   if (command.streaming(line->args)) SignalWaiter::BlockTerminationSignals();
+  if (line->global.endpoint.empty()) {
+    if (absl::Status s = CheckDefaultEndpoint(); !s.ok()) {
+      std::cerr << "pinctl: " << s.message() << "\n";
+      return 19;  // 10 + FAILED_PRECONDITION, as for any refusal with that code.
+    }
+  }
   Connection connection(line->global);
   out.set_endpoint(connection.endpoint());
   Invocation inv{line->global, line->args, connection, out};

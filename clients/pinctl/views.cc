@@ -1,5 +1,7 @@
 #include "clients/pinctl/views.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -65,12 +67,17 @@ std::string ShortName(v1::RegistrationMode mode) {
 std::string ShortName(v1::WatchEvent::Type type) { return v1::WatchEvent::Type_Name(type); }
 
 void PrintLeaseTable(Output& out, const std::vector<const v1::Lease*>& leases) {
-  Table table(
-      {"LEASE", "SESSION", "EXPORT", "PATH", "RANGE", "ACCESS", "MODE", "STATE", "EXPIRES"});
+  Table table({"LEASE", "SESSION", "HOLDER", "EXPORT", "PATH", "RANGE", "ACCESS", "MODE", "STATE",
+               "EXPIRES", "TTL"});
+  const absl::Time now = absl::Now();
   for (const v1::Lease* l : leases) {
-    table.Add({l->lease_id(), l->session_id(), l->export_name(), l->path(), FormatRange(l->range()),
-               ShortName(l->access()), ShortName(l->mode()), ShortName(l->state()),
-               FormatTimestamp(l->expires_at())});
+    const absl::Time expires = absl::FromUnixSeconds(l->expires_at().seconds()) +
+                               absl::Nanoseconds(l->expires_at().nanos());
+    table.Add({l->lease_id(), l->session_id(), l->holder().empty() ? "-" : l->holder(),
+               l->export_name(), l->path(), FormatRange(l->range()), ShortName(l->access()),
+               ShortName(l->mode()), ShortName(l->state()), FormatTimestamp(l->expires_at()),
+               absl::FormatDuration(absl::Trunc(std::max(expires - now, absl::ZeroDuration()),
+                                                absl::Seconds(1)))});
   }
   if (table.empty()) {
     out.Line("no leases");
@@ -82,6 +89,7 @@ void PrintLeaseTable(Output& out, const std::vector<const v1::Lease*>& leases) {
 void PrintLeaseDetail(Output& out, const v1::Lease& l) {
   Table t({"lease:", l.lease_id()});
   t.Add({"session:", l.session_id()});
+  if (!l.holder().empty()) t.Add({"holder:", l.holder()});
   t.Add({"export:", l.export_name()});
   t.Add({"path:", l.path()});
   t.Add({"file:", absl::StrCat(l.file().device_major(), ":", l.file().device_minor(), " inode ",

@@ -10,15 +10,14 @@ namespace pinrdma {
 
 namespace client = ::pinbroker::client;
 
-std::string ResolveEndpoint(const std::string& flag) {
+absl::StatusOr<std::string> ResolveEndpoint(const std::string& flag) {
   std::string endpoint = flag;
   if (endpoint.empty()) {
     const char* env = std::getenv("PINBROKER_ENDPOINT");
     if (env != nullptr) endpoint = env;
   }
-  if (endpoint.empty()) {
-    return absl::StrCat("unix:", pinbroker::broker::DefaultRuntimeDir(), "/pinbroker.sock");
-  }
+  // Per-user socket (in a private directory), else the system one.
+  if (endpoint.empty()) return pinbroker::broker::DefaultClientEndpoint();
   if (absl::StartsWith(endpoint, "/")) return absl::StrCat("unix:", endpoint);
   return endpoint;
 }
@@ -27,7 +26,9 @@ int OpenSession(const Options& options, Printer& out, bool rdma, Session* sessio
   client::ClientOptions client_options;
   client_options.client_name = options.client_name;
   client_options.rpc_timeout = options.timeout;
-  const std::string endpoint = ResolveEndpoint(options.endpoint);
+  const absl::StatusOr<std::string> resolved = ResolveEndpoint(options.endpoint);
+  if (!resolved.ok()) return out.Error("find the broker", resolved.status());
+  const std::string& endpoint = *resolved;
   auto connected = client::Client::Connect(endpoint, client_options);
   if (!connected.ok()) return out.Error(absl::StrCat("connect to ", endpoint), connected.status());
   session->client = *std::move(connected);

@@ -18,8 +18,10 @@
 
 namespace pinrdma {
 
-// --endpoint, else $PINBROKER_ENDPOINT, else pinbrokerd's default socket; "/x" -> "unix:/x".
-std::string ResolveEndpoint(const std::string& flag);
+// --endpoint, else $PINBROKER_ENDPOINT, else the per-user socket or the system one
+// (broker::DefaultClientEndpoint: FAILED_PRECONDITION for a runtime directory that is not
+// private); "/x" -> "unix:/x".
+absl::StatusOr<std::string> ResolveEndpoint(const std::string& flag);
 
 struct Session {
   std::unique_ptr<pinbroker::client::Client> client;

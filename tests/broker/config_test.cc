@@ -137,5 +137,46 @@ TEST(ConfigTest, GuardCheckIntervalMustBePositive) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("guard.check_interval")));
 }
 
+TEST(ConfigTest, PrivateDirMustBeOwnNotSharedAndNotASymlink) {
+  TempDir tmp;
+  const std::string dir = tmp.Join("rt");
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  EXPECT_OK(CheckPrivateDir(dir));
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  EXPECT_THAT(CheckPrivateDir(dir),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("has mode 0755")));
+  ASSERT_EQ(chmod(dir.c_str(), 0700), 0);
+  const std::string link = tmp.Join("link");
+  ASSERT_EQ(symlink(dir.c_str(), link.c_str()), 0);
+  EXPECT_THAT(CheckPrivateDir(link),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a symlink")));
+  if (geteuid() == 0) {
+    ASSERT_EQ(chown(dir.c_str(), 61001, 61001), 0);
+    EXPECT_THAT(CheckPrivateDir(dir),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("belongs to uid 61001")));
+  }
+}
+
+TEST(ConfigTest, ListenModeAndGroupAreParsed) {
+  v1::BrokerConfig config;
+  auto options = UnixListenOptionsFor("unix:/x/s.sock", config);
+  ASSERT_OK(options.status());
+  EXPECT_EQ(options->path, "/x/s.sock");
+  EXPECT_EQ(options->mode, 0600u);
+  config.set_listen_group("0");
+  config.set_listen_mode("0660");
+  options = UnixListenOptionsFor("unix:/x/s.sock", config);
+  ASSERT_OK(options.status());
+  EXPECT_EQ(options->mode, 0660u);
+  EXPECT_EQ(options->group, 0u);
+  config.set_listen_mode("rw-rw----");
+  EXPECT_THAT(UnixListenOptionsFor("unix:/x/s.sock", config).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("octal")));
+  config.set_listen_mode("");
+  config.set_listen_group("no-such-group-pb");
+  EXPECT_THAT(UnixListenOptionsFor("unix:/x/s.sock", config).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a group")));
+}
+
 }  // namespace
 }  // namespace pinbroker::broker

@@ -1,0 +1,207 @@
+"""End-to-end: who is calling. The real pinbrokerd runs as root with its socket open to every
+user (listen_mode 0666); real unprivileged users (created with useradd) run pinctl and the
+Python client against it through setpriv. Each may do only what it could do to the file itself.
+
+Needs root (useradd, setpriv); skips with the reason otherwise."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import pbe2e
+from pbe2e import BrokerTest, EXIT, PINCTL, PYTHON_DIR, clean_env, require_binaries
+
+USERS = ("pbtest-a", "pbtest-b")
+
+
+def ensure_user(name):
+    """Creates the unprivileged user `name` unless it exists (idempotent)."""
+    if subprocess.run(["id", "-u", name], capture_output=True).returncode == 0:
+        return
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                    "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
+
+
+def uid_of(name):
+    return int(subprocess.run(["id", "-u", name], capture_output=True, text=True,
+                              check=True).stdout)
+
+
+class IdentityTest(BrokerTest):
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: creates users with useradd, runs clients as "
+                                    "them with setpriv")
+        for tool in ("useradd", "setpriv"):
+            if shutil.which(tool) is None:
+                raise unittest.SkipTest("%s is not installed" % tool)
+        for user in USERS:
+            ensure_user(user)
+        require_binaries(self)
+        self.root = tempfile.mkdtemp(prefix="pbid-", dir="/tmp")
+        os.chmod(self.root, 0o755)  # Users reach the socket and the export; files decide.
+        config = os.path.join(self.root, "broker.textproto")
+        with open(config, "w") as f:
+            f.write('listen_mode: "0666"\n')
+        self.daemon_logs = []
+        self.processes = []
+        self.daemon = None
+        self.start_daemon(self.DAEMON_ARGS + ["--config", config])
+        os.chmod(self.daemon.export_dir, 0o755)
+
+    def as_user(self, user, *args, session=None):
+        """pinctl as `user` (its uid, gid and groups), to completion."""
+        cmd = ["setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups", "--"]
+        cmd += self.pinctl_args(args, True, session)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=clean_env())
+        return pbe2e.Result(cmd[6:], proc)
+
+    def make_owned(self, name, uid, mode, data=b"s" * 8192):
+        path = self.file_path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, uid, uid if uid == 0 else os.stat(path).st_gid)
+        os.chmod(path, mode)
+        return path
+
+    def test_root_only_file_is_neither_pinned_nor_truncated_nor_punched(self):
+        data = b"r" * 8192
+        self.make_owned("secret", 0, 0o600, data)
+        holder, lease = self.hold("secret", "--ttl", "30s", length="4096")
+        r = self.as_user("pbtest-a", "lease", "pin", "default", "secret", "--length", "4096")
+        self.assertIn("permission denied", self.assert_error(r, "PERMISSION_DENIED"))
+        r = self.as_user("pbtest-a", "lease", "pin", "default", "secret", "--length", "4096",
+                         "--access", "rw")
+        self.assert_error(r, "PERMISSION_DENIED")
+        r = self.as_user("pbtest-a", "file", "truncate", "default", "secret", "--size", "0",
+                         "--policy", "revoke")
+        self.assert_error(r, "PERMISSION_DENIED")
+        r = self.as_user("pbtest-a", "file", "punch", "default", "secret", "--offset", "0",
+                         "--length", "4096", "--policy", "revoke")
+        self.assert_error(r, "PERMISSION_DENIED")
+        self.assertEqual(self.read_file("secret"), data)
+        self.assertEqual(self.lease_ids(), [lease["lease_id"]], "root's lease stays")
+
+    def test_private_directory_and_hard_link_are_judged_by_the_kernel(self):
+        os.makedirs(self.file_path("private"), mode=0o700)
+        self.make_owned("private/open", 0, 0o666)
+        r = self.as_user("pbtest-a", "file", "truncate", "default", "private/open", "--size",
+                         "0", "--policy", "revoke")
+        self.assert_error(r, "PERMISSION_DENIED")
+        self.assertEqual(len(self.read_file("private/open")), 8192)
+        outside = os.path.join(self.root, "outside")
+        with open(outside, "wb") as f:
+            f.write(b"outside!")
+        os.chmod(outside, 0o600)
+        os.link(outside, self.file_path("link"))
+        r = self.as_user("pbtest-a", "file", "truncate", "default", "link", "--size", "0",
+                         "--policy", "revoke")
+        self.assert_error(r, "PERMISSION_DENIED")
+        with open(outside, "rb") as f:
+            self.assertEqual(f.read(), b"outside!")
+
+    def test_own_file_works_and_another_users_token_is_refused(self):
+        a = uid_of("pbtest-a")
+        self.make_owned("mine", a, 0o600)
+        opened = self.as_user("pbtest-a", "session", "open")
+        self.assertEqual(opened.rc, 0, opened)
+        session = opened.obj
+        r = self.as_user("pbtest-a", "lease", "pin", "default", "mine", "--length", "4096",
+                         "--access", "rw", session=session)
+        self.assertEqual(r.rc, 0, r)
+        r = self.as_user("pbtest-b", "session", "renew", session=session)
+        self.assertIn("belongs to uid %d" % a, self.assert_error(r, "PERMISSION_DENIED"))
+        r = self.as_user("pbtest-b", "lease", "list")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.obj.get("leases", []), [], "b sees none of a's leases")
+        r = self.as_user("pbtest-a", "lease", "list")
+        self.assertEqual(len(r.obj["leases"]), 1, r)
+        self.assertEqual(len(self.list_leases()), 1, "root, an admin, sees it too")
+
+    def test_python_client_as_an_unprivileged_user_is_refused(self):
+        pbe2e.python_client_or_skip(self)
+        self.make_owned("secret", 0, 0o600)
+        script = (
+            "import grpc, sys\n"
+            "from pinbroker.v1 import pinbroker_pb2 as pb, pinbroker_pb2_grpc as pbg\n"
+            "stub = pbg.PinBrokerStub(grpc.insecure_channel(sys.argv[1]))\n"
+            "s = stub.OpenSession(pb.OpenSessionRequest(client_name='x\\nFAKE LOG LINE'))\n"
+            "try:\n"
+            "    stub.Pin(pb.PinRequest(credentials=s.credentials, export_name='default',\n"
+            "             path='secret', length=1, access=pb.ACCESS_READ))\n"
+            "except grpc.RpcError as e:\n"
+            "    print(e.code().name, e.details())\n"
+        )
+        cmd = ["setpriv", "--reuid=pbtest-b", "--regid=pbtest-b", "--init-groups", "--",
+               "/usr/bin/python3", "-c", script, self.daemon.endpoint]
+        env = clean_env()
+        env["PYTHONPATH"] = PYTHON_DIR
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        self.assertTrue(proc.stdout.startswith("PERMISSION_DENIED"), (proc.stdout, proc.stderr))
+        self.assertIn("uid %d" % uid_of("pbtest-b"), proc.stdout)
+        log = self.daemon.log()
+        self.assertNotIn("\nFAKE LOG LINE", log, "a client_name cannot start a log line")
+        self.assertIn("x\\nFAKE LOG LINE", log)
+
+    def test_admin_lists_sessions_and_revokes_a_users_lease(self):
+        self.make_owned("public", 0, 0o644)
+        holder = pbe2e.Process(
+            ["setpriv", "--reuid=pbtest-a", "--regid=pbtest-a", "--init-groups", "--"]
+            + self.pinctl_args(["lease", "pin", "default", "public", "--length", "4096",
+                                "--hold", "--ignore-recall", "--name", "holder"]),
+            name="holder")
+        self.processes.append(holder)
+        pinned = holder.wait_for(lambda o: "lease" in o and "type" not in o, what="the lease")
+        lease_id = pinned["lease"]["lease_id"]
+        sessions = self.pinctl("session", "list").obj["sessions"]
+        mine = [s for s in sessions if s.get("clientName", s.get("client_name")) == "holder"]
+        self.assertEqual(len(mine), 1, sessions)
+        self.assertEqual(int(mine[0]["uid"]), uid_of("pbtest-a"))
+        self.assertEqual(int(mine[0].get("leaseCount", mine[0].get("lease_count"))), 1)
+        # A non-admin sees only its own sessions, and cannot revoke.
+        r = self.as_user("pbtest-b", "session", "list")
+        self.assertEqual(r.obj.get("sessions", []), [], r)
+        r = self.as_user("pbtest-b", "lease", "revoke", lease_id)
+        self.assert_error(r, "NOT_FOUND")
+        revoked = self.pinctl("lease", "revoke", lease_id, "--grace", "1s", "--reason",
+                              "disk swap").obj
+        self.assertTrue(revoked["revoked"], revoked)
+        event = holder.wait_event("REVOKED", lease_id)
+        self.assertIn("revoked by uid 0", event["lease"]["reason"])
+        self.assertIn("disk swap", event["lease"]["reason"])
+        self.assertEqual(self.lease_ids(), [])
+        self.assertIn("admin uid 0", self.daemon.log())
+
+    def test_squatted_runtime_directory_is_refused_by_broker_and_client(self):
+        victim = uid_of("pbtest-b")
+        runtime = "/tmp/pinbroker-%d" % victim
+        shutil.rmtree(runtime, ignore_errors=True)
+        self.addCleanup(shutil.rmtree, runtime, True)
+        # The attacker makes the victim's predictable directory first, open to everyone.
+        subprocess.run(["setpriv", "--reuid=pbtest-a", "--regid=pbtest-a", "--init-groups", "--",
+                        "mkdir", "-m", "0777", runtime], check=True)
+        env = clean_env()
+        env.pop("XDG_RUNTIME_DIR", None)
+        env["HOME"] = self.root
+        as_victim = ["setpriv", "--reuid=pbtest-b", "--regid=pbtest-b", "--init-groups", "--"]
+        # A fake broker socket in it: the client must not talk to it.
+        open(os.path.join(runtime, "pinbroker.sock"), "w").close()
+        client = subprocess.run(as_victim + [PINCTL, "info"], capture_output=True, text=True,
+                                timeout=60, env=env)
+        self.assertEqual(client.returncode, EXIT["FAILED_PRECONDITION"], client)
+        self.assertIn("belongs to uid %d" % uid_of("pbtest-a"), client.stderr)
+        state = os.path.join(self.root, "state")
+        os.makedirs(state)
+        os.chown(state, victim, os.stat(state).st_gid)
+        daemon = subprocess.run(as_victim + [pbe2e.PINBROKERD, "--state_dir", state],
+                                capture_output=True, text=True, timeout=60, env=env)
+        self.assertNotEqual(daemon.returncode, 0, daemon)
+        self.assertIn("runtime directory %s belongs to uid" % runtime, daemon.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
