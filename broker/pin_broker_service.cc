@@ -114,6 +114,9 @@ Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinRespons
   pin.ttl = *ttl;
   pin.wait_if_blocked = *wait;
   pin.rdma = request->rdma();
+  // Granted only if the session is still open then: CloseSession closes it before listing its
+  // leases, so no lease can appear after that list.
+  pin.admit = [sessions = sessions_, id = *session] { return sessions->CheckOpen(id); };
   auto lease = engine_->Pin(pin);
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   ToProto(*lease, *ids_, response->mutable_lease());

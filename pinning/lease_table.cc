@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "pinning/status_macros.h"
 
 namespace pinbroker {
 
@@ -49,7 +50,7 @@ void LeaseTable::DiscardId(LeaseId id) {
   issued_.erase(id);
 }
 
-absl::Status LeaseTable::Insert(LeaseInfo lease) {
+absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Status()>& admit) {
   absl::MutexLock lock(&mu_);
   if (lease.state != LeaseState::kGranted) {
     return absl::FailedPreconditionError(
@@ -60,6 +61,7 @@ absl::Status LeaseTable::Insert(LeaseInfo lease) {
                                                       " was not issued "
                                                       "by this table or is already used"));
   }
+  if (admit) RETURN_IF_ERROR(admit());
   issued_.erase(lease.id);
   const LeaseId id = lease.id;
   const absl::Time expires_at = lease.expires_at;

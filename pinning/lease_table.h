@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,8 +86,12 @@ class LeaseTable {
 
   // Adds a granted lease (id from NewId(), state kGranted, expires_at set) and emits kGranted.
   // FAILED_PRECONDITION if the id was not issued by NewId(), was already inserted or discarded,
-  // or the lease is not granted.
-  absl::Status Insert(LeaseInfo lease) ABSL_LOCKS_EXCLUDED(mu_);
+  // or the lease is not granted. If `admit` is set it runs under the table's lock just before
+  // the lease goes in, and a non-OK result is returned instead of inserting: a caller that ends
+  // an owner first (so `admit` fails from then on) and lists its leases afterwards sees every
+  // lease that will ever exist for it. `admit` must not call back into the table.
+  absl::Status Insert(LeaseInfo lease, const std::function<absl::Status()>& admit = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The live lease `id`. NOT_FOUND (with what became of it, if known) otherwise.
   absl::StatusOr<LeaseInfo> Get(LeaseId id) const ABSL_LOCKS_EXCLUDED(mu_);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ struct PinRequest {
   absl::Duration ttl = absl::ZeroDuration();  // Zero: the export's default; capped at its max.
   absl::Duration wait_if_blocked = absl::ZeroDuration();  // See the header comment.
   bool rdma = false;  // Remote access through the owner's RDMA connection (PinSpec::rdma).
+  // If set, asked atomically with the grant (LeaseTable::Insert's `admit`): a non-OK status
+  // fails the pin with it and leaves nothing behind. The service uses it to refuse pins of a
+  // session closed while they were being set up. Must not call into the engine.
+  std::function<absl::Status()> admit;
 };
 
 // Which layout change, on what, with which policy. Unset policy/grace/timeout take the export's.
