@@ -122,6 +122,9 @@ class PinService {
                                          uint64_t length);
 
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
+  // Whether `file` has a live lease, without listing them (O(log n)): for the guard, which
+  // must not list a file's leases on every lease end (that makes teardown quadratic).
+  bool HasLiveLeases(const FileId& file) const { return table_.HasLiveLeases(file); }
   // Granted or recalling leases, without copying them.
   size_t live_lease_count() const { return table_.live_count(); }
   absl::StatusOr<FileDescription> DescribeFile(absl::string_view export_name,
