@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/proto_convert.h"
+#include "broker/request_limits.h"
 #include "broker/status_convert.h"
 #include "pinning/log.h"
 
@@ -51,6 +52,7 @@ absl::StatusOr<std::string> PinBrokerService::Authenticate(
 
 Status PinBrokerService::OpenSession(Ctx*, const v1::OpenSessionRequest* request,
                                      v1::OpenSessionResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
@@ -66,6 +68,7 @@ Status PinBrokerService::OpenSession(Ctx*, const v1::OpenSessionRequest* request
 
 Status PinBrokerService::RenewSession(Ctx*, const v1::RenewSessionRequest* request,
                                       v1::RenewSessionResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto renewed =
       sessions_->Authenticate(request->credentials().session_id(), request->credentials().token());
   if (!renewed.ok()) return ToGrpcStatus(renewed.status());
@@ -75,6 +78,7 @@ Status PinBrokerService::RenewSession(Ctx*, const v1::RenewSessionRequest* reque
 
 Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* request,
                                       v1::CloseSessionResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials());
   if (!session.ok()) return ToGrpcStatus(session.status());
   // Close first, so no pin can join the session while its leases are being released.
@@ -94,6 +98,7 @@ Status PinBrokerService::CloseSession(Ctx*, const v1::CloseSessionRequest* reque
 // --- leases -------------------------------------------------------------------------------
 
 Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials());
   if (!session.ok()) return ToGrpcStatus(session.status());
@@ -124,6 +129,7 @@ Status PinBrokerService::Pin(Ctx*, const v1::PinRequest* request, v1::PinRespons
 }
 
 Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials());
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
@@ -137,6 +143,7 @@ Status PinBrokerService::Renew(Ctx*, const v1::RenewRequest* request, v1::RenewR
 }
 
 Status PinBrokerService::Release(Ctx*, const v1::ReleaseRequest* request, v1::ReleaseResponse*) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials());
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
@@ -146,6 +153,7 @@ Status PinBrokerService::Release(Ctx*, const v1::ReleaseRequest* request, v1::Re
 
 Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
                                     v1::ListLeasesResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   LeaseFilter filter;
   if (!request->session_id().empty()) filter.owner = request->session_id();
   if (!request->export_name().empty()) filter.export_name = request->export_name();
@@ -167,6 +175,7 @@ Status PinBrokerService::ListLeases(Ctx*, const v1::ListLeasesRequest* request,
 
 Status PinBrokerService::DescribeFile(Ctx*, const v1::DescribeFileRequest* request,
                                       v1::DescribeFileResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto file = engine_->DescribeFile(request->export_name(), request->path());
   if (!file.ok()) return ToGrpcStatus(file.status());
   ToProto(*file, *ids_, engine_->page_size(), response);
@@ -175,6 +184,7 @@ Status PinBrokerService::DescribeFile(Ctx*, const v1::DescribeFileRequest* reque
 
 Status PinBrokerService::Truncate(Ctx*, const v1::TruncateRequest* request,
                                   v1::LayoutChangeResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
   auto result = engine_->Truncate(*layout, request->new_size());
@@ -185,6 +195,7 @@ Status PinBrokerService::Truncate(Ctx*, const v1::TruncateRequest* request,
 
 Status PinBrokerService::PunchHole(Ctx*, const v1::PunchHoleRequest* request,
                                    v1::LayoutChangeResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
   auto result = engine_->PunchHole(*layout, request->offset(), request->length());
@@ -241,6 +252,7 @@ Status PinBrokerService::GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoRes
 }
 
 Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   response->set_payload(request->payload());
   return Status::OK;
 }
@@ -254,7 +266,8 @@ Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResp
 class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
   WatchReactor(PinBrokerService* service, const v1::WatchRequest* request) : service_(service) {
-    absl::Status accepting = service_->CheckAccepting();
+    absl::Status accepting = Validate(*request);
+    if (accepting.ok()) accepting = service_->CheckAccepting();
     auto session = accepting.ok() ? service_->Authenticate(request->credentials())
                                   : absl::StatusOr<std::string>(accepting);
     if (!session.ok()) {
