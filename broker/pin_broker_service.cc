@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/proto_convert.h"
+#include "broker/request_limits.h"
 #include "broker/status_convert.h"
 #include "pinning/log.h"
 
@@ -89,6 +90,7 @@ bool PinBrokerService::Visible(const PeerIdentity& caller, const LeaseInfo& leas
 
 Status PinBrokerService::OpenSession(Ctx* context, const v1::OpenSessionRequest* request,
                                      v1::OpenSessionResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
@@ -106,6 +108,7 @@ Status PinBrokerService::OpenSession(Ctx* context, const v1::OpenSessionRequest*
 
 Status PinBrokerService::RenewSession(Ctx* context, const v1::RenewSessionRequest* request,
                                       v1::RenewSessionResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const SessionTable::Owner owner = OwnerOf(Caller(context));
   auto renewed = sessions_->Authenticate(request->credentials().session_id(),
                                          request->credentials().token(), &owner);
@@ -116,6 +119,7 @@ Status PinBrokerService::RenewSession(Ctx* context, const v1::RenewSessionReques
 
 Status PinBrokerService::CloseSession(Ctx* context, const v1::CloseSessionRequest* request,
                                       v1::CloseSessionResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   // Close first, so no pin can join the session while its leases are being released.
@@ -136,6 +140,7 @@ Status PinBrokerService::CloseSession(Ctx* context, const v1::CloseSessionReques
 
 Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
                              v1::PinResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   if (absl::Status s = CheckAccepting(); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
   auto session = Authenticate(request->credentials(), caller);
@@ -165,6 +170,9 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
   pin.wait_if_blocked = *wait;
   pin.rdma = request->rdma();
   pin.caller = caller.unix;
+  // Granted only if the session is still open then: CloseSession closes it before listing its
+  // leases, so no lease can appear after that list.
+  pin.admit = [sessions = sessions_, id = *session] { return sessions->CheckOpen(id); };
   auto lease = engine_->Pin(pin);
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   ToProto(*lease, *ids_, response->mutable_lease());
@@ -173,6 +181,7 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
 
 Status PinBrokerService::Renew(Ctx* context, const v1::RenewRequest* request,
                                v1::RenewResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
@@ -187,6 +196,7 @@ Status PinBrokerService::Renew(Ctx* context, const v1::RenewRequest* request,
 
 Status PinBrokerService::Release(Ctx* context, const v1::ReleaseRequest* request,
                                  v1::ReleaseResponse*) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   auto session = Authenticate(request->credentials(), Caller(context));
   if (!session.ok()) return ToGrpcStatus(session.status());
   auto id = ids_->Parse(request->lease_id());
@@ -196,6 +206,7 @@ Status PinBrokerService::Release(Ctx* context, const v1::ReleaseRequest* request
 
 Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* request,
                                     v1::ListLeasesResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
   LeaseFilter filter;
   if (!request->session_id().empty()) filter.owner = request->session_id();
@@ -219,6 +230,7 @@ Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* r
 
 Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileRequest* request,
                                       v1::DescribeFileResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
   auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
   if (!file.ok()) return ToGrpcStatus(file.status());
@@ -244,6 +256,7 @@ Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileReques
 
 Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* request,
                                   v1::LayoutChangeResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
@@ -271,6 +284,7 @@ Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* reque
 
 Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* request,
                                   v1::LayoutChangeResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
   auto layout = FromProto(request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
@@ -430,6 +444,7 @@ Status PinBrokerService::GetInfo(Ctx* context, const v1::GetInfoRequest*,
 }
 
 Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   response->set_payload(request->payload());
   return Status::OK;
 }
@@ -445,7 +460,8 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
   WatchReactor(PinBrokerService* service, const PeerIdentity& caller,
                const v1::WatchRequest* request)
       : service_(service) {
-    absl::Status accepting = service_->CheckAccepting();
+    absl::Status accepting = Validate(*request);
+    if (accepting.ok()) accepting = service_->CheckAccepting();
     auto session = accepting.ok() ? service_->Authenticate(request->credentials(), caller)
                                   : absl::StatusOr<std::string>(accepting);
     if (!session.ok()) {

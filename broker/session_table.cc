@@ -124,6 +124,15 @@ absl::Status SessionTable::Close(absl::string_view id) {
   return absl::OkStatus();
 }
 
+absl::Status SessionTable::CheckOpen(absl::string_view id) const {
+  absl::MutexLock lock(&mu_);
+  if (sessions_.contains(id)) return absl::OkStatus();
+  return absl::UnauthenticatedError(
+      absl::StrCat("session ", id,
+                   " was closed or lapsed while the request was in flight; nothing was pinned. "
+                   "Open a new session"));
+}
+
 void SessionTable::AddWatcher(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   if (auto it = sessions_.find(id); it != sessions_.end()) ++it->second.watchers;

@@ -79,6 +79,11 @@ class SessionTable {
   // Ends the session now (after Authenticate()). NOT_FOUND if already gone.
   absl::Status Close(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // OK if session `id` is open (neither closed nor lapsed); UNAUTHENTICATED otherwise. Does not
+  // renew it. Pins call it atomically with their grant (PinRequest::admit), so a session closed
+  // while its pins are in flight gets no lease after its CloseSession listed its leases.
+  absl::Status CheckOpen(absl::string_view id) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // A Watch stream opened / closed on the session. While any is open the session cannot lapse;
   // when the last closes, the ttl starts again.
   void AddWatcher(absl::string_view id) ABSL_LOCKS_EXCLUDED(mu_);

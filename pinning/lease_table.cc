@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "pinning/status_macros.h"
 
 namespace pinbroker {
 
@@ -49,7 +50,7 @@ void LeaseTable::DiscardId(LeaseId id) {
   issued_.erase(id);
 }
 
-absl::Status LeaseTable::Insert(LeaseInfo lease) {
+absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Status()>& admit) {
   absl::MutexLock lock(&mu_);
   if (lease.state != LeaseState::kGranted) {
     return absl::FailedPreconditionError(
@@ -60,10 +61,13 @@ absl::Status LeaseTable::Insert(LeaseInfo lease) {
                                                       " was not issued "
                                                       "by this table or is already used"));
   }
+  if (admit) RETURN_IF_ERROR(admit());
   issued_.erase(lease.id);
   const LeaseId id = lease.id;
   const absl::Time expires_at = lease.expires_at;
   Record& record = leases_.emplace(id, Record{std::move(lease), false}).first->second;
+  by_owner_.insert({record.info.owner, id});
+  by_file_.insert({record.info.file, id});
   SetExpiryLocked(record, expires_at);
   EmitLocked(LeaseEvent::Type::kGranted, record.info);
   return absl::OkStatus();
@@ -135,6 +139,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason, abs
 LeaseInfo LeaseTable::EndLocked(Record& record, LeaseState state, std::string reason) {
   expiry_.erase({record.info.expires_at, record.info.id});
   record.ending = true;
+  ++ending_;
   record.info.state = state;
   if (!reason.empty()) record.info.reason = std::move(reason);
   return record.info;
@@ -166,13 +171,37 @@ void LeaseTable::Finish(LeaseId id) {
                                 : info.state == LeaseState::kRevoked ? LeaseEvent::Type::kRevoked
                                                                      : LeaseEvent::Type::kExpired;
   EmitLocked(type, info);
-  tombstones_[id] = Tombstone{info.owner, info.state, info.reason, clock_->Now()};
-  tombstone_order_.push_back(id);
-  while (tombstone_order_.size() > options_.tombstones) {
-    tombstones_.erase(tombstone_order_.front());
+  Tombstone tomb{info.owner, info.state, info.reason, clock_->Now()};
+  if (tomb.reason.size() > options_.tombstone_reason_bytes) {
+    tomb.reason.resize(options_.tombstone_reason_bytes);
+    tomb.reason += "...";
+  }
+  const size_t bytes = tomb.owner.size() + tomb.reason.size();
+  if (auto [old, inserted] = tombstones_.try_emplace(id, std::move(tomb)); inserted) {
+    tombstone_order_.push_back(id);
+    tombstone_bytes_ += bytes;
+  }
+  while (!tombstone_order_.empty() && (tombstone_order_.size() > options_.tombstones ||
+                                       tombstone_bytes_ > options_.tombstone_bytes)) {
+    auto oldest = tombstones_.find(tombstone_order_.front());
+    tombstone_bytes_ -= oldest->second.owner.size() + oldest->second.reason.size();
+    tombstones_.erase(oldest);
     tombstone_order_.pop_front();
   }
+  by_owner_.erase({info.owner, id});
+  by_file_.erase({info.file, id});
+  --ending_;
   leases_.erase(it);
+}
+
+size_t LeaseTable::tombstone_count() const {
+  absl::MutexLock lock(&mu_);
+  return tombstones_.size();
+}
+
+size_t LeaseTable::tombstone_text_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return tombstone_bytes_;
 }
 
 std::optional<LeaseState> LeaseTable::EndState(LeaseId id) const {
@@ -188,10 +217,32 @@ std::optional<LeaseState> LeaseTable::EndState(LeaseId id) const {
 std::vector<LeaseInfo> LeaseTable::List(const LeaseFilter& filter) const {
   absl::MutexLock lock(&mu_);
   std::vector<LeaseInfo> out;
-  for (const auto& [id, record] : leases_) {
+  auto add = [&](LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Record& record = leases_.at(id);
     if (!record.ending && filter.Matches(record.info)) out.push_back(record.info);
+  };
+  if (filter.file.has_value()) {
+    for (auto it = by_file_.lower_bound({*filter.file, 0});
+         it != by_file_.end() && it->first == *filter.file; ++it) {
+      add(it->second);
+    }
+  } else if (filter.owner.has_value()) {
+    for (auto it = by_owner_.lower_bound({*filter.owner, 0});
+         it != by_owner_.end() && it->first == *filter.owner; ++it) {
+      add(it->second);
+    }
+  } else {
+    for (const auto& [id, record] : leases_) add(id);
   }
   return out;
+}
+
+bool LeaseTable::HasLiveLeases(const FileId& file) const {
+  absl::MutexLock lock(&mu_);
+  for (auto it = by_file_.lower_bound({file, 0}); it != by_file_.end() && it->first == file; ++it) {
+    if (!leases_.at(it->second).ending) return true;
+  }
+  return false;
 }
 
 LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
@@ -200,8 +251,10 @@ LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
   Subscription sub;
   sub.events = std::make_shared<EventQueue>(clock_, options_.queue_capacity, std::move(on_ready),
                                             options_.queue_bytes);
-  for (const auto& [id, record] : leases_) {
-    if (!record.ending && record.info.owner == owner) sub.snapshot.push_back(record.info);
+  for (auto it = by_owner_.lower_bound({owner, 0}); it != by_owner_.end() && it->first == owner;
+       ++it) {
+    const Record& record = leases_.at(it->second);
+    if (!record.ending) sub.snapshot.push_back(record.info);
   }
   // Subscriptions come and go with client connections: drop every closed one here, so owners
   // that never get another event do not accumulate.
@@ -222,9 +275,7 @@ LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
 
 size_t LeaseTable::live_count() const {
   absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (const auto& [id, record] : leases_) n += record.ending ? 0 : 1;
-  return n;
+  return leases_.size() - ending_;
 }
 
 size_t LeaseTable::subscription_count() const {

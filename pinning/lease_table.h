@@ -17,8 +17,14 @@
 // overflows them by count, only past their byte bound. Subscribe() returns the owner's live leases and the queue
 // atomically: nothing is missed between the snapshot and the first event.
 //
-// Ended leases leave a tombstone (bounded, oldest dropped first) so that NOT_FOUND can say what
-// happened to a lease its owner still names. Foreign leases are reported as unknown.
+// Ended leases leave a tombstone so that NOT_FOUND can say what happened to a lease its owner
+// still names. Tombstones are bounded in count and in bytes (owner and reason strings; a reason
+// is kept to its first Options::tombstone_reason_bytes), oldest dropped first. Foreign leases are
+// reported as unknown.
+//
+// Costs (n leases in the table, k results): Insert, Renew, Recall, Begin*, Finish O(log n);
+// List by owner or by file O(k log n) through an index per owner and per file, unfiltered O(n);
+// live_count O(1). So ending all n leases of a session or an expiry pass costs O(n log n).
 //
 // Thread-safety: safe to call concurrently. Lock order: BusyRangeMap -> LeaseTable -> EventQueue.
 // The table never calls out while holding its lock except EventQueue::Push().
@@ -26,6 +32,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,7 +63,10 @@ struct LeaseFilter {
 class LeaseTable {
  public:
   struct Options {
-    size_t tombstones = 4096;      // Ended leases remembered for error messages.
+    size_t tombstones = 4096;  // Ended leases remembered for error messages, at most.
+    // Bytes of owner and reason text all tombstones together may hold, at most.
+    size_t tombstone_bytes = 1 << 20;
+    size_t tombstone_reason_bytes = 256;  // A longer reason is cut there ("...").
     // Per subscriber: grant events queued (recalls and ends bypass it), and bytes of events of
     // any type queued (see event_queue.h).
     size_t queue_capacity = 1024;
@@ -89,8 +99,12 @@ class LeaseTable {
 
   // Adds a granted lease (id from NewId(), state kGranted, expires_at set) and emits kGranted.
   // FAILED_PRECONDITION if the id was not issued by NewId(), was already inserted or discarded,
-  // or the lease is not granted.
-  absl::Status Insert(LeaseInfo lease) ABSL_LOCKS_EXCLUDED(mu_);
+  // or the lease is not granted. If `admit` is set it runs under the table's lock just before
+  // the lease goes in, and a non-OK result is returned instead of inserting: a caller that ends
+  // an owner first (so `admit` fails from then on) and lists its leases afterwards sees every
+  // lease that will ever exist for it. `admit` must not call back into the table.
+  absl::Status Insert(LeaseInfo lease, const std::function<absl::Status()>& admit = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The live lease `id`. NOT_FOUND (with what became of it, if known) otherwise.
   absl::StatusOr<LeaseInfo> Get(LeaseId id) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -118,8 +132,12 @@ class LeaseTable {
   // live or unknown.
   std::optional<LeaseState> EndState(LeaseId id) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Live (granted or recalling) leases matching `filter`, ascending id.
+  // Live (granted or recalling) leases matching `filter`, ascending id. Uses the file or owner
+  // index when the filter names one.
   std::vector<LeaseInfo> List(const LeaseFilter& filter) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Whether any live lease is on `file`: O(log n) plus the file's ending leases skipped.
+  bool HasLiveLeases(const FileId& file) const ABSL_LOCKS_EXCLUDED(mu_);
 
   Subscription Subscribe(std::string owner, absl::AnyInvocable<void()> on_ready = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -171,8 +189,18 @@ class LeaseTable {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, std::vector<std::shared_ptr<EventQueue>>> subscribers_
       ABSL_GUARDED_BY(mu_);
+  // Every record of leases_ (live or ending) by owner and by file, for List().
+  absl::btree_set<std::pair<std::string, LeaseId>> by_owner_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<FileId, LeaseId>> by_file_ ABSL_GUARDED_BY(mu_);
+  size_t ending_ ABSL_GUARDED_BY(mu_) = 0;  // Records of leases_ with `ending` set.
   absl::flat_hash_map<LeaseId, Tombstone> tombstones_ ABSL_GUARDED_BY(mu_);
   std::deque<LeaseId> tombstone_order_ ABSL_GUARDED_BY(mu_);
+  size_t tombstone_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+
+ public:
+  // For tests: tombstones held and the bytes of text they hold.
+  size_t tombstone_count() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t tombstone_text_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
 };
 
 }  // namespace pinbroker

@@ -165,7 +165,8 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   lease.rdma = pin.rdma;
 
   absl::Status inserted;
-  const absl::Status commit = state->busy.Commit(id, [&] { inserted = table_.Insert(lease); });
+  const absl::Status commit =
+      state->busy.Commit(id, [&] { inserted = table_.Insert(lease, request.admit); });
   if (!commit.ok() || !inserted.ok()) {
     backend_->Release(pin.handle).IgnoreError();
     return commit.ok() ? inserted : commit;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,10 @@ struct PinRequest {
   // Whose permissions the file is opened with (read for kRead, write for kReadWrite); unset:
   // the broker's own (in-process callers and tests).
   std::optional<UnixCredentials> caller;
+  // If set, asked atomically with the grant (LeaseTable::Insert's `admit`): a non-OK status
+  // fails the pin with it and leaves nothing behind. The service uses it to refuse pins of a
+  // session closed while they were being set up. Must not call into the engine.
+  std::function<absl::Status()> admit;
 };
 
 // Which layout change, on what, with which policy. Unset policy/grace/timeout take the export's.
@@ -123,6 +128,9 @@ class PinService {
                                          uint64_t length);
 
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
+  // Whether `file` has a live lease, without listing them (O(log n)): for the guard, which
+  // must not list a file's leases on every lease end (that makes teardown quadratic).
+  bool HasLiveLeases(const FileId& file) const { return table_.HasLiveLeases(file); }
   // Granted or recalling leases, without copying them.
   size_t live_lease_count() const { return table_.live_count(); }
   // `caller` (if set) needs read permission on the file.

@@ -4,8 +4,11 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <thread>
+#include <vector>
 
+#include "broker/request_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/broker/broker_fixture.h"
@@ -15,6 +18,7 @@ namespace {
 
 using ::pinbroker::testing::IsOk;
 using ::pinbroker::testing::StatusIs;
+using ::testing::_;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -123,6 +127,119 @@ TEST_F(PinBrokerServiceTest, CloseSessionReleasesItsLeasesAndEndsIt) {
   EXPECT_THAT(response.released_lease_ids(), ElementsAre(a.lease_id(), b.lease_id()));
   EXPECT_EQ(backend_->held(), 0u);
   EXPECT_THAT(Pin(creds, 0, 1), StatusIs(Code::kUnauthenticated, ::testing::_));
+}
+
+// Regression: CloseSession used to list the session's leases while pins that had authenticated
+// before the close were still being set up; those were granted afterwards and outlived the
+// session (185 orphans in 200 rounds). Now a pin is granted only if its session is still open at
+// that moment. Real threads race the close many times; no lease of a closed session may remain.
+TEST_F(PinBrokerServiceTest, NoLeaseOutlivesItsSessionWhenCloseRacesPins) {
+  constexpr int kRounds = 1000;
+  constexpr int kPinners = 2;
+  constexpr int kPinsPerPinner = 8;  // Bounded: each pinner stops at the first refusal anyway.
+  int granted_before_close = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    const v1::SessionCredentials creds = OpenSession("racer");
+    std::vector<std::thread> pinners;
+    std::atomic<int> granted{0};
+    for (int p = 0; p < kPinners; ++p) {
+      pinners.emplace_back([&] {
+        for (int i = 0; i < kPinsPerPinner; ++i) {
+          if (!Pin(creds, 0, 1).ok()) return;  // UNAUTHENTICATED once the close won.
+          ++granted;
+        }
+      });
+    }
+    v1::CloseSessionRequest close;
+    *close.mutable_credentials() = creds;
+    ASSERT_OK(Call(&Stub::CloseSession, close).status());
+    for (std::thread& t : pinners) t.join();
+    granted_before_close += granted.load();
+    v1::ListLeasesRequest mine;
+    mine.set_session_id(creds.session_id());
+    ASSERT_THAT(List(mine), SizeIs(0)) << "round " << round << ": a lease outlived its session";
+  }
+  EXPECT_EQ(backend_->held(), 0u);
+  // The race was exercised: some pins got in before their session closed.
+  EXPECT_GT(granted_before_close, 0);
+}
+
+// --- request limits ---
+
+// Regression: 1 MiB client names were accepted and kept (300 of them: +320 MB).
+TEST_F(PinBrokerServiceTest, AnOversizedClientNameIsInvalidArgumentNamingTheLimit) {
+  v1::OpenSessionRequest request;
+  request.set_client_name(std::string(1 << 20, 'n'));
+  EXPECT_THAT(Call(&Stub::OpenSession, request),
+              StatusIs(Code::kInvalidArgument,
+                       AllOf(HasSubstr("client_name"), HasSubstr("limit is 256 bytes"))));
+  request.set_client_name(std::string(256, 'n'));
+  EXPECT_OK(Call(&Stub::OpenSession, request).status());
+}
+
+// Regression: a 3 MiB path came back as a 12 MiB error message (RESOURCE_EXHAUSTED on the
+// client side).
+TEST_F(PinBrokerServiceTest, AHugePathIsInvalidArgumentWithAShortMessage) {
+  v1::SessionCredentials creds = OpenSession();
+  v1::PinRequest request = PinRequestFor(creds, 0, 1);
+  request.set_path(std::string(3 << 20, 'p'));
+  const absl::StatusOr<v1::PinResponse> pinned = Call(&Stub::Pin, request);
+  EXPECT_THAT(pinned, StatusIs(Code::kInvalidArgument,
+                               AllOf(HasSubstr("path"), HasSubstr("limit is 4096 bytes"))));
+  EXPECT_LT(pinned.status().message().size(), 256u);
+  v1::DescribeFileRequest describe;
+  describe.set_export_name("exp");
+  describe.set_path(request.path());
+  EXPECT_THAT(Call(&Stub::DescribeFile, describe), StatusIs(Code::kInvalidArgument, _));
+  EXPECT_THAT(List(), SizeIs(0));
+}
+
+// Regression: a PunchHole with a 1 MiB initiator over 500 leases kept 524 MB after they ended
+// (the initiator is in every recall reason and tombstone) and logged 1 GB.
+TEST_F(PinBrokerServiceTest, AnOversizedInitiatorIsRefusedBeforeTouchingAnyLease) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 0, page_));
+  v1::PunchHoleRequest request;
+  request.set_export_name("exp");
+  request.set_path("data");
+  request.set_offset(0);
+  request.set_length(page_);
+  request.mutable_options()->set_policy(v1::LAYOUT_POLICY_REVOKE);
+  request.mutable_options()->set_initiator(std::string(1 << 20, 'i'));
+  EXPECT_THAT(Call(&Stub::PunchHole, request),
+              StatusIs(Code::kInvalidArgument,
+                       AllOf(HasSubstr("options.initiator"), HasSubstr("limit is 256 bytes"))));
+  ASSERT_THAT(List(), SizeIs(1));
+  EXPECT_EQ(List()[0].state(), v1::LEASE_STATE_GRANTED);
+  v1::TruncateRequest truncate = TruncateRequestFor(0, v1::LAYOUT_POLICY_REVOKE);
+  *truncate.mutable_options() = request.options();
+  EXPECT_THAT(Call(&Stub::Truncate, truncate), StatusIs(Code::kInvalidArgument, _));
+  EXPECT_EQ(FileSize(), kPages * page_);
+}
+
+// The validators reject text that is not UTF-8 (requests built in-process, or string fields
+// that arrive as bytes). Over the wire protobuf's parser rejects such proto3 strings before any
+// handler runs (gRPC answers INTERNAL; see docs/API.md "Limits").
+TEST(RequestLimitsTest, NonUtf8StringsAreInvalidArgumentNamingTheField) {
+  v1::PinRequest pin;
+  pin.set_export_name("exp");
+  pin.set_path("bad\xff\xfe");
+  EXPECT_THAT(Validate(pin), StatusIs(Code::kInvalidArgument,
+                                      AllOf(HasSubstr("path"), HasSubstr("not valid UTF-8"))));
+  v1::OpenSessionRequest open;
+  open.set_client_name(std::string("\xc0\x80", 2));  // Overlong NUL.
+  EXPECT_THAT(Validate(open), StatusIs(Code::kInvalidArgument, HasSubstr("client_name")));
+  open.set_client_name("\xed\xa0\x80");  // A UTF-16 surrogate.
+  EXPECT_THAT(Validate(open), StatusIs(Code::kInvalidArgument, _));
+  open.set_client_name("db-writer-7 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+  EXPECT_OK(Validate(open));
+}
+
+TEST(QuoteClientInputTest, QuotesAShortEscapedPrefix) {
+  EXPECT_EQ(QuoteClientInput("a\nb"), "\"a\\nb\"");
+  const std::string quoted = QuoteClientInput(std::string(1 << 20, '\xff'));
+  EXPECT_LT(quoted.size(), 300u);
+  EXPECT_THAT(quoted, HasSubstr("(1048576 bytes)"));
 }
 
 // --- leases ---

@@ -568,6 +568,62 @@ TEST_F(LeaseTableTest, OldestTombstoneIsDroppedBeyondCapacity) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("reason-three")));
 }
 
+// Regression: tombstones were bounded only in count, so 4096 ended leases with a 1 MiB reason
+// (a layout change's initiator) kept 4 GiB after the leases ended.
+TEST_F(LeaseTableTest, TombstonesAreBoundedInBytesAndCutLongReasons) {
+  LeaseTable::Options options;
+  options.tombstone_bytes = 64 << 10;
+  MakeTable(options);
+  const std::string huge(1 << 20, 'r');
+  for (int i = 0; i < 200; ++i) RevokeAndFinish(Grant("alice").id, huge);
+  EXPECT_LE(table_->tombstone_text_bytes(), options.tombstone_bytes);
+  EXPECT_GT(table_->tombstone_count(), 0u);
+  // The newest is still explained, by the start of its reason only.
+  const LeaseInfo last = Grant("alice");
+  RevokeAndFinish(last.id, huge);
+  const absl::Status status = table_->Renew("alice", last.id, kTtl).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kNotFound, HasSubstr("rrr...")));
+  EXPECT_LT(status.message().size(), 1024u);
+}
+
+TEST_F(LeaseTableTest, TombstonesKeepTheirCountLimitWithinTheByteLimit) {
+  LeaseTable::Options options;
+  options.tombstones = 3;
+  MakeTable(options);
+  for (int i = 0; i < 10; ++i) RevokeAndFinish(Grant("alice").id, "short");
+  EXPECT_EQ(table_->tombstone_count(), 3u);
+}
+
+TEST_F(LeaseTableTest, ListByOwnerOrFileUsesOnlyThoseLeasesInIdOrder) {
+  const LeaseInfo a1 = Grant("alice", kTtl, "scratch", kFileA);
+  const LeaseInfo b1 = Grant("bob", kTtl, "scratch", kFileB);
+  const LeaseInfo a2 = Grant("alice", kTtl, "scratch", kFileB);
+  const LeaseInfo ended = Grant("alice", kTtl, "scratch", kFileB);
+  ASSERT_OK(table_->BeginRevoke(ended.id, "ending"));  // Ending: listed by neither.
+  LeaseFilter alice;
+  alice.owner = "alice";
+  std::vector<LeaseId> ids;
+  for (const LeaseInfo& l : table_->List(alice)) ids.push_back(l.id);
+  EXPECT_THAT(ids, ElementsAre(a1.id, a2.id));
+  LeaseFilter on_b;
+  on_b.file = kFileB;
+  ids.clear();
+  for (const LeaseInfo& l : table_->List(on_b)) ids.push_back(l.id);
+  EXPECT_THAT(ids, ElementsAre(b1.id, a2.id));
+  on_b.owner = "bob";
+  ids.clear();
+  for (const LeaseInfo& l : table_->List(on_b)) ids.push_back(l.id);
+  EXPECT_THAT(ids, ElementsAre(b1.id));
+  EXPECT_TRUE(table_->HasLiveLeases(kFileB));
+  EXPECT_EQ(table_->live_count(), 3u);
+  table_->Finish(ended.id);
+  RevokeAndFinish(b1.id, "x");
+  RevokeAndFinish(a2.id, "x");
+  EXPECT_FALSE(table_->HasLiveLeases(kFileB));
+  EXPECT_TRUE(table_->HasLiveLeases(kFileA));
+  EXPECT_EQ(table_->live_count(), 1u);
+}
+
 // --- EndState ---
 
 TEST_F(LeaseTableTest, EndStateOfALiveLeaseIsNullopt) {
