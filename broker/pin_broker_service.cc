@@ -254,60 +254,58 @@ Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileReques
   return Status::OK;
 }
 
-Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* request,
-                                  v1::LayoutChangeResponse* response) {
-  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
-  const PeerIdentity caller = Caller(context);
-  auto layout = FromProto(request->options(), request->export_name(), request->path());
-  if (!layout.ok()) return ToGrpcStatus(layout.status());
-  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
-      !s.ok()) {
-    PB_LOG(WARNING) << "layout change of " << SafeText(request->export_name()) << "/"
-                    << SafeText(request->path()) << " refused: " << s.message();
-    return ToGrpcStatus(s);
+absl::StatusOr<LayoutRequest> PinBrokerService::AuthorizedLayout(const PeerIdentity& caller,
+                                                                 const v1::LayoutOptions& options,
+                                                                 const std::string& export_name,
+                                                                 const std::string& path) const {
+  auto layout = FromProto(options, export_name, path);
+  if (!layout.ok()) return layout.status();
+  if (absl::Status s = authorizer_->Check(caller, export_name, Right::kLayout); !s.ok()) {
+    PB_LOG(WARNING) << "layout change of " << SafeText(export_name) << "/" << SafeText(path)
+                    << " refused: " << s.message();
+    return s;
   }
   layout->caller = caller.unix;
   // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
-  layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
-                                   SafeText(layout->initiator),
-                                   layout->initiator.empty() ? "" : "\"");
-  auto result = engine_->Truncate(*layout, request->new_size());
+  layout->initiator =
+      absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
+                   SafeText(layout->initiator), layout->initiator.empty() ? "" : "\"");
+  return layout;
+}
+
+Status PinBrokerService::AnswerLayout(absl::string_view what, const PeerIdentity& caller,
+                                      const std::string& export_name, const std::string& path,
+                                      const absl::StatusOr<LayoutResult>& result,
+                                      v1::LayoutChangeResponse* response) const {
   if (absl::IsPermissionDenied(result.status())) {
-    PB_LOG(WARNING) << "layout truncate of " << SafeText(request->export_name()) << "/"
-                    << SafeText(request->path()) << " refused for " << caller.Describe() << ": "
-                    << result.status().message();
+    PB_LOG(WARNING) << "layout " << what << " of " << SafeText(export_name) << "/" << SafeText(path)
+                    << " refused for " << caller.Describe() << ": " << result.status().message();
   }
   if (!result.ok()) return ToGrpcStatus(result.status());
   ToProto(*result, *ids_, engine_->page_size(), response);
   return Status::OK;
 }
 
-Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* request,
+Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* request,
                                   v1::LayoutChangeResponse* response) {
   if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
-  auto layout = FromProto(request->options(), request->export_name(), request->path());
+  auto layout =
+      AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
-  if (absl::Status s = authorizer_->Check(caller, request->export_name(), Right::kLayout);
-      !s.ok()) {
-    PB_LOG(WARNING) << "layout change of " << SafeText(request->export_name()) << "/"
-                    << SafeText(request->path()) << " refused: " << s.message();
-    return ToGrpcStatus(s);
-  }
-  layout->caller = caller.unix;
-  // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
-  layout->initiator = absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
-                                   SafeText(layout->initiator),
-                                   layout->initiator.empty() ? "" : "\"");
-  auto result = engine_->PunchHole(*layout, request->offset(), request->length());
-  if (absl::IsPermissionDenied(result.status())) {
-    PB_LOG(WARNING) << "layout punchhole of " << SafeText(request->export_name()) << "/"
-                    << SafeText(request->path()) << " refused for " << caller.Describe() << ": "
-                    << result.status().message();
-  }
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  ToProto(*result, *ids_, engine_->page_size(), response);
-  return Status::OK;
+  return AnswerLayout("truncate", caller, request->export_name(), request->path(),
+                      engine_->Truncate(*layout, request->new_size()), response);
+}
+
+Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* request,
+                                   v1::LayoutChangeResponse* response) {
+  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
+  const PeerIdentity caller = Caller(context);
+  auto layout =
+      AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
+  if (!layout.ok()) return ToGrpcStatus(layout.status());
+  return AnswerLayout("punchhole", caller, request->export_name(), request->path(),
+                      engine_->PunchHole(*layout, request->offset(), request->length()), response);
 }
 
 // --- admin --------------------------------------------------------------------------------
@@ -325,20 +323,18 @@ Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest*
   }
   // Someone else's lease is NOT_FOUND for non-admins, like an unknown one.
   if (!lease.has_value() || !Visible(caller, *lease)) {
-    return ToGrpcStatus(
-        absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
+    return ToGrpcStatus(absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
   }
   if (absl::Status s = authorizer_->Check(caller, lease->export_name, Right::kAdmin); !s.ok()) {
     PB_LOG(WARNING) << "revoke of lease " << request->lease_id() << " refused: " << s.message();
     return ToGrpcStatus(s);
   }
   const std::string reason =
-      absl::StrCat("revoked by ", caller.Describe(),
-                   request->reason().empty() ? "" : ": ", SafeText(request->reason(), 256));
+      absl::StrCat("revoked by ", caller.Describe(), request->reason().empty() ? "" : ": ",
+                   SafeText(request->reason(), 256));
   PB_LOG(INFO) << "admin " << caller.Describe() << " revokes lease " << request->lease_id()
-               << " (export " << lease->export_name << ", grace "
-               << absl::FormatDuration(*grace) << "): \"" << SafeText(request->reason(), 256)
-               << "\"";
+               << " (export " << lease->export_name << ", grace " << absl::FormatDuration(*grace)
+               << "): \"" << SafeText(request->reason(), 256) << "\"";
   LeaseToProto(*lease, response->mutable_lease());
   if (*grace > absl::ZeroDuration()) {
     Clock* clock = engine_->clock();
@@ -357,8 +353,7 @@ Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest*
       }
       return false;
     };
-    while (clock->Now() < deadline && live() && !context->IsCancelled() &&
-           CheckAccepting().ok()) {
+    while (clock->Now() < deadline && live() && !context->IsCancelled() && CheckAccepting().ok()) {
       clock->AwaitWithDeadline(&mu, absl::Condition(&kNever),
                                std::min(deadline, clock->Now() + absl::Seconds(1)));
     }
@@ -387,7 +382,8 @@ Status PinBrokerService::ListSessions(Ctx* context, const v1::ListSessionsReques
     for (const LeaseInfo& lease : leases) bytes += lease.length;
     out->set_lease_count(leases.size());
     out->set_pinned_bytes(bytes);
-    if (info.expires_at != absl::InfiniteFuture()) ToProto(info.expires_at, out->mutable_expires_at());
+    if (info.expires_at != absl::InfiniteFuture())
+      ToProto(info.expires_at, out->mutable_expires_at());
     out->set_watchers(info.watchers);
   }
   return Status::OK;

@@ -77,6 +77,19 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
                                                     const v1::WatchRequest* request) override;
 
  private:
+  // Truncate and PunchHole: the request's options as the engine's LayoutRequest, on behalf of
+  // `caller` (whose file permissions apply and who is named as the initiator), or
+  // PERMISSION_DENIED when the export's layout rule refuses the caller (logged).
+  absl::StatusOr<LayoutRequest> AuthorizedLayout(const PeerIdentity& caller,
+                                                 const v1::LayoutOptions& options,
+                                                 const std::string& export_name,
+                                                 const std::string& path) const;
+  // The engine's answer to a layout change as the RPC's; the kernel's refusals are logged.
+  Status AnswerLayout(absl::string_view what, const PeerIdentity& caller,
+                      const std::string& export_name, const std::string& path,
+                      const absl::StatusOr<LayoutResult>& result,
+                      v1::LayoutChangeResponse* response) const;
+
   class WatchReactor;
   friend class WatchReactor;
 
