@@ -13,7 +13,7 @@
 // block reaches zero), never by polling; deadlines come from the Clock.
 //
 // Costs (n entries, k results, b active blocks, normally 0 or 1): Reserve and Remove
-// O(log n + b); Overlapping O(log n + k log(n/k)), see IntervalIndex; Block O(log n + k).
+// O(log n + b); Overlapping O(B log_B n + k), see BTreeIntervalIndex; Block O(log n + k).
 //
 // Thread-safety: safe to call concurrently. Commit() runs its callback under the map's lock, so
 // the callback must not call back into this map; it may take locks that are ordered after it
@@ -31,7 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "pinning/clock.h"
-#include "pinning/interval_index.h"
+#include "pinning/btree_interval_index.h"
 #include "pinning/lease.h"
 #include "pinning/page_range.h"
 
@@ -116,7 +116,7 @@ class BusyRangeMap {
 
   Clock* const clock_;
   mutable absl::Mutex mu_;
-  IntervalIndex index_ ABSL_GUARDED_BY(mu_);
+  BTreeIntervalIndex index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<LeaseId, Slot> slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<BlockId, ActiveBlock> blocks_ ABSL_GUARDED_BY(mu_);
   BlockId next_block_ ABSL_GUARDED_BY(mu_) = 1;

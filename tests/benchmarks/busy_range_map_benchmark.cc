@@ -1,12 +1,14 @@
-// Benchmarks for BusyRangeMap and the IntervalIndex under it, with one file
+// Benchmarks for BusyRangeMap and the interval index under it, with one file
 // holding N live leases (N = 1k, 100k, 1M).
 //
 // Leases cover random ranges of 1-16 pages over a universe of 16 * N pages,
 // so about half the pages are pinned and a random 1-16 page query overlaps
 // about one lease, a realistic density. The N leases are set up once per N
 // (not timed) and shared by the benchmarks of the same kind; each benchmark
-// leaves them as it found them. The IntervalIndex variants show how much of
-// the BusyRangeMap cost is its mutex, hash map and result vector.
+// leaves them as it found them. The BM_Index_* variants run on both indexes:
+// BTreeIntervalIndex (the one BusyRangeMap uses) and IntervalIndex (the AVL
+// tree it replaced, kept as the baseline); they show how much of the
+// BusyRangeMap cost is its mutex, hash map and result vector.
 //
 // Each benchmark reports per-iteration time:
 //   InsertErase:    Reserve + Commit (no-op callback) of a fresh lease, then
@@ -26,11 +28,14 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
+#include "pinning/btree_interval_index.h"
 #include "pinning/busy_range_map.h"
 #include "pinning/interval_index.h"
 #include "pinning/lease.h"
@@ -79,7 +84,8 @@ struct MapFixture {
   LeaseId next_lease;
 };
 
-// The same N entries in a bare IntervalIndex.
+// The same N entries in a bare index.
+template <typename Index>
 struct IndexFixture {
   explicit IndexFixture(size_t n) {
     const uint64_t universe = kPagesPerLease * n;
@@ -90,9 +96,9 @@ struct IndexFixture {
     queries = RandomRanges(kRangePool, universe, 7);
     next_id = n + 1;
   }
-  IntervalIndex index;
+  Index index;
   std::vector<PageRange> queries;
-  IntervalIndex::Id next_id;
+  uint64_t next_id;
 };
 
 // The same N ranges in a plain vector, for the linear-scan baseline.
@@ -161,40 +167,42 @@ void BM_Map_AnyOverlapping(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+template <typename Index>
 void BM_Index_InsertErase(benchmark::State& state) {
-  IndexFixture& f = Get<IndexFixture>(N(state));
+  IndexFixture<Index>& f = Get<IndexFixture<Index>>(N(state));
   size_t i = 0;
   for (auto _ : state) {
-    const IntervalIndex::Id id = f.next_id++;
+    const uint64_t id = f.next_id++;
     const PageRange range = f.queries[i++ % kRangePool];
     const bool inserted = f.index.Insert(id, range);
     const bool erased = f.index.Erase(id, range);
     if (!inserted || !erased) {
-      state.SkipWithError("IntervalIndex operation failed");
+      state.SkipWithError("index operation failed");
       break;
     }
   }
   state.SetItemsProcessed(state.iterations());
 }
 
+template <typename Index>
 void BM_Index_Overlapping(benchmark::State& state) {
-  IndexFixture& f = Get<IndexFixture>(N(state));
+  IndexFixture<Index>& f = Get<IndexFixture<Index>>(N(state));
   size_t i = 0;
   uint64_t hits = 0;
   for (auto _ : state) {
-    f.index.ForEachOverlapping(f.queries[i++ % kRangePool],
-                               [&hits](IntervalIndex::Id id, PageRange) {
-                                 benchmark::DoNotOptimize(id);
-                                 ++hits;
-                               });
+    f.index.ForEachOverlapping(f.queries[i++ % kRangePool], [&hits](uint64_t id, PageRange) {
+      benchmark::DoNotOptimize(id);
+      ++hits;
+    });
   }
   state.counters["hits"] =
       benchmark::Counter(static_cast<double>(hits), benchmark::Counter::kAvgIterations);
   state.SetItemsProcessed(state.iterations());
 }
 
+template <typename Index>
 void BM_Index_AnyOverlapping(benchmark::State& state) {
-  IndexFixture& f = Get<IndexFixture>(N(state));
+  IndexFixture<Index>& f = Get<IndexFixture<Index>>(N(state));
   size_t i = 0;
   uint64_t hits = 0;
   for (auto _ : state) {
@@ -230,9 +238,13 @@ void BM_Scan_Overlapping(benchmark::State& state) {
 PB_BENCHMARK(BM_Map_InsertErase);
 PB_BENCHMARK(BM_Map_Overlapping);
 PB_BENCHMARK(BM_Map_AnyOverlapping);
-PB_BENCHMARK(BM_Index_InsertErase);
-PB_BENCHMARK(BM_Index_Overlapping);
-PB_BENCHMARK(BM_Index_AnyOverlapping);
+#define PB_BENCHMARK_INDEX(fn)                                                      \
+  BENCHMARK_TEMPLATE(fn, BTreeIntervalIndex)->Arg(1000)->Arg(100000)->Arg(1000000); \
+  BENCHMARK_TEMPLATE(fn, IntervalIndex)->Arg(1000)->Arg(100000)->Arg(1000000)
+
+PB_BENCHMARK_INDEX(BM_Index_InsertErase);
+PB_BENCHMARK_INDEX(BM_Index_Overlapping);
+PB_BENCHMARK_INDEX(BM_Index_AnyOverlapping);
 PB_BENCHMARK(BM_Scan_Overlapping);
 
 }  // namespace
@@ -241,8 +253,22 @@ PB_BENCHMARK(BM_Scan_Overlapping);
 // Like BENCHMARK_MAIN(), but measures for 0.2 s instead of 0.5 s unless
 // --benchmark_min_time says otherwise: a 5-repetition run of everything stays
 // under a minute while the 1M cases still run 100k+ iterations.
+//
+// absl::Mutex's deadlock detector is off, as in the shipped pinbrokerd (Debian's libabsl is built
+// without NDEBUG, so it would otherwise run on every lock); --deadlock_detection turns it on to
+// measure its cost.
 int main(int argc, char** argv) {
-  std::vector<char*> args(argv, argv + argc);
+  std::vector<char*> args;
+  bool deadlock_detection = false;
+  for (int i = 0; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--deadlock_detection") {
+      deadlock_detection = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  absl::SetMutexDeadlockDetectionMode(deadlock_detection ? absl::OnDeadlockCycle::kAbort
+                                                         : absl::OnDeadlockCycle::kIgnore);
   std::string min_time = "--benchmark_min_time=0.2";
   args.insert(args.begin() + 1, min_time.data());  // Later flags win.
   int args_count = static_cast<int>(args.size());

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "pinning/btree_interval_index.h"
 #include "pinning/page_range.h"
 
 namespace pinbroker {
@@ -19,7 +20,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
-using Item = std::pair<IntervalIndex::Id, PageRange>;
+using Item = std::pair<uint64_t, PageRange>;
 
 constexpr uint64_t kInf = kPageRangeToInfinity;
 
@@ -28,16 +29,17 @@ uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
   return __builtin_add_overflow(a, b, &sum) ? kInf : sum;
 }
 
-std::vector<Item> Overlapping(const IntervalIndex& index, PageRange query) {
+template <typename Index>
+std::vector<Item> Overlapping(const Index& index, PageRange query) {
   std::vector<Item> out;
-  index.ForEachOverlapping(query,
-                           [&](IntervalIndex::Id id, PageRange r) { out.emplace_back(id, r); });
+  index.ForEachOverlapping(query, [&](uint64_t id, PageRange r) { out.emplace_back(id, r); });
   return out;
 }
 
-std::vector<Item> All(const IntervalIndex& index) {
+template <typename Index>
+std::vector<Item> All(const Index& index) {
   std::vector<Item> out;
-  index.ForEach([&](IntervalIndex::Id id, PageRange r) { out.emplace_back(id, r); });
+  index.ForEach([&](uint64_t id, PageRange r) { out.emplace_back(id, r); });
   return out;
 }
 
@@ -50,8 +52,15 @@ std::string Describe(const std::vector<Item>& items) {
   return out;
 }
 
-TEST(IntervalIndexTest, StartsEmpty) {
-  IntervalIndex index;
+// Every case runs on both indexes: the AVL tree (the baseline) and the B+tree (the one
+// BusyRangeMap uses).
+template <typename Index>
+class IntervalIndexTest : public ::testing::Test {};
+using Indexes = ::testing::Types<IntervalIndex, BTreeIntervalIndex>;
+TYPED_TEST_SUITE(IntervalIndexTest, Indexes);
+
+TYPED_TEST(IntervalIndexTest, StartsEmpty) {
+  TypeParam index;
   EXPECT_TRUE(index.empty());
   EXPECT_EQ(index.size(), 0u);
   EXPECT_THAT(All(index), IsEmpty());
@@ -60,8 +69,8 @@ TEST(IntervalIndexTest, StartsEmpty) {
   EXPECT_TRUE(index.CheckInvariants());
 }
 
-TEST(IntervalIndexTest, InsertAndFind) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, InsertAndFind) {
+  TypeParam index;
   EXPECT_TRUE(index.Insert(7, PageRange{10, 20}));
   EXPECT_TRUE(index.CheckInvariants());
   EXPECT_EQ(index.size(), 1u);
@@ -71,8 +80,8 @@ TEST(IntervalIndexTest, InsertAndFind) {
   EXPECT_TRUE(index.AnyOverlapping(PageRange{15, 16}));
 }
 
-TEST(IntervalIndexTest, InsertRejectsEmptyRanges) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, InsertRejectsEmptyRanges) {
+  TypeParam index;
   EXPECT_FALSE(index.Insert(1, PageRange{5, 5}));
   EXPECT_FALSE(index.Insert(1, PageRange{6, 5}));
   EXPECT_FALSE(index.Insert(1, PageRange{}));
@@ -80,8 +89,8 @@ TEST(IntervalIndexTest, InsertRejectsEmptyRanges) {
   EXPECT_TRUE(index.CheckInvariants());
 }
 
-TEST(IntervalIndexTest, DuplicateKeyIsRejected) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, DuplicateKeyIsRejected) {
+  TypeParam index;
   ASSERT_TRUE(index.Insert(1, PageRange{5, 10}));
   // Same (first, id): rejected whatever the end, and nothing changes.
   EXPECT_FALSE(index.Insert(1, PageRange{5, 10}));
@@ -97,8 +106,8 @@ TEST(IntervalIndexTest, DuplicateKeyIsRejected) {
   EXPECT_THAT(All(index), ElementsAre(Item{1, {5, 10}}, Item{2, {5, 10}}, Item{1, {6, 10}}));
 }
 
-TEST(IntervalIndexTest, EraseNeedsTheExactRange) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, EraseNeedsTheExactRange) {
+  TypeParam index;
   ASSERT_TRUE(index.Insert(1, PageRange{5, 10}));
   ASSERT_TRUE(index.Insert(2, PageRange{7, 9}));
   EXPECT_FALSE(index.Erase(1, PageRange{5, 11}));  // Wrong end.
@@ -119,15 +128,15 @@ TEST(IntervalIndexTest, EraseNeedsTheExactRange) {
   EXPECT_TRUE(index.CheckInvariants());
 }
 
-TEST(IntervalIndexTest, EraseFromEmptyIndex) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, EraseFromEmptyIndex) {
+  TypeParam index;
   EXPECT_FALSE(index.Erase(1, PageRange{0, 1}));
   EXPECT_FALSE(index.Erase(1, PageRange{}));
   EXPECT_TRUE(index.CheckInvariants());
 }
 
-TEST(IntervalIndexTest, QueriesAreHalfOpen) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, QueriesAreHalfOpen) {
+  TypeParam index;
   ASSERT_TRUE(index.Insert(1, PageRange{10, 20}));
   // Touching either end does not overlap.
   EXPECT_THAT(Overlapping(index, PageRange{0, 10}), IsEmpty());
@@ -145,8 +154,8 @@ TEST(IntervalIndexTest, QueriesAreHalfOpen) {
   EXPECT_TRUE(index.AnyOverlapping(PageRange{19, kInf}));
 }
 
-TEST(IntervalIndexTest, EmptyQueriesMatchNothing) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, EmptyQueriesMatchNothing) {
+  TypeParam index;
   ASSERT_TRUE(index.Insert(1, PageRange{10, 20}));
   ASSERT_TRUE(index.Insert(2, PageRange{0, kInf}));
   EXPECT_THAT(Overlapping(index, PageRange{15, 15}), IsEmpty());
@@ -155,8 +164,8 @@ TEST(IntervalIndexTest, EmptyQueriesMatchNothing) {
   EXPECT_FALSE(index.AnyOverlapping(PageRange{16, 15}));
 }
 
-TEST(IntervalIndexTest, ResultsAreInFirstThenIdOrder) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, ResultsAreInFirstThenIdOrder) {
+  TypeParam index;
   // Inserted in a scrambled order.
   ASSERT_TRUE(index.Insert(9, PageRange{5, 6}));
   ASSERT_TRUE(index.Insert(3, PageRange{5, 100}));
@@ -175,10 +184,10 @@ TEST(IntervalIndexTest, ResultsAreInFirstThenIdOrder) {
   EXPECT_THAT(Overlapping(index, PageRange{50, 51}), ElementsAre(Item{3, {5, 100}}));
 }
 
-TEST(IntervalIndexTest, LongEntryFoundBehindManyShortOnes) {
+TYPED_TEST(IntervalIndexTest, LongEntryFoundBehindManyShortOnes) {
   // The max-end augmentation must find an early, long entry from a query far
   // to the right, past many short entries that end before the query.
-  IntervalIndex index;
+  TypeParam index;
   ASSERT_TRUE(index.Insert(0, PageRange{0, 10000}));
   for (uint64_t i = 1; i <= 1000; ++i) {
     ASSERT_TRUE(index.Insert(i, PageRange{i, i + 1}));
@@ -193,8 +202,8 @@ TEST(IntervalIndexTest, LongEntryFoundBehindManyShortOnes) {
   EXPECT_THAT(Overlapping(index, PageRange{1000, kInf}), ElementsAre(Item{1000, {1000, 1001}}));
 }
 
-TEST(IntervalIndexTest, OpenEndedEntriesAndQueries) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, OpenEndedEntriesAndQueries) {
+  TypeParam index;
   ASSERT_TRUE(index.Insert(1, PageRange{100, kInf}));
   ASSERT_TRUE(index.Insert(2, PageRange{kInf - 1, kInf}));
   ASSERT_TRUE(index.Insert(3, PageRange{0, 100}));
@@ -211,8 +220,8 @@ TEST(IntervalIndexTest, OpenEndedEntriesAndQueries) {
   EXPECT_TRUE(index.CheckInvariants());
 }
 
-TEST(IntervalIndexTest, ClearEmptiesAndTheIndexStaysUsable) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, ClearEmptiesAndTheIndexStaysUsable) {
+  TypeParam index;
   for (uint64_t i = 0; i < 100; ++i) {
     ASSERT_TRUE(index.Insert(i, PageRange{i, i + 3}));
   }
@@ -233,11 +242,11 @@ TEST(IntervalIndexTest, ClearEmptiesAndTheIndexStaysUsable) {
   EXPECT_TRUE(index.CheckInvariants());
 }
 
-TEST(IntervalIndexTest, NodesAreReusedAfterErase) {
+TYPED_TEST(IntervalIndexTest, NodesAreReusedAfterErase) {
   // Erased nodes go to a free list and come back on the next insert; the
   // invariant check verifies pool size == live + free, so any leak or double
   // free of a node shows up here.
-  IntervalIndex index;
+  TypeParam index;
   for (uint64_t i = 0; i < 64; ++i) {
     ASSERT_TRUE(index.Insert(i, PageRange{2 * i, 2 * i + 1}));
   }
@@ -261,8 +270,8 @@ TEST(IntervalIndexTest, NodesAreReusedAfterErase) {
   EXPECT_EQ(All(index), want);
 }
 
-TEST(IntervalIndexTest, AscendingInsertsStayBalanced) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, AscendingInsertsStayBalanced) {
+  TypeParam index;
   constexpr uint64_t kN = 2000;
   for (uint64_t i = 0; i < kN; ++i) {
     ASSERT_TRUE(index.Insert(i, PageRange{i, i + 5}));
@@ -280,8 +289,8 @@ TEST(IntervalIndexTest, AscendingInsertsStayBalanced) {
   EXPECT_TRUE(index.empty());
 }
 
-TEST(IntervalIndexTest, DescendingInsertsStayBalanced) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, DescendingInsertsStayBalanced) {
+  TypeParam index;
   constexpr uint64_t kN = 2000;
   for (uint64_t i = kN; i-- > 0;) {
     ASSERT_TRUE(index.Insert(i, PageRange{i, kInf - i}));
@@ -297,10 +306,10 @@ TEST(IntervalIndexTest, DescendingInsertsStayBalanced) {
   EXPECT_TRUE(index.empty());
 }
 
-TEST(IntervalIndexTest, ZigZagInsertsAndMiddleErases) {
+TYPED_TEST(IntervalIndexTest, ZigZagInsertsAndMiddleErases) {
   // Alternating ends forces double rotations; erasing from the middle forces
   // successor detachment from two-child nodes.
-  IntervalIndex index;
+  TypeParam index;
   constexpr uint64_t kN = 1000;
   std::vector<uint64_t> order;
   for (uint64_t lo = 0, hi = kN - 1; lo <= hi; ++lo, --hi) {
@@ -322,8 +331,8 @@ TEST(IntervalIndexTest, ZigZagInsertsAndMiddleErases) {
   EXPECT_TRUE(index.empty());
 }
 
-TEST(IntervalIndexTest, ManyEntriesWithTheSameStart) {
-  IntervalIndex index;
+TYPED_TEST(IntervalIndexTest, ManyEntriesWithTheSameStart) {
+  TypeParam index;
   for (uint64_t id = 500; id-- > 0;) {
     ASSERT_TRUE(index.Insert(id, PageRange{7, 8 + id}));
     ASSERT_TRUE(index.CheckInvariants());
@@ -346,21 +355,22 @@ struct RandomParam {
   uint64_t base;
   uint64_t ids;  // Ids are drawn from [0, ids).
   int ops;
+  int phase = 2500;  // Operations per growing, then shrinking, phase.
 };
 
 class IntervalIndexRandomTest : public ::testing::TestWithParam<RandomParam> {};
 
 struct ModelEntry {
   uint64_t first;
-  IntervalIndex::Id id;
+  uint64_t id;
   uint64_t end;
   friend bool operator<(const ModelEntry& a, const ModelEntry& b) {
     return std::tie(a.first, a.id) < std::tie(b.first, b.id);
   }
 };
 
-TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
-  const RandomParam p = GetParam();
+template <typename Index>
+void MatchesBruteForce(const RandomParam& p) {
   std::mt19937_64 rng(p.seed);
   auto uniform = [&](uint64_t lo, uint64_t hi) {  // Inclusive.
     return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
@@ -384,7 +394,7 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
     return PageRange{first, end};
   };
 
-  IntervalIndex index;
+  Index index;
   std::vector<ModelEntry> model;  // Kept sorted by (first, id).
   auto model_overlapping = [&](PageRange q) {
     std::vector<Item> out;
@@ -401,10 +411,10 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
   for (int op = 0; op < p.ops; ++op) {
     // Alternate growing and shrinking phases so the tree reaches a few
     // hundred entries and also drains again.
-    const bool growing = (op / 2500) % 2 == 0;
+    const bool growing = (op / p.phase) % 2 == 0;
     const uint64_t kind = uniform(0, 99);
     if (kind < (growing ? 45u : 25u)) {  // Insert.
-      const IntervalIndex::Id id = uniform(0, p.ids - 1);
+      const uint64_t id = uniform(0, p.ids - 1);
       PageRange r = random_range();
       if (!model.empty() && uniform(0, 9) == 0) {
         // Reuse an existing key: must be refused.
@@ -434,7 +444,7 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
           model.erase(model.begin() + static_cast<ptrdiff_t>(i));
         }
       } else {
-        const IntervalIndex::Id id = uniform(0, p.ids - 1);
+        const uint64_t id = uniform(0, p.ids - 1);
         const PageRange r = random_range();
         const ModelEntry e{r.first, id, r.end};
         auto it = std::lower_bound(model.begin(), model.end(), e);
@@ -464,6 +474,12 @@ TEST_P(IntervalIndexRandomTest, MatchesBruteForce) {
   EXPECT_EQ(All(index), model_overlapping(PageRange{0, kInf}));
 }
 
+TEST_P(IntervalIndexRandomTest, MatchesBruteForce) { MatchesBruteForce<IntervalIndex>(GetParam()); }
+
+TEST_P(IntervalIndexRandomTest, BTreeMatchesBruteForce) {
+  MatchesBruteForce<BTreeIntervalIndex>(GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Seeds, IntervalIndexRandomTest,
     ::testing::Values(
@@ -472,7 +488,15 @@ INSTANTIATE_TEST_SUITE_P(
         RandomParam{.seed = 3, .universe = 1 << 20, .base = 0, .ids = 1000, .ops = 10000},
         RandomParam{.seed = 4, .universe = 200, .base = kInf - 200, .ids = 50, .ops = 10000},
         RandomParam{.seed = 5, .universe = 4096, .base = 1000, .ids = 5, .ops = 10000},
-        RandomParam{.seed = 6, .universe = 32, .base = 0, .ids = 1 << 20, .ops = 10000}),
+        RandomParam{.seed = 6, .universe = 32, .base = 0, .ids = 1 << 20, .ops = 10000},
+        // Long phases: a few thousand entries, three or more B+tree levels, splits and merges
+        // of inner nodes.
+        RandomParam{.seed = 7,
+                    .universe = 1 << 16,
+                    .base = 0,
+                    .ids = 1 << 16,
+                    .ops = 40000,
+                    .phase = 20000}),
     [](const ::testing::TestParamInfo<RandomParam>& info) {
       return absl::StrCat("seed", info.param.seed);
     });
