@@ -29,6 +29,7 @@ LeaseTable::~LeaseTable() {
       for (auto& q : list) queues.push_back(q);
     }
     subscribers_.clear();
+    held_subscriptions_ = 0;
   }
   for (Clock::TimerId id : timers) clock_->Cancel(id);
   for (auto& q : queues) q->Close();
@@ -256,20 +257,25 @@ LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
     const Record& record = leases_.at(it->second);
     if (!record.ending) sub.snapshot.push_back(record.info);
   }
-  // Subscriptions come and go with client connections: drop every closed one here, so owners
-  // that never get another event do not accumulate.
-  for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-    auto& queues = it->second;
-    queues.erase(std::remove_if(queues.begin(), queues.end(),
-                                [](const std::shared_ptr<EventQueue>& q) { return q->closed(); }),
-                 queues.end());
-    if (queues.empty()) {
-      subscribers_.erase(it++);
-    } else {
-      ++it;
+  // Subscriptions come and go with client connections. The owner's own closed ones go now; all
+  // owners' closed ones go in a sweep once the table holds twice as many queues as after the last
+  // sweep, so a Subscribe costs amortized O(1) however many streams are open, and owners that
+  // never get another event do not accumulate.
+  auto& mine = subscribers_[owner];
+  held_subscriptions_ -= DropClosed(mine);
+  if (held_subscriptions_ + 1 > sweep_at_) {
+    for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+      held_subscriptions_ -= DropClosed(it->second);
+      if (it->second.empty() && it->first != owner) {
+        subscribers_.erase(it++);
+      } else {
+        ++it;
+      }
     }
+    sweep_at_ = std::max(kMinSweepAt, 2 * (held_subscriptions_ + 1));
   }
   subscribers_[owner].push_back(sub.events);
+  ++held_subscriptions_;
   return sub;
 }
 
@@ -280,9 +286,15 @@ size_t LeaseTable::live_count() const {
 
 size_t LeaseTable::subscription_count() const {
   absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (const auto& [owner, queues] : subscribers_) n += queues.size();
-  return n;
+  return held_subscriptions_;
+}
+
+size_t LeaseTable::DropClosed(std::vector<std::shared_ptr<EventQueue>>& queues) {
+  const size_t before = queues.size();
+  queues.erase(std::remove_if(queues.begin(), queues.end(),
+                              [](const std::shared_ptr<EventQueue>& q) { return q->closed(); }),
+               queues.end());
+  return before - queues.size();
 }
 
 bool LeaseTable::AwaitEmpty(absl::Time deadline) {
@@ -302,9 +314,7 @@ void LeaseTable::EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease) {
     if (!q->Push(event)) any_closed |= q->closed();
   }
   if (any_closed) {
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [](const std::shared_ptr<EventQueue>& q) { return q->closed(); }),
-               list.end());
+    held_subscriptions_ -= DropClosed(list);
     if (list.empty()) subscribers_.erase(it);
   }
 }

@@ -143,8 +143,12 @@ class LeaseTable {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t live_count() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Subscriptions the table holds; a closed one is dropped by the next Subscribe() or event.
+  // Subscriptions the table holds, O(1). A closed one is dropped by its owner's next event or
+  // Subscribe(), or by the sweep a Subscribe() runs once the table holds twice as many as after
+  // the previous sweep (at least LeaseTable::kMinSweepAt): held closed ones stay within a
+  // constant factor of the open ones.
   size_t subscription_count() const ABSL_LOCKS_EXCLUDED(mu_);
+  static constexpr size_t kMinSweepAt = 64;
 
   // Waits until the table holds no lease at all (live or ending) or the clock reaches
   // `deadline`. Returns true if empty.
@@ -167,6 +171,8 @@ class LeaseTable {
   // The live (not ending) record of `id`, or nullptr.
   Record* LiveLocked(LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the closed queues of `queues`; returns how many.
+  static size_t DropClosed(std::vector<std::shared_ptr<EventQueue>>& queues);
   void SetExpiryLocked(Record& record, absl::Time expires_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnTimer(absl::Time due) ABSL_LOCKS_EXCLUDED(mu_);
@@ -189,6 +195,9 @@ class LeaseTable {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, std::vector<std::shared_ptr<EventQueue>>> subscribers_
       ABSL_GUARDED_BY(mu_);
+  // Queues in subscribers_, and the count at which the next Subscribe() sweeps them all.
+  size_t held_subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kMinSweepAt;
   // Every record of leases_ (live or ending) by owner and by file, for List().
   absl::btree_set<std::pair<std::string, LeaseId>> by_owner_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::pair<FileId, LeaseId>> by_file_ ABSL_GUARDED_BY(mu_);

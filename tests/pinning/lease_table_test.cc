@@ -244,14 +244,29 @@ TEST_F(LeaseTableTest, InsertRejectsADiscardedId) {
   EXPECT_THAT(table_->Insert(lease), StatusIs(absl::StatusCode::kFailedPrecondition, _));
 }
 
-TEST_F(LeaseTableTest, SubscribeDropsClosedSubscriptionsOfEveryOwner) {
-  auto quiet = table_->Subscribe("quiet");
+TEST_F(LeaseTableTest, SubscribeDropsTheOwnersClosedSubscriptions) {
+  auto first = table_->Subscribe("alice");
   auto other = table_->Subscribe("other");
   EXPECT_EQ(table_->subscription_count(), 2u);
-  quiet.events->Close();
-  EXPECT_EQ(table_->subscription_count(), 2u);  // Held until the next Subscribe.
-  auto fresh = table_->Subscribe("alice");
-  EXPECT_EQ(table_->subscription_count(), 2u);  // other + alice; quiet is gone.
+  first.events->Close();
+  EXPECT_EQ(table_->subscription_count(), 2u);  // Held until alice's next Subscribe or event.
+  auto again = table_->Subscribe("alice");
+  EXPECT_EQ(table_->subscription_count(), 2u);  // other + the new one; the closed one is gone.
+}
+
+TEST_F(LeaseTableTest, ClosedSubscriptionsOfEveryOwnerStayBounded) {
+  // Owners that subscribe once, close and never come back: the periodic sweep keeps what the
+  // table holds within a constant factor of the open subscriptions.
+  auto open = table_->Subscribe("open");
+  size_t most = 0;
+  for (int i = 0; i < 5000; ++i) {
+    auto sub = table_->Subscribe(absl::StrCat("once-", i));
+    sub.events->Close();
+    most = std::max(most, table_->subscription_count());
+  }
+  EXPECT_LE(most, LeaseTable::kMinSweepAt + 1);
+  EXPECT_GE(table_->subscription_count(), 1u);  // The open one is never dropped.
+  EXPECT_FALSE(open.events->closed());
 }
 
 // --- Get ---
