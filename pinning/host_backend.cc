@@ -1,16 +1,20 @@
 #include "pinning/host_backend.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
@@ -44,7 +48,8 @@ std::string MemlockLimitText(bool* unlimited) {
   return absl::StrCat(limit.rlim_cur, " bytes");
 }
 
-absl::Status ValidateSpec(const PinSpec& spec) {
+// On success, *mappable is the file's size rounded up to whole pages.
+absl::Status ValidateSpec(const PinSpec& spec, uint64_t* mappable) {
   if (spec.fd < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("host backend: ", Describe(spec), ": no file descriptor given"));
@@ -86,66 +91,202 @@ absl::Status ValidateSpec(const PinSpec& spec) {
         ", not the file described by PinSpec.file"));
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const uint64_t mappable = size % page == 0 ? size : size - size % page + page;
-  if (end > mappable) {
+  *mappable = size % page == 0 ? size : size - size % page + page;
+  if (end > *mappable) {
     return absl::OutOfRangeError(absl::StrCat("host backend: ", Describe(spec),
                                               ": the range reaches past the end of the file (",
                                               size, " bytes); pin only pages the file has"));
   }
+  // A mapping the backend already holds may serve the pin, so the descriptor's access mode is
+  // checked here rather than left to mmap.
+  const int flags = ::fcntl(spec.fd, F_GETFL);
+  if (flags < 0) {
+    return ErrnoToStatus(
+        errno, absl::StrCat("host backend: ", Describe(spec), ": fcntl(fd ", spec.fd, ")"));
+  }
+  const int mode = flags & O_ACCMODE;
+  const bool write = spec.access == Access::kReadWrite;
+  if ((write && mode != O_RDWR) || (!write && mode == O_WRONLY)) {
+    return absl::PermissionDeniedError(absl::StrCat("host backend: ", Describe(spec), ": refused ",
+                                                    write ? "read-write" : "read", " access: fd ",
+                                                    spec.fd, " is not open for it; open the file ",
+                                                    write ? "O_RDWR" : "for reading"));
+  }
   return absl::OkStatus();
+}
+
+// The most VMAs a fresh backend allows itself: a quarter of the kernel's per-process limit.
+uint64_t ReadMaxMapCount() {
+  std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "re");
+  unsigned long long value = 0;
+  const bool ok = f != nullptr && std::fscanf(f, "%llu", &value) == 1 && value > 0;
+  if (f != nullptr) std::fclose(f);
+  return ok ? value : 65530;
 }
 
 }  // namespace
 
+// --- CountedRanges ----------------------------------------------------------------------------
+
+void CountedRanges::SplitAt(uint64_t at) {
+  auto it = segments_.upper_bound(at);
+  if (it == segments_.begin()) return;
+  --it;
+  if (it->first < at && at < it->second.end) {
+    const Segment tail{.end = it->second.end, .count = it->second.count};
+    it->second.end = at;
+    segments_.emplace_hint(std::next(it), at, tail);
+  }
+}
+
+bool CountedRanges::RunEndsAt(uint64_t at) const {
+  auto it = segments_.lower_bound(at);
+  if (it == segments_.begin()) return false;
+  --it;
+  return it->second.end == at;
+}
+
+bool CountedRanges::RunStartsAt(uint64_t at) const { return segments_.contains(at); }
+
+std::vector<ByteRange> CountedRanges::Uncovered(uint64_t begin, uint64_t end) const {
+  std::vector<ByteRange> out;
+  uint64_t cur = begin;
+  auto it = segments_.upper_bound(begin);
+  if (it != segments_.begin()) cur = std::max(cur, std::prev(it)->second.end);
+  for (; cur < end; ++it) {
+    if (it == segments_.end() || it->first >= end) {
+      out.push_back(ByteRange{.offset = cur, .length = end - cur});
+      break;
+    }
+    if (it->first > cur) out.push_back(ByteRange{.offset = cur, .length = it->first - cur});
+    cur = std::max(cur, it->second.end);
+  }
+  return out;
+}
+
+int64_t CountedRanges::RunDeltaOfAdd(uint64_t begin, uint64_t end) const {
+  int64_t delta = 0;
+  for (const ByteRange& gap : Uncovered(begin, end)) {
+    delta += 1 - (RunEndsAt(gap.offset) ? 1 : 0) - (RunStartsAt(gap.offset + gap.length) ? 1 : 0);
+  }
+  return delta;
+}
+
+void CountedRanges::Add(uint64_t begin, uint64_t end) {
+  SplitAt(begin);
+  SplitAt(end);
+  uint64_t cur = begin;
+  auto it = segments_.lower_bound(begin);
+  while (cur < end) {
+    if (it != segments_.end() && it->first == cur) {
+      ++it->second.count;
+      cur = it->second.end;
+      ++it;
+      continue;
+    }
+    const uint64_t gap_end = (it != segments_.end() && it->first < end) ? it->first : end;
+    segments_.emplace_hint(it, cur, Segment{.end = gap_end, .count = 1});
+    cur = gap_end;
+  }
+}
+
+std::vector<ByteRange> CountedRanges::Remove(uint64_t begin, uint64_t end, int64_t* run_delta) {
+  SplitAt(begin);
+  SplitAt(end);
+  std::vector<ByteRange> freed;
+  for (auto it = segments_.lower_bound(begin); it != segments_.end() && it->first < end;) {
+    if (--it->second.count > 0) {
+      ++it;
+      continue;
+    }
+    if (!freed.empty() && freed.back().offset + freed.back().length == it->first) {
+      freed.back().length += it->second.end - it->first;
+    } else {
+      freed.push_back(ByteRange{.offset = it->first, .length = it->second.end - it->first});
+    }
+    it = segments_.erase(it);
+  }
+  *run_delta = 0;
+  for (const ByteRange& piece : freed) {
+    *run_delta +=
+        -1 + (RunEndsAt(piece.offset) ? 1 : 0) + (RunStartsAt(piece.offset + piece.length) ? 1 : 0);
+  }
+  return freed;
+}
+
+// --- HostBackend ------------------------------------------------------------------------------
+
+uint64_t HostBackend::DefaultMaxVmas() { return ReadMaxMapCount() / 4; }
+
+HostBackend::HostBackend(const Options& options)
+    : max_vmas_(options.max_vmas != 0 ? options.max_vmas : DefaultMaxVmas()) {}
+
 HostBackend::~HostBackend() {
-  absl::flat_hash_map<uint64_t, Mapping> mappings;
+  absl::flat_hash_map<FileId, FileState> files;
   {
     absl::MutexLock lock(&mu_);
-    mappings.swap(mappings_);
+    files.swap(files_);
+    leases_.clear();
     pinned_bytes_ = 0;
+    vma_total_ = 0;
+    mapping_count_ = 0;
   }
   // munmap also unlocks. It cannot fail for a whole mapping of ours; if it did, there is nothing
   // better a destructor could do than say so and leave the mapping to process exit.
-  for (const auto& [handle, m] : mappings) {
-    if (::munmap(m.addr, m.length) != 0) {
-      PB_LOG(ERROR) << "host backend: munmap of pin handle " << handle << " (" << m.length
-                    << " bytes) failed at shutdown: " << ErrnoDescription(errno)
-                    << "; it stays mapped until the process exits";
+  for (const auto& [id, state] : files) {
+    for (const std::shared_ptr<Mapping>& m : state.mappings) {
+      absl::MutexLock lock(&m->mu);
+      if (m->dead) continue;
+      m->dead = true;
+      if (::munmap(m->addr, m->length) != 0) {
+        PB_LOG(ERROR) << "host backend: munmap of file " << id.ToString() << " (" << m->length
+                      << " bytes) failed at shutdown: " << ErrnoDescription(errno)
+                      << "; it stays mapped until the process exits";
+      }
     }
   }
 }
 
-absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
-  if (absl::Status s = ValidateSpec(spec); !s.ok()) return s;
-  const size_t length = static_cast<size_t>(spec.bytes.length);
-  const off_t offset = static_cast<off_t>(spec.bytes.offset);
+std::shared_ptr<HostBackend::Mapping> HostBackend::FindMapping(const FileId& file, uint64_t end,
+                                                               bool write) const {
+  auto it = files_.find(file);
+  if (it == files_.end()) return nullptr;
+  // The newest (largest) fitting mapping, so leases gather in one as the file grows.
+  for (auto m = it->second.mappings.rbegin(); m != it->second.mappings.rend(); ++m) {
+    if ((*m)->length >= end && (!write || (*m)->writable)) return *m;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<HostBackend::Mapping>> HostBackend::MapFile(const PinSpec& spec,
+                                                                           uint64_t length) {
   const bool write = spec.access == Access::kReadWrite;
   const int prot = PROT_READ | (write ? PROT_WRITE : 0);
-
   void* addr = MAP_FAILED;
   if (spec.file->dax && !MapSyncUnsupported(spec.file->id.dev)) {
     // A DAX file's pages are its blocks on the medium. MAP_SYNC makes the filesystem commit a
     // block's allocation metadata before the write fault that allocated it returns, so data stored
     // through the mapping is durable once flushed from the CPU caches, with no fsync/msync.
     // Filesystems that do not offer it refuse MAP_SHARED_VALIDATE | MAP_SYNC with EOPNOTSUPP (or
-    // EINVAL on kernels that predate MAP_SHARED_VALIDATE); then the pin falls back to plain
+    // EINVAL on kernels that predate MAP_SHARED_VALIDATE); then the mapping falls back to plain
     // MAP_SHARED, which keeps the pages just as resident and only loses that durability
     // guarantee. The refusal is remembered per filesystem (device), once the plain mapping has
-    // worked, so later DAX pins there do not retry.
-    addr = ::mmap(nullptr, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC, spec.fd, offset);
+    // worked, so later DAX mappings there do not retry.
+    addr = ::mmap(nullptr, length, prot, MAP_SHARED_VALIDATE | MAP_SYNC, spec.fd, 0);
     if (addr == MAP_FAILED && (errno == EOPNOTSUPP || errno == EINVAL)) {
-      addr = ::mmap(nullptr, length, prot, MAP_SHARED, spec.fd, offset);
+      addr = ::mmap(nullptr, length, prot, MAP_SHARED, spec.fd, 0);
       if (addr != MAP_FAILED) {
         absl::MutexLock lock(&mu_);
         no_map_sync_devs_.insert(spec.file->id.dev);
       }
     }
   } else {
-    addr = ::mmap(nullptr, length, prot, MAP_SHARED, spec.fd, offset);
+    addr = ::mmap(nullptr, length, prot, MAP_SHARED, spec.fd, 0);
   }
   if (addr == MAP_FAILED) {
     const int err = errno;
-    const std::string what = absl::StrCat("host backend: ", Describe(spec), ": mmap");
+    const std::string what =
+        absl::StrCat("host backend: ", Describe(spec), ": mmap of ", length, " bytes of the file");
     switch (err) {
       case EACCES:
         return absl::PermissionDeniedError(
@@ -158,44 +299,139 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
                          ") does not support mmap, which host pins need"));
       case ENOMEM:
         return absl::ResourceExhaustedError(
-            absl::StrCat(what, " of ", length, " bytes failed: ", ErrnoDescription(err),
+            absl::StrCat(what, " failed: ", ErrnoDescription(err),
                          "; the broker is out of address space or mappings (vm.max_map_count)"));
       default:
         return ErrnoToStatus(err, what);
     }
   }
-
-  // The raw system call, not mlock(3): ASan and TSan intercept mlock() as a silent no-op (to keep
-  // mlockall() off their shadow memory), which would make sanitizer builds hold nothing.
-  if (::syscall(SYS_mlock, addr, length) != 0) {
-    const int err = errno;
-    ::munmap(addr, length);  // Cannot fail for the whole of a fresh mapping.
-    if (err != ENOMEM && err != EAGAIN && err != EPERM) {
-      return ErrnoToStatus(err, absl::StrCat("host backend: ", Describe(spec), ": mlock"));
-    }
-    bool unlimited = false;
-    const std::string limit = MemlockLimitText(&unlimited);
-    const uint64_t held = pinned_bytes();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "host backend: cannot lock ", length, " bytes in memory for ", Describe(spec),
-        ": mlock failed: ", ErrnoDescription(err), ". RLIMIT_MEMLOCK soft limit is ", limit,
-        " and this backend already holds ", held, " bytes locked; ",
-        unlimited ? "the limit is not the cause, so the system is short of memory it can lock: "
-                    "pin fewer bytes or free memory"
-                  : "raise LimitMEMLOCK= in the unit or `ulimit -l`, or grant CAP_IPC_LOCK"));
-  }
   // Keep pinned file data out of the broker's core dumps: it can be huge and it is not ours.
-  // Purely advisory; a failure changes nothing about the pin.
+  // Purely advisory; a failure changes nothing about the pins.
   ::madvise(addr, length, MADV_DONTDUMP);
+  return std::make_shared<Mapping>(spec.file->id, addr, length, write);
+}
 
+void HostBackend::DropMapping(Mapping& m) {
+  m.dead = true;
+  // Cannot fail for the whole of a mapping of ours; if it did, the address space stays taken
+  // until exit, but nothing refers to it any more.
+  if (::munmap(m.addr, m.length) != 0) {
+    PB_LOG(ERROR) << "host backend: munmap of file " << m.file.ToString() << " (" << m.length
+                  << " bytes) failed: " << ErrnoDescription(errno);
+  }
   absl::MutexLock lock(&mu_);
-  const uint64_t handle = next_handle_++;
-  mappings_.emplace(handle, Mapping{.addr = addr, .length = length});
-  pinned_bytes_ += length;
-  BackendPin pin;
-  pin.handle = handle;
-  pin.mode = RegistrationMode::kHost;
-  return pin;
+  vma_total_ -= m.vmas;
+  --mapping_count_;
+  auto it = files_.find(m.file);
+  if (it == files_.end()) return;
+  auto& list = it->second.mappings;
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [&m](const std::shared_ptr<Mapping>& p) { return p.get() == &m; }),
+             list.end());
+  if (list.empty() && it->second.held.empty()) files_.erase(it);
+}
+
+absl::Status HostBackend::VmaLimitError(const PinSpec& spec, uint64_t total, uint64_t more) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "host backend: cannot pin ", Describe(spec), ": it would take the broker's mappings to ",
+      total + more, " VMAs, past the host backend's limit of ", max_vmas_,
+      " (a quarter of vm.max_map_count by default); end other leases, pin fewer separate ranges, "
+      "or raise vm.max_map_count"));
+}
+
+absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
+  uint64_t mappable = 0;
+  if (absl::Status s = ValidateSpec(spec, &mappable); !s.ok()) return s;
+  const bool write = spec.access == Access::kReadWrite;
+  const uint64_t begin = spec.bytes.offset;
+  const uint64_t end = spec.bytes.offset + spec.bytes.length;
+
+  // A mapping found here can die (its last lease ends) before its mutex is taken; then look again.
+  for (;;) {
+    std::shared_ptr<Mapping> m;
+    {
+      absl::MutexLock lock(&mu_);
+      m = FindMapping(spec.file->id, end, write);
+      if (m == nullptr) {
+        if (vma_total_ + 1 > max_vmas_) return VmaLimitError(spec, vma_total_, 1);
+        ++vma_total_;
+        ++mapping_count_;
+      }
+    }
+    if (m == nullptr) {
+      absl::StatusOr<std::shared_ptr<Mapping>> made = MapFile(spec, mappable);
+      absl::MutexLock lock(&mu_);
+      if (!made.ok()) {
+        --vma_total_;
+        --mapping_count_;
+        return made.status();
+      }
+      m = *std::move(made);
+      files_[spec.file->id].mappings.push_back(m);
+    }
+
+    absl::MutexLock map_lock(&m->mu);
+    if (m->dead) continue;
+    const std::vector<ByteRange> gaps = m->locked.Uncovered(begin, end);
+    const int64_t run_delta = m->locked.RunDeltaOfAdd(begin, end);
+    const int64_t vma_delta = 2 * run_delta;
+    absl::Status refused;
+    {
+      absl::MutexLock lock(&mu_);
+      if (vma_delta > 0 && vma_total_ + static_cast<uint64_t>(vma_delta) > max_vmas_) {
+        refused = VmaLimitError(spec, vma_total_, static_cast<uint64_t>(vma_delta));
+      } else {
+        vma_total_ += vma_delta;
+      }
+    }
+    if (!refused.ok()) {
+      if (m->leases == 0) DropMapping(*m);
+      return refused;
+    }
+
+    // The raw system call, not mlock(3): ASan and TSan intercept mlock() as a silent no-op (to
+    // keep mlockall() off their shadow memory), which would make sanitizer builds hold nothing.
+    uint8_t* const base = static_cast<uint8_t*>(m->addr);
+    for (size_t i = 0; i < gaps.size(); ++i) {
+      if (::syscall(SYS_mlock, base + gaps[i].offset, gaps[i].length) == 0) continue;
+      const int err = errno;
+      for (size_t j = 0; j < i; ++j) {
+        ::syscall(SYS_munlock, base + gaps[j].offset, gaps[j].length);
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        vma_total_ -= vma_delta;
+      }
+      if (m->leases == 0) DropMapping(*m);
+      if (err != ENOMEM && err != EAGAIN && err != EPERM) {
+        return ErrnoToStatus(err, absl::StrCat("host backend: ", Describe(spec), ": mlock"));
+      }
+      bool unlimited = false;
+      const std::string limit = MemlockLimitText(&unlimited);
+      const uint64_t held = pinned_bytes();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "host backend: cannot lock ", spec.bytes.length, " bytes in memory for ", Describe(spec),
+          ": mlock failed: ", ErrnoDescription(err), ". RLIMIT_MEMLOCK soft limit is ", limit,
+          " and this backend already holds ", held, " bytes locked; ",
+          unlimited ? "the limit is not the cause, so the system is short of memory it can lock: "
+                      "pin fewer bytes or free memory"
+                    : "raise LimitMEMLOCK= in the unit or `ulimit -l`, or grant CAP_IPC_LOCK"));
+    }
+    m->locked.Add(begin, end);
+    m->vmas += vma_delta;
+    ++m->leases;
+
+    absl::MutexLock lock(&mu_);
+    FileState& state = files_[spec.file->id];
+    for (const ByteRange& piece : state.held.Uncovered(begin, end)) pinned_bytes_ += piece.length;
+    state.held.Add(begin, end);
+    const uint64_t handle = next_handle_++;
+    leases_.emplace(handle, Lease{.mapping = std::move(m), .bytes = spec.bytes});
+    BackendPin pin;
+    pin.handle = handle;
+    pin.mode = RegistrationMode::kHost;
+    return pin;
+  }
 }
 
 absl::Status HostBackend::Release(uint64_t handle) { return Unpin(handle, "release"); }
@@ -203,32 +439,48 @@ absl::Status HostBackend::Release(uint64_t handle) { return Unpin(handle, "relea
 absl::Status HostBackend::Revoke(uint64_t handle) { return Unpin(handle, "revoke"); }
 
 absl::Status HostBackend::Unpin(uint64_t handle, absl::string_view verb) {
-  Mapping m;
+  Lease lease;
   {
     absl::MutexLock lock(&mu_);
-    auto it = mappings_.find(handle);
-    if (it == mappings_.end()) {
+    auto it = leases_.find(handle);
+    if (it == leases_.end()) {
       return absl::NotFoundError(absl::StrCat("host backend: cannot ", verb, " pin handle ", handle,
                                               ": no such pin (never pinned, or already released "
                                               "or revoked)"));
     }
-    m = it->second;
-    mappings_.erase(it);
-    pinned_bytes_ -= m.length;
+    lease = std::move(it->second);
+    leases_.erase(it);
+    auto file = files_.find(lease.mapping->file);
+    if (file != files_.end()) {
+      int64_t ignored = 0;
+      for (const ByteRange& piece : file->second.held.Remove(
+               lease.bytes.offset, lease.bytes.offset + lease.bytes.length, &ignored)) {
+        pinned_bytes_ -= piece.length;
+      }
+    }
   }
-  // munmap unlocks and unmaps in one step. A separate munlock first would only open a window in
-  // which the pages are mapped but not locked, and leave a pin we still account for unlocked if
-  // munmap then failed.
-  if (::munmap(m.addr, m.length) != 0) {
-    const int err = errno;
-    // Still mapped: keep accounting for it so pinned_bytes() does not lie.
-    absl::MutexLock lock(&mu_);
-    mappings_.emplace(handle, m);
-    pinned_bytes_ += m.length;
-    return absl::InternalError(absl::StrCat(
-        "host backend: cannot ", verb, " pin handle ", handle, ": munmap of ", m.length,
-        " bytes failed: ", ErrnoDescription(err), "; the pin is still held"));
+  Mapping& m = *lease.mapping;
+  absl::MutexLock map_lock(&m.mu);
+  int64_t run_delta = 0;
+  const std::vector<ByteRange> freed =
+      m.locked.Remove(lease.bytes.offset, lease.bytes.offset + lease.bytes.length, &run_delta);
+  --m.leases;
+  if (m.leases == 0) {
+    DropMapping(m);  // Unlocks whatever is still locked, with no munlock first.
+    return absl::OkStatus();
   }
+  // Unlocking pages leaves them mapped: no TLB shootdown. It cannot fail for pages of a mapping
+  // of ours; if it did, the pages stay resident until the mapping goes, which is only wasteful.
+  for (const ByteRange& piece : freed) {
+    if (::syscall(SYS_munlock, static_cast<uint8_t*>(m.addr) + piece.offset, piece.length) != 0) {
+      PB_LOG(WARNING) << "host backend: munlock of " << piece.length << " bytes of file "
+                      << m.file.ToString() << " failed: " << ErrnoDescription(errno)
+                      << "; they stay resident until the file's mapping goes";
+    }
+  }
+  m.vmas += 2 * run_delta;
+  absl::MutexLock lock(&mu_);
+  vma_total_ += 2 * run_delta;
   return absl::OkStatus();
 }
 
@@ -244,16 +496,27 @@ uint64_t HostBackend::pinned_bytes() const {
 
 uint64_t HostBackend::mapping_count() const {
   absl::MutexLock lock(&mu_);
-  return mappings_.size();
+  return mapping_count_;
+}
+
+uint64_t HostBackend::lease_count() const {
+  absl::MutexLock lock(&mu_);
+  return leases_.size();
+}
+
+uint64_t HostBackend::vma_estimate() const {
+  absl::MutexLock lock(&mu_);
+  return vma_total_;
 }
 
 absl::StatusOr<const void*> HostBackend::AddressForTesting(uint64_t handle) const {
   absl::MutexLock lock(&mu_);
-  auto it = mappings_.find(handle);
-  if (it == mappings_.end()) {
+  auto it = leases_.find(handle);
+  if (it == leases_.end()) {
     return absl::NotFoundError(absl::StrCat("host backend: no pin with handle ", handle));
   }
-  return static_cast<const void*>(it->second.addr);
+  return static_cast<const void*>(static_cast<uint8_t*>(it->second.mapping->addr) +
+                                  it->second.bytes.offset);
 }
 
 }  // namespace pinbroker

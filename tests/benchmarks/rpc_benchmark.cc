@@ -23,7 +23,8 @@
 // ctx_switches, its context switches per iteration (getrusage). The broker's INFO log lines (one
 // per grant and per release) are formatted but discarded, so the terminal's speed does not count;
 // pass
-// --log_to_stderr to keep them.
+// --log_to_stderr to keep them. absl::Mutex deadlock detection is off, as in a release
+// pinbrokerd; --deadlock_detection turns it on (the default of a libabsl built without NDEBUG).
 //
 // Run, for example (one line):
 //   build/gcc/tests/benchmarks/rpc_benchmark --benchmark_repetitions=5
@@ -48,6 +49,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "broker/broker.h"
 #include "clients/cpp/client.h"
@@ -286,10 +288,13 @@ BENCHMARK(BM_EnginePinRelease)->UseRealTime();
 
 int main(int argc, char** argv) {
   bool log_to_stderr = false;
+  bool deadlock_detection = false;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (absl::string_view(argv[i]) == "--log_to_stderr") {
       log_to_stderr = true;
+    } else if (absl::string_view(argv[i]) == "--deadlock_detection") {
+      deadlock_detection = true;
     } else {
       args.push_back(argv[i]);
     }
@@ -304,6 +309,10 @@ int main(int argc, char** argv) {
       }
     });
   }
+  // As pinbrokerd: absl::Mutex deadlock detection off in release builds, unless
+  // --deadlock_detection asks for it (what a libabsl built without NDEBUG does by default).
+  absl::SetMutexDeadlockDetectionMode(deadlock_detection ? absl::OnDeadlockCycle::kAbort
+                                                         : absl::OnDeadlockCycle::kIgnore);
   pinbroker::SetUp();
   benchmark::RunSpecifiedBenchmarks();
   pinbroker::TearDown();

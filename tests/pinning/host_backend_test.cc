@@ -170,17 +170,118 @@ TEST_F(HostBackendTest, PinOfSubrangeHoldsThoseBytes) {
   EXPECT_EQ(std::memcmp(addr, contents_.data() + kPage, kPage), 0);
 }
 
-TEST_F(HostBackendTest, PinsOfOneRangeGetDistinctHandlesAndAddUp) {
+TEST_F(HostBackendTest, OverlappingPinsShareOneMappingAndCountPagesOnce) {
   FileInfo info;
   ScopedFd fd = Open("file", O_RDONLY, &info);
   ASSERT_OK_AND_ASSIGN(BackendPin a, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
   ASSERT_OK_AND_ASSIGN(BackendPin b,
                        backend_.Pin(Spec(fd.get(), info, 0, 2 * kPage, Access::kRead)));
   EXPECT_NE(a.handle, b.handle);
-  EXPECT_EQ(backend_.mapping_count(), 2u);
-  EXPECT_EQ(backend_.pinned_bytes(), 3 * kPage);
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.lease_count(), 2u);
+  EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);
+  ASSERT_OK_AND_ASSIGN(const void* addr_a, backend_.AddressForTesting(a.handle));
+  ASSERT_OK_AND_ASSIGN(const void* addr_b, backend_.AddressForTesting(b.handle));
+  EXPECT_EQ(addr_a, addr_b);
   ASSERT_OK(backend_.Release(a.handle));
   EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);
+  // b still holds page 0.
+  EXPECT_THAT(FindVma(addr_b).vm_flags, HasSubstr(" lo "));
+  EXPECT_TRUE(AllResident(addr_b, 2 * kPage));
+  ASSERT_OK(backend_.Release(b.handle));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+  EXPECT_EQ(backend_.pinned_bytes(), 0u);
+  EXPECT_TRUE(Unmapped(addr_b, 2 * kPage));
+}
+
+TEST_F(HostBackendTest, LastLeaseOnAPageUnlocksItAndKeepsTheOthersLocked) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin a,
+                       backend_.Pin(Spec(fd.get(), info, 0, 2 * kPage, Access::kRead)));
+  ASSERT_OK_AND_ASSIGN(BackendPin b,
+                       backend_.Pin(Spec(fd.get(), info, kPage, 2 * kPage, Access::kRead)));
+  EXPECT_EQ(backend_.pinned_bytes(), 3 * kPage);
+  ASSERT_OK_AND_ASSIGN(const void* base, backend_.AddressForTesting(a.handle));
+  const auto* page = static_cast<const uint8_t*>(base);
+  ASSERT_OK(backend_.Revoke(a.handle));
+  EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  // Page 0 is unlocked but still mapped; pages 1 and 2 stay locked for b.
+  EXPECT_THAT(FindVma(page).vm_flags, ::testing::Not(HasSubstr(" lo ")));
+  EXPECT_FALSE(Unmapped(page, kPage));
+  EXPECT_THAT(FindVma(page + kPage).vm_flags, HasSubstr(" lo "));
+  EXPECT_THAT(FindVma(page + 2 * kPage).vm_flags, HasSubstr(" lo "));
+  EXPECT_EQ(std::memcmp(page + kPage, contents_.data() + kPage, 2 * kPage), 0);
+}
+
+TEST_F(HostBackendTest, ReadPinUsesAReadWriteMappingButNotTheOtherWayRound) {
+  FileInfo info;
+  ScopedFd rw = Open("file", O_RDWR, &info);
+  ScopedFd ro = Open("file", O_RDONLY, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin w,
+                       backend_.Pin(Spec(rw.get(), info, 0, kPage, Access::kReadWrite)));
+  ASSERT_OK_AND_ASSIGN(BackendPin r, backend_.Pin(Spec(ro.get(), info, 0, kPage, Access::kRead)));
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  // A read-only descriptor never gets write access, even where a writable mapping exists.
+  EXPECT_THAT(backend_.Pin(Spec(ro.get(), info, 0, kPage, Access::kReadWrite)),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("O_RDWR")));
+  ASSERT_OK(backend_.Release(w.handle));
+  ASSERT_OK(backend_.Release(r.handle));
+  // A read mapping first: a write pin then needs a writable one of its own.
+  ASSERT_OK_AND_ASSIGN(r, backend_.Pin(Spec(ro.get(), info, 0, kPage, Access::kRead)));
+  ASSERT_OK_AND_ASSIGN(w, backend_.Pin(Spec(rw.get(), info, 0, kPage, Access::kReadWrite)));
+  EXPECT_EQ(backend_.mapping_count(), 2u);
+  EXPECT_EQ(backend_.pinned_bytes(), kPage);  // One page, held through two mappings.
+  ASSERT_OK_AND_ASSIGN(const void* waddr, backend_.AddressForTesting(w.handle));
+  EXPECT_EQ(FindVma(waddr).perms, "rw-s");
+}
+
+TEST_F(HostBackendTest, PinPastAMappingOfTheGrownFileMapsItAgain) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDWR, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin a, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  const std::string more = Pattern(6 * kPage);
+  ASSERT_EQ(::pwrite(fd.get(), more.data() + 3 * kPage, 3 * kPage, 3 * kPage),
+            static_cast<ssize_t>(3 * kPage))
+      << ErrnoDescription(errno);
+  ASSERT_OK_AND_ASSIGN(BackendPin b,
+                       backend_.Pin(Spec(fd.get(), info, 4 * kPage, kPage, Access::kRead)));
+  EXPECT_EQ(backend_.mapping_count(), 2u);
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(b.handle));
+  EXPECT_EQ(std::memcmp(addr, more.data() + 4 * kPage, kPage), 0);
+  // The newer, larger mapping takes later pins anywhere in the file.
+  ASSERT_OK_AND_ASSIGN(BackendPin c, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  EXPECT_EQ(backend_.mapping_count(), 2u);
+  EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);
+  ASSERT_OK(backend_.Release(a.handle));
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);  // c still holds page 0.
+  ASSERT_OK(backend_.Release(b.handle));
+  ASSERT_OK(backend_.Release(c.handle));
+  EXPECT_EQ(backend_.mapping_count(), 0u);
+}
+
+TEST_F(HostBackendTest, FileThatShrankAndGrewAgainPinsItsNewPagesInTheOldMapping) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDWR, &info);
+  ASSERT_OK_AND_ASSIGN(BackendPin a, backend_.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  // No lease covers pages 1-2 when they go (the layout coordinator's rule).
+  ASSERT_EQ(::ftruncate(fd.get(), kPage), 0) << ErrnoDescription(errno);
+  EXPECT_THAT(backend_.Pin(Spec(fd.get(), info, 2 * kPage, kPage, Access::kRead)),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("past the end")));
+  const std::string fresh(2 * kPage, 'z');
+  ASSERT_EQ(::pwrite(fd.get(), fresh.data(), fresh.size(), kPage),
+            static_cast<ssize_t>(fresh.size()))
+      << ErrnoDescription(errno);
+  ASSERT_OK_AND_ASSIGN(BackendPin b,
+                       backend_.Pin(Spec(fd.get(), info, 2 * kPage, kPage, Access::kRead)));
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  ASSERT_OK_AND_ASSIGN(const void* addr, backend_.AddressForTesting(b.handle));
+  EXPECT_EQ(std::memcmp(addr, fresh.data() + kPage, kPage), 0);
+  ASSERT_OK_AND_ASSIGN(const void* addr_a, backend_.AddressForTesting(a.handle));
+  EXPECT_EQ(std::memcmp(addr_a, contents_.data(), kPage), 0);
   EXPECT_EQ(backend_.pinned_bytes(), 2 * kPage);
 }
 
@@ -330,6 +431,136 @@ TEST_F(HostBackendTest, ConcurrentPinsAndReleasesKeepAccountsExact) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(backend_.mapping_count(), 0u);
   EXPECT_EQ(backend_.pinned_bytes(), 0u);
+}
+
+// --- Floods and the VMA limit -----------------------------------------------------------------
+
+// Lines of /proc/self/maps: the process's VMAs, which vm.max_map_count bounds.
+size_t MapCount() {
+  std::ifstream maps("/proc/self/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(maps, line);) ++n;
+  return n;
+}
+
+// More one-page pins of one page than vm.max_map_count allows mappings: they share one mapping
+// and one locked page, so the process's VMA count stays where it was.
+TEST_F(HostBackendTest, FloodOfOnePagePinsPastTheMapCountSharesOneMapping) {
+  FileInfo info;
+  ScopedFd fd = Open("file", O_RDONLY, &info);
+  std::ifstream max_map_count_file("/proc/sys/vm/max_map_count");
+  uint64_t max_map_count = 65530;
+  max_map_count_file >> max_map_count;
+  const uint64_t pins = max_map_count + 5000;
+  std::vector<uint64_t> handles;
+  handles.reserve(pins);
+  const size_t before = MapCount();
+  // The backend's own tables may take a few allocator mappings; a VMA per pin would be 70k.
+  constexpr size_t kSlack = 16;
+  for (uint64_t i = 0; i < pins; ++i) {
+    absl::StatusOr<BackendPin> pin =
+        backend_.Pin(Spec(fd.get(), info, kPage, kPage, Access::kRead));
+    ASSERT_THAT(pin, IsOk()) << "pin " << i;
+    handles.push_back(pin->handle);
+  }
+  EXPECT_EQ(backend_.lease_count(), pins);
+  EXPECT_EQ(backend_.mapping_count(), 1u);
+  EXPECT_EQ(backend_.pinned_bytes(), kPage);
+  EXPECT_LE(MapCount(), before + 3 + kSlack);  // The mapping, split around its locked page.
+  for (uint64_t handle : handles) ASSERT_OK(backend_.Release(handle));
+  EXPECT_EQ(backend_.lease_count(), 0u);
+  EXPECT_EQ(backend_.pinned_bytes(), 0u);
+  EXPECT_EQ(backend_.vma_estimate(), 0u);
+  EXPECT_LE(MapCount(), before + kSlack);
+}
+
+// Pins of separate pages each split the mapping; past max_vmas they are refused with
+// RESOURCE_EXHAUSTED naming the limit, nothing else breaks, and releasing frees everything.
+TEST_F(HostBackendTest, PinsPastMaxVmasAreRefusedCleanlyAndEverythingIsReleased) {
+  constexpr uint64_t kPages = 512;
+  dir_.WriteFile("big", Pattern(kPages * kPage));
+  FileInfo info;
+  ScopedFd fd = Open("big", O_RDONLY, &info);
+  FileInfo small_info;
+  ScopedFd small = Open("file", O_RDONLY, &small_info);
+  HostBackend backend(HostBackend::Options{.max_vmas = 64});
+  EXPECT_EQ(backend.max_vmas(), 64u);
+  const size_t before = MapCount();
+  std::vector<uint64_t> handles;
+  absl::Status refused;
+  for (uint64_t page = 0; page < kPages; page += 2) {  // Every other page: one run each.
+    absl::StatusOr<BackendPin> pin =
+        backend.Pin(Spec(fd.get(), info, page * kPage, kPage, Access::kRead));
+    if (!pin.ok()) {
+      refused = pin.status();
+      break;
+    }
+    handles.push_back(pin->handle);
+  }
+  EXPECT_THAT(refused,
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       ::testing::AllOf(HasSubstr("limit of 64"), HasSubstr("vm.max_map_count"))));
+  EXPECT_LE(backend.vma_estimate(), 64u);
+  EXPECT_LE(MapCount(), before + 64);
+  EXPECT_EQ(backend.pinned_bytes(), handles.size() * kPage);
+  // Pages already locked can still be pinned: they add no VMA.
+  ASSERT_OK_AND_ASSIGN(BackendPin again,
+                       backend.Pin(Spec(fd.get(), info, 0, kPage, Access::kRead)));
+  // So can the page next to a locked one (it extends a run).
+  ASSERT_OK_AND_ASSIGN(BackendPin next,
+                       backend.Pin(Spec(fd.get(), info, kPage, kPage, Access::kRead)));
+  EXPECT_EQ(backend.pinned_bytes(), (handles.size() + 1) * kPage);
+  ASSERT_OK(backend.Release(again.handle));
+  ASSERT_OK(backend.Release(next.handle));
+  for (uint64_t handle : handles) ASSERT_OK(backend.Revoke(handle));
+  EXPECT_EQ(backend.lease_count(), 0u);
+  EXPECT_EQ(backend.mapping_count(), 0u);
+  EXPECT_EQ(backend.pinned_bytes(), 0u);
+  EXPECT_EQ(backend.vma_estimate(), 0u);
+  EXPECT_LE(MapCount(), before);
+  // And after all that, pins work again, of this file and of others.
+  ASSERT_OK_AND_ASSIGN(BackendPin other,
+                       backend.Pin(Spec(small.get(), small_info, 0, kPage, Access::kRead)));
+  ASSERT_OK(backend.Release(other.handle));
+}
+
+TEST(CountedRangesTest, CountsRunsAndFreesOnlyUncoveredPieces) {
+  CountedRanges r;
+  EXPECT_EQ(r.RunDeltaOfAdd(10, 20), 1);
+  r.Add(10, 20);
+  EXPECT_EQ(r.RunDeltaOfAdd(30, 40), 1);
+  r.Add(30, 40);
+  EXPECT_EQ(r.RunDeltaOfAdd(20, 30), -1);  // Joins the two runs.
+  EXPECT_EQ(r.RunDeltaOfAdd(15, 35), -1);
+  EXPECT_EQ(r.RunDeltaOfAdd(0, 10), 0);  // Extends a run.
+  std::vector<ByteRange> gaps = r.Uncovered(0, 50);
+  ASSERT_EQ(gaps.size(), 3u);
+  EXPECT_EQ(gaps[1].offset, 20u);
+  EXPECT_EQ(gaps[1].length, 10u);
+  r.Add(15, 35);
+  int64_t delta = 0;
+  // [15, 20) and [30, 35) are still covered twice; [20, 30) once.
+  std::vector<ByteRange> freed = r.Remove(10, 20, &delta);
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].offset, 10u);
+  EXPECT_EQ(freed[0].length, 5u);
+  EXPECT_EQ(delta, 0);
+  freed = r.Remove(22, 24, &delta);  // Covered once (by [15, 35)): freed, splitting the run.
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].offset, 22u);
+  EXPECT_EQ(delta, 1);
+  EXPECT_EQ(r.RunDeltaOfAdd(22, 24), -1);
+  r.Add(22, 24);
+  freed = r.Remove(15, 35, &delta);  // Frees [15, 30) as one piece; [30, 35) stays once.
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].offset, 15u);
+  EXPECT_EQ(freed[0].length, 15u);
+  EXPECT_EQ(delta, 0);
+  freed = r.Remove(30, 40, &delta);
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].length, 10u);
+  EXPECT_EQ(delta, -1);
+  EXPECT_TRUE(r.empty());
 }
 
 // --- RLIMIT_MEMLOCK ---------------------------------------------------------------------------
