@@ -4,6 +4,10 @@
 // completions and connection-manager events. Not part of the public API: RdmaConnection,
 // LocalBuffer, PendingOp and RdmaLease (rdma_connection.h, rdma_lease.h) are its handles.
 //
+// The verbs objects are the kit's owners (common/verbs/); the operation records and local
+// buffers are op_record.h and local_buffer.h; setup (resolve, connect) is in
+// connection_setup.cc.
+//
 // Lifetime: shared. RdmaConnection owns the connection and closes it (Close(): drain, flush if
 // the drain times out, disconnect, destroy the QP and CQ, stop the thread); buffers and pending
 // operations keep the core (and so the protection domain and their memory registrations) alive
@@ -36,77 +40,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "clients/rdma/lease_gate.h"
+#include "clients/rdma/local_buffer.h"
+#include "clients/rdma/op_record.h"
 #include "clients/rdma/transfer_checks.h"
+#include "common/verbs/fd_events.h"
+#include "common/verbs/owners.h"
+#include "common/verbs/rc_queue.h"
 #include "pinbroker/rdma_wire.h"
 
 namespace pinbroker::client::rdma_internal {
-
-class ConnectionCore;
-
-// Page-aligned anonymous memory registered LOCAL_WRITE on a core's protection domain.
-// Thread-safety: immutable after construction; the bytes are the user's to synchronize.
-class BufferImpl {
- public:
-  static absl::StatusOr<std::shared_ptr<BufferImpl>> Create(std::shared_ptr<ConnectionCore> core,
-                                                            size_t size);
-  ~BufferImpl();
-  BufferImpl(const BufferImpl&) = delete;
-  BufferImpl& operator=(const BufferImpl&) = delete;
-
-  uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
-  size_t size() const { return size_; }
-  uint32_t lkey() const { return mr_->lkey; }
-  const ConnectionCore* core() const { return core_.get(); }
-
- private:
-  BufferImpl(std::shared_ptr<ConnectionCore> core, void* addr, size_t size, size_t mapped,
-             ibv_mr* mr)
-      : core_(std::move(core)), addr_(addr), size_(size), mapped_(mapped), mr_(mr) {}
-
-  const std::shared_ptr<ConnectionCore> core_;  // Keeps the protection domain alive.
-  void* const addr_;
-  const size_t size_;
-  const size_t mapped_;
-  ibv_mr* const mr_;
-};
-
-// What to post.
-struct OpSpec {
-  RdmaOpKind kind = RdmaOpKind::kWrite;
-  std::string lease_id;  // For messages.
-  uint64_t remote_address = 0;
-  uint32_t rkey = 0;
-  // WRITE/READ: the local bytes. Atomics: unset (the result goes to the core's scratch page).
-  std::shared_ptr<BufferImpl> buffer;
-  uint64_t local_offset = 0;
-  uint64_t length = 0;
-  uint64_t compare_add = 0;         // FETCH_AND_ADD: the addend; COMPARE_SWAP: the expected value.
-  uint64_t swap = 0;                // COMPARE_SWAP: the new value.
-  std::shared_ptr<LeaseGate> gate;  // Done() when the operation completes; may be null.
-};
-
-// One posted operation. The record keeps its local buffer registered until it completes.
-// Thread-safety: safe to use from any thread; mu_ is a leaf lock.
-class OpRecord {
- public:
-  explicit OpRecord(OpSpec spec) : spec_(std::move(spec)) {}
-  const OpSpec& spec() const { return spec_; }
-  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
-  // True once done; false if `deadline` passed first.
-  bool AwaitDone(absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status status() const ABSL_LOCKS_EXCLUDED(mu_);
-  uint64_t atomic_result() const ABSL_LOCKS_EXCLUDED(mu_);
-
-  // Sets the outcome once (later calls are ignored) and releases the buffer and the gate.
-  void Complete(absl::Status status, uint64_t atomic_result) ABSL_LOCKS_EXCLUDED(mu_);
-
- private:
-  OpSpec spec_;  // buffer and gate are dropped by Complete() (under mu_).
-  mutable absl::Mutex mu_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  uint64_t atomic_result_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 struct ConnectTarget {
   std::string address;  // Broker's IP address (or host name).
@@ -154,7 +96,7 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   uint32_t path_mtu() const { return path_mtu_; }        // Bytes.
   uint64_t max_message() const { return max_message_; }  // Bytes.
   bool atomics() const { return atomics_; }
-  ibv_pd* pd() const { return pd_; }
+  ibv_pd* pd() const { return pd_.get(); }
 
  private:
   ConnectionCore() = default;
@@ -176,15 +118,15 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   void AwaitInFlightCompletions(absl::Duration bound);
   void Wake();
 
-  // Set by Setup() before the event thread starts; immutable afterwards (destroyed by
-  // Close()/~ConnectionCore once the thread has stopped).
-  rdma_event_channel* channel_ = nullptr;
-  rdma_cm_id* id_ = nullptr;
-  ibv_pd* pd_ = nullptr;
-  ibv_comp_channel* comp_channel_ = nullptr;
-  ibv_cq* cq_ = nullptr;
+  // Set by Setup() before the event thread starts; immutable afterwards. Declared in creation
+  // order, so that ~ConnectionCore destroys them in reverse: Close() has already reset the
+  // queue (QP, CQ, completion channel); then the scratch MR, the PD, the rdma_cm id and its
+  // event channel go, and the wake fd last.
+  verbs::WakeFd wake_;
+  verbs::CmEventChannel channel_;
+  verbs::CmId id_;
+  verbs::ProtectionDomain pd_;
   bool connected_ = false;  // ESTABLISHED was seen (so there is something to disconnect).
-  int wake_fd_ = -1;
   std::string device_;
   std::string local_address_;
   std::string peer_;
@@ -192,12 +134,14 @@ class ConnectionCore : public std::enable_shared_from_this<ConnectionCore> {
   uint64_t max_message_ = 0;
   bool atomics_ = false;
   uint32_t sq_depth_ = 0;
-  // Scratch page for atomics' 8-byte results: one slot per atomic in flight.
+  // Scratch page for atomics' 8-byte results: one slot per atomic in flight. Unmapped by
+  // ~ConnectionCore after scratch_mr_ is deregistered.
   void* scratch_ = nullptr;
-  ibv_mr* scratch_mr_ = nullptr;
+  verbs::MemoryRegion scratch_mr_;
   static constexpr size_t kScratchSlots = 512;
-  // Touched only by the event thread, and by Close() after joining it.
-  unsigned cq_events_unacked_ = 0;
+  // Completion channel, CQ and QP (created by Setup()). Its CQ event count is touched only by
+  // the event thread; Close() resets it (under mu_) after joining that thread.
+  verbs::RcQueue queue_;
   std::thread thread_;  // Started by Connect(); joined by Close().
 
   mutable absl::Mutex mu_;

@@ -1,14 +1,13 @@
 #include "pinning/rdma/connection.h"
 
-#include <fcntl.h>
-#include <poll.h>
-
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/verbs/fd_events.h"
+#include "common/verbs/rc_queue.h"
 #include "pinning/errno_status.h"
 #include "pinning/log.h"
 
@@ -26,25 +25,13 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(rdma_cm_id* id, V
   std::shared_ptr<Connection> conn(
       new Connection(id, device, std::move(owner), std::move(peer), std::move(on_broken)));
   absl::MutexLock lock(&conn->mu_);
-  conn->channel_ = ibv_create_comp_channel(id->verbs);
-  if (conn->channel_ == nullptr) return ErrnoToStatus(errno, "ibv_create_comp_channel");
-  const int flags = ::fcntl(conn->channel_->fd, F_GETFL);
-  ::fcntl(conn->channel_->fd, F_SETFL, flags | O_NONBLOCK);
-  conn->cq_ = ibv_create_cq(id->verbs, kCqDepth, nullptr, conn->channel_, 0);
-  if (conn->cq_ == nullptr) return ErrnoToStatus(errno, "ibv_create_cq");
-  ibv_qp_init_attr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.send_cq = conn->cq_;
-  attr.recv_cq = conn->cq_;
-  attr.qp_type = IBV_QPT_RC;
-  attr.cap.max_send_wr = kSendDepth;
-  attr.cap.max_recv_wr = 1;
-  attr.cap.max_send_sge = 1;
-  attr.cap.max_recv_sge = 1;
-  attr.sq_sig_all = 0;
-  if (rdma_create_qp(id, device->pd(), &attr) != 0) {
-    return ErrnoToStatus(errno, absl::StrCat("rdma_create_qp on ", device->name()));
-  }
+  verbs::RcQueueSpec spec;
+  spec.cq_depth = kCqDepth;
+  spec.max_send_wr = kSendDepth;
+  spec.what = device->name();
+  absl::StatusOr<verbs::RcQueue> queue = verbs::RcQueue::Create(id, device->pd(), spec);
+  if (!queue.ok()) return queue.status();
+  conn->queue_ = std::move(*queue);
   conn->qp_num_ = id->qp->qp_num;
   return conn;
 }
@@ -123,7 +110,7 @@ void Connection::NotifyBroken(const std::string& reason) {
 absl::StatusOr<ibv_wc> Connection::AwaitCompletionLocked(uint64_t wr_id, absl::Time deadline) {
   for (;;) {
     ibv_wc wc;
-    const int n = ibv_poll_cq(cq_, 1, &wc);
+    const int n = ibv_poll_cq(queue_.cq(), 1, &wc);
     if (n < 0) return absl::InternalError("ibv_poll_cq failed");
     if (n == 1) {
       if (wc.wr_id == wr_id) return wc;
@@ -131,7 +118,7 @@ absl::StatusOr<ibv_wc> Connection::AwaitCompletionLocked(uint64_t wr_id, absl::T
     }
     if (!cq_armed_) {
       // Arm, then poll again: a completion that arrived before arming raises no event.
-      if (int err = ibv_req_notify_cq(cq_, 0); err != 0) {
+      if (int err = ibv_req_notify_cq(queue_.cq(), 0); err != 0) {
         return ErrnoToStatus(err, "ibv_req_notify_cq");
       }
       cq_armed_ = true;
@@ -139,14 +126,14 @@ absl::StatusOr<ibv_wc> Connection::AwaitCompletionLocked(uint64_t wr_id, absl::T
     }
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("no completion");
-    pollfd pfd{channel_->fd, POLLIN, 0};
-    const int ms = static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
-    const int ready = ::poll(&pfd, 1, ms);
-    if (ready < 0 && errno != EINTR) return ErrnoToStatus(errno, "poll on the completion channel");
-    if (ready <= 0) continue;
+    const int fds[] = {queue_.channel_fd()};
+    absl::StatusOr<std::vector<bool>> ready =
+        verbs::PollReadable(fds, left + absl::Milliseconds(1));
+    if (!ready.ok()) return ready.status();
+    if (!(*ready)[0]) continue;
     ibv_cq* event_cq = nullptr;
     void* context = nullptr;
-    if (ibv_get_cq_event(channel_, &event_cq, &context) == 0) {
+    if (ibv_get_cq_event(queue_.channel(), &event_cq, &context) == 0) {
       ibv_ack_cq_events(event_cq, 1);
       cq_armed_ = false;
     }
@@ -334,15 +321,11 @@ void Connection::Destroy(bool destroy_id) {
   if (destroyed_) return;
   destroyed_ = true;
   closed_ = true;
-  if (id_->qp != nullptr) rdma_destroy_qp(id_);
-  if (cq_ != nullptr && ibv_destroy_cq(cq_) != 0) {
-    PB_LOG(ERROR) << "rdma: ibv_destroy_cq failed for the connection of session " << owner_;
+  // Queue pair, completion queue, channel (the windows went with Close()).
+  if (absl::Status s = queue_.Reset(); !s.ok()) {
+    PB_LOG(ERROR) << "rdma: tearing down the connection of session " << owner_ << ": "
+                  << s.message();
   }
-  cq_ = nullptr;
-  if (channel_ != nullptr && ibv_destroy_comp_channel(channel_) != 0) {
-    PB_LOG(ERROR) << "rdma: ibv_destroy_comp_channel failed for session " << owner_;
-  }
-  channel_ = nullptr;
   if (destroy_id) rdma_destroy_id(id_);
 }
 

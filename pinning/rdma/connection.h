@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/verbs/rc_queue.h"
 #include "pinning/lease.h"
 #include "pinning/rdma/mapped_region.h"
 #include "pinning/rdma/verbs_device.h"
@@ -141,8 +142,8 @@ class Connection {
   uint32_t qp_num_ = 0;  // Set by Create() before the connection is shared.
 
   mutable absl::Mutex mu_;
-  ibv_comp_channel* channel_ ABSL_GUARDED_BY(mu_) = nullptr;
-  ibv_cq* cq_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Channel, CQ and QP (common/verbs/rc_queue.h); reset by Destroy(), after Close().
+  verbs::RcQueue queue_ ABSL_GUARDED_BY(mu_);
   bool established_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // Queue pair in error: no posts.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

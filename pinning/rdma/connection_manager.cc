@@ -1,10 +1,8 @@
 #include "pinning/rdma/connection_manager.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "api/pinbroker/rdma_wire.h"
+#include "common/verbs/fd_events.h"
 #include "pinning/errno_status.h"
 #include "pinning/log.h"
 
@@ -24,8 +23,6 @@ namespace {
 
 constexpr int kBacklog = 64;
 constexpr uint8_t kMaxRdAtom = 16;
-
-void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 std::string AddressText(const sockaddr* addr) {
   if (addr == nullptr || addr->sa_family != AF_INET) return "?";
@@ -49,11 +46,12 @@ absl::StatusOr<std::unique_ptr<ConnectionManager>> ConnectionManager::Listen(
     ClosedCallback on_closed) {
   std::unique_ptr<ConnectionManager> m(
       new ConnectionManager(std::move(authenticate), std::move(on_closed)));
-  m->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (m->wake_fd_ < 0) return ErrnoToStatus(errno, "eventfd");
+  absl::StatusOr<verbs::WakeFd> wake = verbs::WakeFd::Create();
+  if (!wake.ok()) return wake.status();
+  m->wake_ = std::move(*wake);
   m->channel_ = rdma_create_event_channel();
   if (m->channel_ == nullptr) return ErrnoToStatus(errno, "rdma_create_event_channel");
-  SetNonBlocking(m->channel_->fd);
+  if (absl::Status s = verbs::SetNonBlocking(m->channel_->fd); !s.ok()) return s;
   if (rdma_create_id(m->channel_, &m->listener_, nullptr, RDMA_PS_TCP) != 0) {
     return ErrnoToStatus(errno, "rdma_create_id for the listener");
   }
@@ -99,7 +97,9 @@ absl::StatusOr<std::unique_ptr<ConnectionManager>> ConnectionManager::Listen(
   if (rdma_listen(m->listener_, kBacklog) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("rdma_listen on ", address, ":", port));
   }
-  for (VerbsDevice* d : m->devices_) SetNonBlocking(d->context()->async_fd);
+  for (VerbsDevice* d : m->devices_) {
+    verbs::SetNonBlocking(d->context()->async_fd).IgnoreError();
+  }
   m->thread_ = std::thread([raw = m.get()] { raw->Run(); });
   PB_LOG(INFO) << "rdma: listening for RDMA connections on " << m->DescribeEndpoints();
   return m;
@@ -116,8 +116,7 @@ std::string ConnectionManager::DescribeEndpoints() const {
 }
 
 void ConnectionManager::Wake() {
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+  if (wake_.fd() >= 0) wake_.Wake();
 }
 
 void ConnectionManager::Shutdown() {
@@ -141,8 +140,7 @@ void ConnectionManager::Shutdown() {
   listener_ = nullptr;
   if (channel_ != nullptr) rdma_destroy_event_channel(channel_);
   channel_ = nullptr;
-  if (wake_fd_ >= 0) ::close(wake_fd_);
-  wake_fd_ = -1;
+  wake_ = verbs::WakeFd();
 }
 
 std::shared_ptr<Connection> ConnectionManager::Find(absl::string_view owner) const {
@@ -200,7 +198,7 @@ VerbsDevice* ConnectionManager::DeviceFor(ibv_context* context) const {
 void ConnectionManager::Run() {
   std::vector<pollfd> fds;
   fds.push_back(pollfd{channel_->fd, POLLIN, 0});
-  fds.push_back(pollfd{wake_fd_, POLLIN, 0});
+  fds.push_back(pollfd{wake_.fd(), POLLIN, 0});
   for (VerbsDevice* d : devices_) fds.push_back(pollfd{d->context()->async_fd, POLLIN, 0});
   for (;;) {
     for (pollfd& p : fds) p.revents = 0;
@@ -211,8 +209,7 @@ void ConnectionManager::Run() {
       return;
     }
     if (fds[1].revents != 0) {
-      uint64_t count;
-      (void)!::read(wake_fd_, &count, sizeof(count));
+      wake_.Drain();
       std::vector<TeardownRequest> requests;
       {
         absl::MutexLock lock(&mu_);

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/verbs/fd_events.h"
 #include "pinning/lease.h"
 #include "pinning/rdma/connection.h"
 #include "pinning/rdma/verbs_device.h"
@@ -111,7 +112,7 @@ class ConnectionManager {
   std::vector<Endpoint> endpoints_;
   rdma_event_channel* channel_ = nullptr;
   rdma_cm_id* listener_ = nullptr;
-  int wake_fd_ = -1;
+  verbs::WakeFd wake_;
   std::thread thread_;
 
   mutable absl::Mutex mu_;

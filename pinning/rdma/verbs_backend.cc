@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -93,6 +96,24 @@ absl::Status MemlockError(const PinSpec& spec, uint64_t length, const absl::Stat
                    "-byte region failed (", status.message(),
                    "): the broker's RLIMIT_MEMLOCK is too small for it; raise "
                    "LimitMEMLOCK= in the unit or `ulimit -l`, or grant CAP_IPC_LOCK"));
+}
+
+// A kernel refusal's errno travels with the failed registration's status as a payload, read
+// by Register() to decide whether the next candidate is worth trying, and stripped there.
+constexpr absl::string_view kRefusalErrnoUrl = "pinbroker/rdma/refusal-errno";
+
+absl::Status WithRefusalErrno(absl::Status status, int err) {
+  if (err != 0) status.SetPayload(kRefusalErrnoUrl, absl::Cord(absl::StrCat(err)));
+  return status;
+}
+
+// The errno WithRefusalErrno() attached (0 if none), removed from `status`.
+int TakeRefusalErrno(absl::Status& status) {
+  const auto payload = status.GetPayload(kRefusalErrnoUrl);
+  if (!payload.has_value()) return 0;
+  status.ErasePayload(kRefusalErrnoUrl);
+  int err = 0;
+  return absl::SimpleAtoi(std::string(*payload), &err) ? err : 0;
 }
 
 }  // namespace
@@ -294,14 +315,15 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::Register(const PinSpec& s
       }
       fd = writable.get();
     }
-    int err = 0;
-    auto registered = RegisterNew(spec, device, c, fd, &err);
+    auto registered = RegisterNew(spec, device, c, fd);
     if (registered.ok()) return registered;
+    absl::Status failed = registered.status();
+    const int err = TakeRefusalErrno(failed);
     if (err != 0 && RefusalTriesNext(c.mode, err)) {
       tried.push_back(ExplainRefusal(c, kind, err));
       continue;
     }
-    return registered.status();
+    return failed;
   }
   for (const std::string& r : plan.ruled_out) tried.push_back(absl::StrCat("ruled out ", r));
   return NoModeError(Describe(spec), caps, kind, spec.access, tried);
@@ -309,8 +331,7 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::Register(const PinSpec& s
 
 absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec& spec,
                                                                    VerbsDevice* device,
-                                                                   const Candidate& c, int fd,
-                                                                   int* err) {
+                                                                   const Candidate& c, int fd) {
   const DeviceCaps& caps = device->caps();
   const uint64_t page = SystemPageSize();
   MappedRegion::Spec region;
@@ -326,21 +347,21 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec
     MappedRegion::Result r;
     if (c.mode == RegistrationMode::kPinned && !spec.file->dax) {
       // Inside the file's shared mapping: a range an earlier lease faulted in registers fast.
-      ASSIGN_OR_RETURN(
-          std::shared_ptr<const FileMapping> mapping,
-          LeaseMapping(spec, fd, c.writable, spec.bytes.offset + spec.bytes.length, err));
+      ASSIGN_OR_RETURN(std::shared_ptr<const FileMapping> mapping,
+                       LeaseMapping(spec, fd, c.writable, spec.bytes.offset + spec.bytes.length));
       r = MappedRegion::CreateWithin(std::move(mapping), region);
     } else {
       r = MappedRegion::Create(region);
     }
     if (r.region == nullptr) {
-      *err = r.err;
       if (r.err == ENOMEM && c.mode == RegistrationMode::kPinned) {
-        return MemlockError(spec, region.length, r.status);
+        return WithRefusalErrno(MemlockError(spec, region.length, r.status), r.err);
       }
-      return absl::Status(r.status.code(),
-                          absl::StrCat("verbs backend: ", Describe(spec), ": ",
-                                       DescribeCandidate(c), ": ", r.status.message()));
+      return WithRefusalErrno(
+          absl::Status(r.status.code(),
+                       absl::StrCat("verbs backend: ", Describe(spec), ": ", DescribeCandidate(c),
+                                    ": ", r.status.message())),
+          r.err);
     }
     PB_LOG(INFO) << "rdma: lease " << spec.lease << ": registered a " << DescribeCandidate(c)
                  << " of " << region.length << " bytes on " << caps.name << " in "
@@ -367,13 +388,13 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec
       absl::MutexLock lock(&mu_);
       regions_.Abandon(ticket);
     }
-    *err = r.err;
     if (r.err == ENOMEM && c.mode == RegistrationMode::kPinned) {
-      return MemlockError(spec, region.length, r.status);
+      return WithRefusalErrno(MemlockError(spec, region.length, r.status), r.err);
     }
-    return absl::Status(r.status.code(),
-                        absl::StrCat("verbs backend: ", Describe(spec), ": ", DescribeCandidate(c),
-                                     ": ", r.status.message()));
+    return WithRefusalErrno(
+        absl::Status(r.status.code(), absl::StrCat("verbs backend: ", Describe(spec), ": ",
+                                                   DescribeCandidate(c), ": ", r.status.message())),
+        r.err);
   }
   PB_LOG(INFO) << "rdma: file " << spec.file->id.ToString() << ": registered a "
                << DescribeCandidate(c) << " of " << region.length << " bytes on " << caps.name
@@ -398,8 +419,7 @@ absl::StatusOr<VerbsBackend::Registered> VerbsBackend::RegisterNew(const PinSpec
 
 absl::StatusOr<std::shared_ptr<const FileMapping>> VerbsBackend::LeaseMapping(const PinSpec& spec,
                                                                               int fd, bool writable,
-                                                                              uint64_t end,
-                                                                              int* err) {
+                                                                              uint64_t end) {
   const std::pair<FileId, bool> key{spec.file->id, writable};
   {
     absl::MutexLock lock(&mu_);
@@ -415,9 +435,10 @@ absl::StatusOr<std::shared_ptr<const FileMapping>> VerbsBackend::LeaseMapping(co
   const uint64_t length = RoundUp(std::max(size, end), SystemPageSize());
   FileMapping::Result r = FileMapping::Create(fd, length, writable);
   if (r.mapping == nullptr) {
-    *err = r.err;
-    return absl::Status(r.status.code(),
-                        absl::StrCat("verbs backend: ", Describe(spec), ": ", r.status.message()));
+    return WithRefusalErrno(
+        absl::Status(r.status.code(),
+                     absl::StrCat("verbs backend: ", Describe(spec), ": ", r.status.message())),
+        r.err);
   }
   absl::MutexLock lock(&mu_);
   // Drop entries whose mappings are gone, then keep the new one (a larger one another pin may

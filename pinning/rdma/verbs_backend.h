@@ -128,15 +128,16 @@ class VerbsBackend final : public PinBackend {
   // Steps 2-3 of the header comment.
   absl::StatusOr<Registered> Register(const PinSpec& spec, VerbsDevice* device, uint32_t path_mtu)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Registers a new region for `candidate`: sets *err to the errno of a kernel refusal.
+  // Registers a new region for `candidate`. A kernel refusal's errno rides on the error as a
+  // payload (verbs_backend.cc: WithRefusalErrno), which Register() reads and strips.
   absl::StatusOr<Registered> RegisterNew(const PinSpec& spec, VerbsDevice* device,
-                                         const Candidate& candidate, int fd, int* err)
+                                         const Candidate& candidate, int fd)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The file's shared mapping for lease regions (FileMapping), covering [0, end) and writable
-  // if `writable`: the live one, or a new one mapped through `fd`. Sets *err as RegisterNew.
+  // if `writable`: the live one, or a new one mapped through `fd`. Errors carry the errno as
+  // RegisterNew's do.
   absl::StatusOr<std::shared_ptr<const FileMapping>> LeaseMapping(const PinSpec& spec, int fd,
-                                                                  bool writable, uint64_t end,
-                                                                  int* err)
+                                                                  bool writable, uint64_t end)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Unpin(uint64_t handle, absl::string_view verb) ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseRegionWindow(RegionCache::Id id) ABSL_LOCKS_EXCLUDED(mu_);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "api/pinbroker/rdma_wire.h"
+#include "common/verbs/rc_queue.h"
 #include "pinning/errno_status.h"
 
 namespace pinbroker::testing {
@@ -86,18 +87,12 @@ absl::StatusOr<std::unique_ptr<RdmaTestClient>> RdmaTestClient::Connect(
   }
   c->pd_ = ibv_alloc_pd(c->id_->verbs);
   if (c->pd_ == nullptr) return ErrnoToStatus(errno, "ibv_alloc_pd");
-  c->cq_ = ibv_create_cq(c->id_->verbs, 16, nullptr, nullptr, 0);
-  if (c->cq_ == nullptr) return ErrnoToStatus(errno, "ibv_create_cq");
-  ibv_qp_init_attr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.send_cq = c->cq_;
-  attr.recv_cq = c->cq_;
-  attr.qp_type = IBV_QPT_RC;
-  attr.cap.max_send_wr = 16;
-  attr.cap.max_recv_wr = 1;
-  attr.cap.max_send_sge = 1;
-  attr.cap.max_recv_sge = 1;
-  if (rdma_create_qp(c->id_, c->pd_, &attr) != 0) return ErrnoToStatus(errno, "rdma_create_qp");
+  verbs::RcQueueSpec spec;
+  spec.cq_depth = 16;
+  spec.max_send_wr = 16;
+  absl::StatusOr<verbs::RcQueue> queue = verbs::RcQueue::Create(c->id_, c->pd_, spec);
+  if (!queue.ok()) return queue.status();
+  c->queue_ = std::move(*queue);
   c->buffer_ = std::aligned_alloc(4096, kBufferSize);
   // An int, not the enum: with a constant enum, the ibv_reg_mr macro ORs two enum types, which
   // clang rejects (-Wdeprecated-enum-enum-conversion).
@@ -139,9 +134,8 @@ absl::StatusOr<std::unique_ptr<RdmaTestClient>> RdmaTestClient::Connect(
 
 RdmaTestClient::~RdmaTestClient() {
   Disconnect();
-  if (id_ != nullptr && id_->qp != nullptr) rdma_destroy_qp(id_);
+  queue_.Reset().IgnoreError();  // QP, CQ, completion channel.
   if (mr_ != nullptr) ibv_dereg_mr(mr_);
-  if (cq_ != nullptr) ibv_destroy_cq(cq_);
   if (pd_ != nullptr) ibv_dealloc_pd(pd_);
   if (id_ != nullptr) rdma_destroy_id(id_);
   if (channel_ != nullptr) rdma_destroy_event_channel(channel_);
@@ -175,7 +169,7 @@ absl::Status RdmaTestClient::Transfer(ibv_wr_opcode op, uint64_t remote_address,
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   for (;;) {
     ibv_wc wc;
-    const int n = ibv_poll_cq(cq_, 1, &wc);
+    const int n = ibv_poll_cq(queue_.cq(), 1, &wc);
     if (n < 0) return absl::InternalError("ibv_poll_cq failed");
     if (n == 1) {
       if (wc.wr_id != wr.wr_id) continue;

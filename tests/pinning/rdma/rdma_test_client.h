@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/verbs/rc_queue.h"
 
 namespace pinbroker::testing {
 
@@ -46,7 +47,7 @@ class RdmaTestClient {
   rdma_event_channel* channel_ = nullptr;
   rdma_cm_id* id_ = nullptr;
   ibv_pd* pd_ = nullptr;
-  ibv_cq* cq_ = nullptr;
+  verbs::RcQueue queue_;  // Reset before the MR, PD and id go.
   ibv_mr* mr_ = nullptr;
   void* buffer_ = nullptr;
   bool connected_ = false;
