@@ -170,6 +170,10 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
   pin.wait_if_blocked = *wait;
   pin.rdma = request->rdma();
   pin.caller = caller.unix;
+  // A holder the export's `layout` rule refuses cannot hold off others' layout changes.
+  if (!authorizer_->Check(caller, request->export_name(), Right::kLayout).ok()) {
+    pin.may_guard_layout = false;
+  }
   // Granted only if the session is still open then: CloseSession closes it before listing its
   // leases, so no lease can appear after that list.
   pin.admit = [sessions = sessions_, id = *session] { return sessions->CheckOpen(id); };

@@ -188,52 +188,64 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
   absl::Cleanup unblock = [&] { file.busy.Unblock(block.id); };
   const std::vector<LeaseId>& held = block.held;
 
-  switch (options.policy) {
-    case LayoutPolicy::kRefuse:
-      if (!held.empty()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(change.description, " refused: ", BytesText(change.affected, page_size_),
-                         " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
-                         "; release those leases first, or use policy defer or revoke"));
-      }
-      break;
-    case LayoutPolicy::kDefer:
-      if (!file.busy.AwaitDrained(block.id, options.deadline)) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            change.description, " deferred until the deadline but ",
-            BytesText(change.affected, page_size_), " are still pinned by ",
-            DescribeLeases(file.busy.Overlapping(change.affected)),
-            "; the file is unchanged. Ask the holders to release, or use policy revoke"));
-      }
-      break;
-    case LayoutPolicy::kRevoke: {
-      const absl::Time grace_deadline = clock_->Now() + options.grace;
-      for (LeaseId id : held) {
-        auto recalled = table_->Recall(id, reason, grace_deadline);
-        if (!recalled.ok()) continue;  // Ended meanwhile.
-        result.recalled.push_back(id);
-        PB_LOG(INFO) << table_->Name(id) << " recalled: owner=" << recalled->owner
-                     << " export=" << recalled->export_name << " path=" << recalled->path
-                     << " deadline=" << absl::FormatTime(grace_deadline) << " reason=\"" << reason
-                     << "\"";
-      }
-      if (!file.busy.AwaitDrained(block.id, grace_deadline)) {
-        for (const auto& entry : file.busy.Overlapping(change.affected)) {
-          if (!entry.held) continue;  // A pin being set up aborts by itself.
-          const absl::Status revoked =
-              lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
-                                                           absl::FormatDuration(options.grace),
-                                                           " grace period: ", reason));
-          if (revoked.ok()) {
-            result.revoked.push_back(entry.lease);
-          } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
-            return absl::InternalError(absl::StrCat(
-                change.description, " not applied, file unchanged: ", revoked.message()));
-          }
+  // Only a lease whose holder could change the layout itself (LeaseInfo::guards_layout) may
+  // make a refuse change fail or a defer change wait; every other one is recalled and, after
+  // the grace period, revoked, as under policy revoke. Otherwise any reader could hold off
+  // the writers of a file it can only read.
+  std::vector<LeaseId> guarding;
+  std::vector<LeaseId> recall;
+  for (LeaseId id : held) {
+    auto lease = table_->Get(id);
+    const bool guards = lease.ok() && lease->guards_layout;  // Not found: ending anyway.
+    (options.policy != LayoutPolicy::kRevoke && guards ? guarding : recall).push_back(id);
+  }
+  if (options.policy == LayoutPolicy::kRefuse && !guarding.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(change.description, " refused: ", BytesText(change.affected, page_size_),
+                     " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
+                     "; release those leases first, or use policy defer or revoke"));
+  }
+  if (!recall.empty()) {
+    const std::string recall_reason =
+        options.policy == LayoutPolicy::kRevoke
+            ? reason
+            : absl::StrCat(reason,
+                           "; the holder may not change the file's layout, so its lease "
+                           "cannot hold the change off");
+    const absl::Time grace_deadline = clock_->Now() + options.grace;
+    for (LeaseId id : recall) {
+      auto recalled = table_->Recall(id, recall_reason, grace_deadline);
+      if (!recalled.ok()) continue;  // Ended meanwhile.
+      result.recalled.push_back(id);
+      PB_LOG(INFO) << table_->Name(id) << " recalled: owner=" << recalled->owner
+                   << " export=" << recalled->export_name << " path=" << recalled->path
+                   << " deadline=" << absl::FormatTime(grace_deadline) << " reason=\""
+                   << recall_reason << "\"";
+    }
+    if (!file.busy.AwaitDrained(block.id, grace_deadline)) {
+      for (const auto& entry : file.busy.Overlapping(change.affected)) {
+        if (!entry.held) continue;                     // A pin being set up aborts by itself.
+        if (!Contains(recall, entry.lease)) continue;  // Guarding: defer waits for it below.
+        const absl::Status revoked =
+            lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
+                                                         absl::FormatDuration(options.grace),
+                                                         " grace period: ", recall_reason));
+        if (revoked.ok()) {
+          result.revoked.push_back(entry.lease);
+        } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
+          return absl::InternalError(absl::StrCat(
+              change.description, " not applied, file unchanged: ", revoked.message()));
         }
       }
-      break;
     }
+  }
+  if (options.policy == LayoutPolicy::kDefer && !guarding.empty() &&
+      !file.busy.AwaitDrained(block.id, options.deadline)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(change.description, " deferred until the deadline but ",
+                     BytesText(change.affected, page_size_), " are still pinned by ",
+                     DescribeLeases(file.busy.Overlapping(change.affected)),
+                     "; the file is unchanged. Ask the holders to release, or use policy revoke"));
   }
   // Every policy: wait for what is left (reservations aborting, ends in progress).
   if (!file.busy.AwaitDrained(block.id, std::max(options.deadline, clock_->Now()))) {

@@ -11,6 +11,9 @@
 //     revoke - recall each with a grace deadline, wait for releases until then, force-revoke
 //              the rest through the backend;
 //     refuse - fail at once with FAILED_PRECONDITION naming them;
+//     only leases whose holders could change the layout themselves (LeaseInfo::guards_layout)
+//     hold a refuse or defer change off: every other one is recalled and revoked as under
+//     revoke, so a reader cannot make a writer's change fail or wait;
 //  4. apply the change with ftruncate(2) / fallocate(2) PUNCH_HOLE|KEEP_SIZE, telling the
 //     backend just before and after (PinBackend::OnLayoutChange);
 //  5. unblock, on success and on every failure.

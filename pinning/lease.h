@@ -66,6 +66,10 @@ struct LeaseInfo {
   // Set while recalling: when the broker will revoke, and why.
   absl::Time recall_deadline = absl::InfiniteFuture();
   std::string reason;  // Why the lease is recalling or how it ended.
+  // Whether the holder could change the file's layout itself (write permission at pin time and
+  // the export's `layout` rule): only such a lease may make a refuse/defer layout change fail
+  // or wait; any other one is recalled and revoked as under policy revoke.
+  bool guards_layout = true;
   RdmaGrant rdma;  // Empty unless the lease was pinned for RDMA.
   // Engine-internal: the PinBackend's handle for this lease's pin. Never shown to clients.
   uint64_t backend_handle = 0;

@@ -1,6 +1,9 @@
 #include "pinning/pin_service.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <utility>
@@ -14,6 +17,19 @@
 
 namespace pinbroker {
 namespace {
+
+// Whether `caller` (unset: the broker itself) may write the file open as `fd`, as the kernel
+// decides it (mode bits, ACLs, a read-only mount, an immutable file). faccessat2 with
+// AT_EACCESS judges by the thread's fsuid/fsgid/groups and, unlike an open for writing, breaks
+// no file lease. Any failure, including a kernel without faccessat2, answers no.
+bool MayWrite(int fd, const std::optional<UnixCredentials>& caller) {
+  std::optional<ScopedFsCredentials> as_caller;
+  if (caller.has_value()) {
+    as_caller.emplace(*caller);
+    if (!as_caller->status().ok()) return false;
+  }
+  return syscall(SYS_faccessat2, fd, "", W_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+}
 
 absl::Status CheckRangeWithinFile(uint64_t offset, uint64_t length, uint64_t size) {
   if (offset >= size) {
@@ -163,6 +179,8 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   lease.expires_at = now + EffectiveTtl(*exp, request.ttl);
   lease.backend_handle = pin.handle;
   lease.rdma = pin.rdma;
+  lease.guards_layout = request.may_guard_layout.value_or(request.access == Access::kReadWrite ||
+                                                          MayWrite(file.fd.get(), request.caller));
 
   absl::Status inserted;
   const absl::Status commit =

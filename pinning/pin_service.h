@@ -54,6 +54,12 @@ struct PinRequest {
   // Whose permissions the file is opened with (read for kRead, write for kReadWrite); unset:
   // the broker's own (in-process callers and tests).
   std::optional<UnixCredentials> caller;
+  // Whether the lease may refuse or defer another caller's layout change (LeaseInfo::
+  // guards_layout). Unset: the kernel decides at pin time: yes for a READ_WRITE pin, and for a
+  // READ pin only if the holder (`caller`, else the broker) may write the opened file
+  // (faccessat2 W_OK with its credentials). false: never (the broker sets it when the
+  // export's `layout` rule does not admit the holder).
+  std::optional<bool> may_guard_layout;
   // If set, asked atomically with the grant (LeaseTable::Insert's `admit`): a non-OK status
   // fails the pin with it and leaves nothing behind. The service uses it to refuse pins of a
   // session closed while they were being set up. Must not call into the engine.

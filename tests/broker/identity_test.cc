@@ -120,6 +120,31 @@ class Client {
     return Call(&v1::PinBroker::Stub::Truncate, request).status();
   }
 
+  // With `policy`, no grace and no wait: nothing here needs the clock to move.
+  absl::Status TruncateWith(const std::string& path, uint64_t size, v1::LayoutPolicy policy) {
+    v1::TruncateRequest request;
+    request.set_export_name("exp");
+    request.set_path(path);
+    request.set_new_size(size);
+    request.mutable_options()->set_policy(policy);
+    request.mutable_options()->mutable_grace()->set_seconds(0);
+    request.mutable_options()->mutable_timeout()->set_seconds(0);
+    return Call(&v1::PinBroker::Stub::Truncate, request).status();
+  }
+
+  absl::Status PunchHoleWith(const std::string& path, uint64_t offset, uint64_t length,
+                             v1::LayoutPolicy policy) {
+    v1::PunchHoleRequest request;
+    request.set_export_name("exp");
+    request.set_path(path);
+    request.set_offset(offset);
+    request.set_length(length);
+    request.mutable_options()->set_policy(policy);
+    request.mutable_options()->mutable_grace()->set_seconds(0);
+    request.mutable_options()->mutable_timeout()->set_seconds(0);
+    return Call(&v1::PinBroker::Stub::PunchHole, request).status();
+  }
+
   absl::Status PunchHole(const std::string& path, uint64_t offset, uint64_t length) {
     v1::PunchHoleRequest request;
     request.set_export_name("exp");
@@ -482,6 +507,38 @@ TEST_F(IdentityTest, OnlyAdminsRevokeOthersLeasesAndListEverySession) {
   EXPECT_EQ(backend_->pinned_bytes(), 0u);
 }
 
+// A lease holds off a refuse or defer change only if its holder could change the layout
+// itself; a reader's lease is recalled and revoked instead, as under revoke.
+TEST_F(IdentityTest, AReadersLeaseCannotHoldOffARefuseOrDeferChange) {
+  MakeFile("shared", kUserA, kGroupA, 0644);  // A writes, B only reads.
+  Client a = UserA();
+  Client b = UserB();
+  auto a_session = a.OpenSession();
+  auto b_session = b.OpenSession();
+  ASSERT_OK(a_session.status());
+  ASSERT_OK(b_session.status());
+
+  ASSERT_OK(b.Pin(*b_session, "shared", v1::ACCESS_READ).status());
+  EXPECT_OK(a.TruncateWith("shared", 100, v1::LAYOUT_POLICY_REFUSE));  // Affects page 0.
+  EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 100u);
+  EXPECT_EQ(LiveLeases(), 0u);
+  EXPECT_EQ(backend_->held(), 0u);
+
+  ASSERT_OK(b.Pin(*b_session, "shared", v1::ACCESS_READ).status());
+  EXPECT_OK(a.PunchHoleWith("shared", 0, 100, v1::LAYOUT_POLICY_DEFER));
+  EXPECT_EQ(LiveLeases(), 0u);
+
+  // A's own read lease does hold off others: A could change the layout itself.
+  ASSERT_OK(a.Pin(*a_session, "shared", v1::ACCESS_READ).status());
+  Client root = Root();
+  EXPECT_THAT(root.TruncateWith("shared", 0, v1::LAYOUT_POLICY_REFUSE),
+              StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  EXPECT_THAT(root.TruncateWith("shared", 0, v1::LAYOUT_POLICY_DEFER),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, _));
+  EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 100u);
+  EXPECT_EQ(LiveLeases(), 1u);
+}
+
 class ExportRulesTest : public IdentityTest {
  protected:
   void Configure(v1::BrokerConfig& config) override {
@@ -519,6 +576,29 @@ TEST_F(ExportRulesTest, RuleRefusalNamesTheCallerTheRightAndTheRule) {
   EXPECT_EQ(Read(dir_.Join("exp/a-file")).size(), 8192u);
   EXPECT_OK(a.Truncate("a-file", 4096));
   EXPECT_EQ(Read(dir_.Join("exp/a-file")).size(), 4096u);
+}
+
+// Write permission is not enough: a holder the export's `layout` rule refuses cannot hold
+// off a change either.
+TEST_F(ExportRulesTest, ALeaseOfAHolderTheLayoutRuleRefusesCannotHoldOffAChange) {
+  MakeFile("open", kUserA, kGroupA, 0666);
+  Client a = UserA();
+  Client b = UserB();
+  auto a_session = a.OpenSession();
+  auto b_session = b.OpenSession();
+  ASSERT_OK(a_session.status());
+  ASSERT_OK(b_session.status());
+  ASSERT_OK(b.Pin(*b_session, "open", v1::ACCESS_READ_WRITE).status());
+  EXPECT_OK(a.TruncateWith("open", 100, v1::LAYOUT_POLICY_REFUSE));  // Affects page 0.
+  EXPECT_EQ(Read(dir_.Join("exp/open")).size(), 100u);
+  EXPECT_EQ(LiveLeases(), 0u);
+  // A is in the layout rule's group and may write: its lease holds off another permitted writer's
+  // change.
+  ASSERT_OK(a.Pin(*a_session, "open", v1::ACCESS_READ).status());
+  Client c = As(61003, 61003, {61003, kShared});
+  EXPECT_THAT(c.TruncateWith("open", 0, v1::LAYOUT_POLICY_REFUSE),
+              StatusIs(absl::StatusCode::kFailedPrecondition, _));
+  EXPECT_EQ(LiveLeases(), 1u);
 }
 
 TEST_F(ExportRulesTest, TheExportRootsOwnerIsItsAdmin) {
