@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/status_convert.h"
+#include "clients/cpp/lease_timing.h"
 #include "clients/cpp/watch_reactor.h"
 #include "pinning/log.h"
 
@@ -17,8 +18,6 @@ namespace {
 // Events kept for leases whose Pin response has not arrived yet; beyond this the oldest are
 // dropped (only a pin that never returns could leave them behind).
 constexpr size_t kMaxEarlyEvents = 4096;
-// Background renewals that failed for a transient reason are retried after this long at most.
-constexpr absl::Duration kRenewRetry = absl::Seconds(1);
 
 absl::Status FromGrpc(const grpc::Status& status) { return broker::FromGrpcStatus(status); }
 
@@ -314,8 +313,9 @@ absl::StatusOr<std::unique_ptr<Lease>> Core::Pin(const PinOptions& options) {
       slot.info = granted;
       slot.ttl = FromProto(granted.expires_at()) - FromProto(granted.granted_at());
       if (slot.ttl > absl::ZeroDuration()) {
-        slot.next_renew = now + slot.ttl * options_.renew_fraction;
-        slot.local_expiry = now + slot.ttl;
+        const LeaseTimes times = AfterRenewal(now, slot.ttl, options_.renew_fraction);
+        slot.next_renew = times.next_renew;
+        slot.local_expiry = times.local_expiry;
       }
       slot.registered_seq = ++seq_;
       slot.release_on_recall = options.release_on_recall;
@@ -430,8 +430,9 @@ void Core::RenewDoneLocked(const std::string& id, const absl::Status& status,
   if (status.ok()) {
     *slot.info.mutable_expires_at() = response.lease().expires_at();
     if (slot.state == LeaseState::kGranted) {
-      slot.next_renew = now + slot.ttl * options_.renew_fraction;
-      slot.local_expiry = now + slot.ttl;
+      const LeaseTimes times = AfterRenewal(now, slot.ttl, options_.renew_fraction);
+      slot.next_renew = times.next_renew;
+      slot.local_expiry = times.local_expiry;
     }
     return;
   }
@@ -451,12 +452,7 @@ void Core::RenewDoneLocked(const std::string& id, const absl::Status& status,
       return;
     default:
       if (!background) return;
-      if (now < slot.local_expiry) {
-        slot.next_renew =
-            now + std::clamp((slot.local_expiry - now) / 4, absl::Milliseconds(10), kRenewRetry);
-      } else {
-        slot.next_renew = absl::InfiniteFuture();
-      }
+      slot.next_renew = NextRetryAfterFailure(now, slot.local_expiry);
       PB_LOG(WARNING) << "renewing lease " << id << ": " << status << "; retrying";
       return;
   }
@@ -707,14 +703,15 @@ std::shared_ptr<WatchReactor> Core::HandleWatchDoneLocked(uint64_t generation,
   if (was_established) {
     // The broker starts the session's TTL when its last stream closes.
     session_deadline_ = now + session_ttl_;
-    // Not at once: a broker that ended every stream is usually shutting down, and thousands of
-    // clients should not all dial it (or its replacement) in the same millisecond.
-    reconnect_at_ = now + options_.reconnect_backoff_min;
-    backoff_ = std::min(options_.reconnect_backoff_min * 2, options_.reconnect_backoff_max);
-  } else {
-    reconnect_at_ = now + backoff_;
-    backoff_ = std::min(backoff_ * 2, options_.reconnect_backoff_max);
   }
+  // Not at once even after an established stream: a broker that ended every stream is usually
+  // shutting down, and thousands of clients should not all dial it (or its replacement) in the
+  // same millisecond.
+  const Backoff next =
+      AfterStreamEnded(now, was_established, backoff_, options_.reconnect_backoff_min,
+                       options_.reconnect_backoff_max);
+  reconnect_at_ = next.reconnect_at;
+  backoff_ = next.next_backoff;
   PB_LOG(WARNING) << "session " << session_id_ << ": the Watch stream ended (" << status
                   << "); reopening it";
   return finished;
