@@ -26,6 +26,28 @@ namespace {
 
 constexpr char kServiceName[] = "pinbroker.v1.PinBroker";
 
+// GetInfo's view of `verbs` (which must outlive the service that calls it).
+RdmaInfoProvider RdmaInfoOf(const rdma::VerbsBackend* verbs) {
+  if (verbs == nullptr) return nullptr;
+  return [verbs] {
+    const rdma::VerbsStatus status = verbs->Status();
+    RdmaInfo info;
+    for (const rdma::DeviceCaps& caps : status.devices) {
+      info.devices.push_back({.name = caps.name,
+                              .odp = caps.odp.supported && caps.odp.read && caps.odp.write,
+                              .memory_window_types = rdma::MemoryWindowTypeNames(caps),
+                              .quirks = rdma::DeviceQuirks(caps),
+                              .active_mtu = caps.active_mtu,
+                              .max_mw = caps.max_mw});
+    }
+    for (const rdma::Endpoint& e : status.endpoints) {
+      info.endpoints.push_back({.device = e.device, .address = e.address, .port = e.port});
+    }
+    info.connections = status.connections;
+    return info;
+  };
+}
+
 absl::Duration Or(const google::protobuf::Duration& d, bool set, absl::Duration fallback) {
   return set ? FromProto(d) : fallback;
 }
@@ -105,7 +127,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentialsFor(
   }
   grpc::SslServerCredentialsOptions options(
       tls.no_client_certificates() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                 : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+                                   : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   auto cert = ReadPem(tls.cert_file(), "cert_file");
   if (!cert.ok()) return cert.status();
   auto key = ReadPem(tls.key_file(), "key_file");
@@ -186,8 +208,8 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   broker->service_ = std::make_unique<PinBrokerService>(
       broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(), &broker->peers_,
       broker->authorizer_.get(),
-      PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(), broker->verbs_,
-                             broker->verbs_ == nullptr ? no_rdma : ""});
+      PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(),
+                             RdmaInfoOf(broker->verbs_), broker->verbs_ == nullptr ? no_rdma : ""});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
     SessionTable* sessions = broker->sessions_.get();

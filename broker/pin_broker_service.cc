@@ -419,20 +419,18 @@ Status PinBrokerService::GetInfo(Ctx* context, const v1::GetInfoRequest*,
   ToProto(sessions_->default_ttl(), response->mutable_session_ttl());
   response->set_live_leases(engine_->live_lease_count());
   response->set_pinned_bytes(engine_->backend().pinned_bytes());
-  if (info_.rdma != nullptr) {
-    const rdma::VerbsStatus rdma = info_.rdma->Status();
-    for (const rdma::DeviceCaps& caps : rdma.devices) {
+  if (info_.rdma) {
+    const RdmaInfo rdma = info_.rdma();
+    for (const RdmaDeviceInfo& device : rdma.devices) {
       v1::DeviceInfo* d = response->add_devices();
-      d->set_name(caps.name);
-      d->set_odp(caps.odp.supported && caps.odp.read && caps.odp.write);
-      for (const std::string& type : rdma::MemoryWindowTypeNames(caps)) {
-        d->add_memory_window_types(type);
-      }
-      for (const std::string& quirk : rdma::DeviceQuirks(caps)) d->add_quirks(quirk);
-      d->set_active_mtu(caps.active_mtu);
-      d->set_max_mw(caps.max_mw);
+      d->set_name(device.name);
+      d->set_odp(device.odp);
+      for (const std::string& type : device.memory_window_types) d->add_memory_window_types(type);
+      for (const std::string& quirk : device.quirks) d->add_quirks(quirk);
+      d->set_active_mtu(device.active_mtu);
+      d->set_max_mw(device.max_mw);
     }
-    for (const rdma::Endpoint& e : rdma.endpoints) {
+    for (const RdmaEndpointInfo& e : rdma.endpoints) {
       v1::RdmaEndpoint* endpoint = response->add_rdma_endpoints();
       endpoint->set_device(e.device);
       endpoint->set_address(e.address);

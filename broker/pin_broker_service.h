@@ -26,8 +26,8 @@
 #include "broker/peer_identity.h"
 #include "broker/session_table.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "pinning/backend_info.h"
 #include "pinning/pin_service.h"
-#include "pinning/rdma/verbs_backend.h"
 
 namespace pinbroker::broker {
 
@@ -39,8 +39,9 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   struct Info {
     std::string version;
     absl::Time started_at;
-    // The RDMA backend, if RDMA pins are served (GetInfo's devices, endpoints, connections).
-    const rdma::VerbsBackend* rdma = nullptr;
+    // Reads the RDMA backend's state, if RDMA pins are served (GetInfo's devices, endpoints,
+    // connections); null otherwise.
+    RdmaInfoProvider rdma;
     // Why RDMA access is not served (GetInfo's rdma_unavailable); empty when `rdma` is set.
     std::string rdma_unavailable;
   };

@@ -62,8 +62,7 @@ PinService::PinService(Clock* clock, PinBackend* backend, Options options)
       page_size_(SystemPageSize()),
       files_(clock),
       table_(
-          clock,
-          [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
+          clock, [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
       lifecycle_(&table_, backend, &files_,
                  [this](const LeaseInfo& lease) { NotifyLeaseEnded(lease); }),
       coordinator_(clock, &table_, &lifecycle_, page_size_, std::move(options.on_layout_apply)) {}
@@ -238,7 +237,8 @@ LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutReques
 
 absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, uint64_t new_size) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite, request.caller));
+  ASSIGN_OR_RETURN(OpenedFile file,
+                   OpenFile(*exp, request.path, Access::kReadWrite, request.caller));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result =
       coordinator_.Truncate(*state, file.fd.get(), new_size, LayoutOptionsFor(*exp, request));
@@ -252,7 +252,8 @@ absl::StatusOr<LayoutResult> PinService::Truncate(const LayoutRequest& request, 
 absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request, uint64_t offset,
                                                    uint64_t length) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, Access::kReadWrite, request.caller));
+  ASSIGN_OR_RETURN(OpenedFile file,
+                   OpenFile(*exp, request.path, Access::kReadWrite, request.caller));
   FileRegistry::FileRef state = files_.Acquire(file.info.id);
   auto result = coordinator_.PunchHole(*state, file.fd.get(), offset, length,
                                        LayoutOptionsFor(*exp, request));
@@ -310,6 +311,18 @@ void PinService::NotifyLeaseEnded(const LeaseInfo& lease) {
 }
 
 bool PinService::IsLive(LeaseId id) const { return table_.Get(id).ok(); }
+
+std::vector<LeaseInfo> PinService::ListFileLeases(const FileId& file) const {
+  LeaseFilter filter;
+  filter.file = file;
+  return ListLeases(filter);
+}
+
+std::optional<ExportOptions> PinService::ExportOptionsFor(absl::string_view name) const {
+  const Export* exp = FindExport(name);
+  if (exp == nullptr) return std::nullopt;
+  return exp->options();
+}
 
 absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_view path,
                                                 Access access,

@@ -33,8 +33,8 @@
 #include "pinning/credentials.h"
 #include "pinning/export.h"
 #include "pinning/file_registry.h"
-#include "pinning/guard/guard_hooks.h"
 #include "pinning/layout_coordinator.h"
+#include "pinning/layout_guard.h"
 #include "pinning/lease_lifecycle.h"
 #include "pinning/lease_table.h"
 #include "pinning/pin_backend.h"
@@ -91,7 +91,7 @@ struct FileDescription {
   std::vector<RegistrationInfo> registrations;  // The backend's (PinBackend::Registrations).
 };
 
-class PinService {
+class PinService final : public GuardEngine {
  public:
   struct Options {
     LeaseTable::Options table;
@@ -108,7 +108,7 @@ class PinService {
     return Create(clock, backend, std::move(exports), Options());
   }
   // Revokes every remaining lease through the backend.
-  ~PinService();
+  ~PinService() override;
   PinService(const PinService&) = delete;
   PinService& operator=(const PinService&) = delete;
 
@@ -127,7 +127,7 @@ class PinService {
   // Revokes each of `ids` that is still live with `reason` (the backend already lost their
   // access, e.g. their RDMA connection went away). Ids that ended meanwhile are skipped.
   // Returns how many were revoked.
-  size_t RevokeLeases(const std::vector<LeaseId>& ids, const std::string& reason);
+  size_t RevokeLeases(const std::vector<LeaseId>& ids, const std::string& reason) override;
 
   absl::StatusOr<LayoutResult> Truncate(const LayoutRequest& request, uint64_t new_size);
   absl::StatusOr<LayoutResult> PunchHole(const LayoutRequest& request, uint64_t offset,
@@ -149,26 +149,18 @@ class PinService {
   // then, and revokes the rest. Returns how many were revoked. For shutdown.
   size_t RecallAll(const std::string& reason, absl::Duration grace);
 
-  // ---- For the file guard (pinning/guard/file_guard.h) ----
+  // ---- GuardEngine: for the file guard (pinning/layout_guard.h) ----
 
-  // Attaches the guard that PinService tells about leases and asks for DescribeFile (nullptr
-  // detaches; waits for hook calls in progress, so the guard may go away afterwards).
-  void AttachGuard(FileGuardHooks* guard) ABSL_LOCKS_EXCLUDED(guard_mu_);
-
-  // Coordinates an out-of-band change of `file` that the guard holds (see
-  // LayoutCoordinator::CoordinateExternal). `options` are complete (the guard resolves the
-  // export's policy itself).
-  absl::StatusOr<LayoutResult> CoordinateExternal(const FileId& file, const ExternalChange& change,
-                                                  const LayoutOptions& options,
-                                                  absl::FunctionRef<absl::Status()> proceed);
-
-  // Recalls each live lease of `ids` with `reason` and revoke deadline `deadline` (leases
-  // already recalling keep theirs). Returns the ids recalled now.
+  void AttachGuard(FileGuardHooks* guard) override ABSL_LOCKS_EXCLUDED(guard_mu_);
+  std::vector<LeaseInfo> ListFileLeases(const FileId& file) const override;
+  std::optional<ExportOptions> ExportOptionsFor(absl::string_view name) const override;
+  absl::StatusOr<LayoutResult> CoordinateExternal(
+      const FileId& file, const ExternalChange& change, const LayoutOptions& options,
+      absl::FunctionRef<absl::Status()> proceed) override;
   std::vector<LeaseId> RecallLeases(const std::vector<LeaseId>& ids, const std::string& reason,
-                                    absl::Time deadline);
-
-  // Whether lease `id` is live (granted or recalling, its end not claimed). O(log leases).
-  bool IsLive(LeaseId id) const;
+                                    absl::Time deadline) override;
+  // O(log leases).
+  bool IsLive(LeaseId id) const override;
 
   // Waits until no lease is live or ending, or the clock reaches `deadline`. True if none.
   bool AwaitNoLeases(absl::Time deadline) { return table_.AwaitEmpty(deadline); }
@@ -177,7 +169,7 @@ class PinService {
   std::vector<const Export*> exports() const;
   const PinBackend& backend() const { return *backend_; }
   uint64_t page_size() const { return page_size_; }
-  Clock* clock() const { return clock_; }
+  Clock* clock() const override { return clock_; }
   // For tests and metrics.
   size_t tracked_files() const { return files_.size(); }
 

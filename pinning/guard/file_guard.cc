@@ -147,14 +147,14 @@ std::string MechanismNote(const ArmedMechanisms& armed) {
 
 }  // namespace
 
-FileGuard::FileGuard(PinService* service, Options options)
+FileGuard::FileGuard(GuardEngine* service, Options options)
     : service_(service),
       clock_(service->clock()),
       options_(options),
       lease_signal_(options.lease_signal != 0 ? options.lease_signal : SIGRTMIN + 4),
       arbiter_(service) {}
 
-absl::StatusOr<std::unique_ptr<FileGuard>> FileGuard::Start(PinService* service, Options options) {
+absl::StatusOr<std::unique_ptr<FileGuard>> FileGuard::Start(GuardEngine* service, Options options) {
   std::unique_ptr<FileGuard> guard(new FileGuard(service, options));
   Capabilities& caps = guard->caps_;
   if (options.use_fanotify) {
@@ -270,9 +270,7 @@ size_t FileGuard::armed_files() const {
 }
 
 bool FileGuard::HasLiveLeases(const FileId& id) const {
-  LeaseFilter filter;
-  filter.file = id;
-  return !service_->ListLeases(filter).empty();
+  return !service_->ListFileLeases(id).empty();
 }
 
 std::shared_ptr<FileGuard::Watched> FileGuard::Arm(const LeaseInfo& lease, int fd) {
@@ -406,8 +404,8 @@ void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
   if (before == nullptr) {
     absl::StatusOr<std::shared_ptr<const FileLayout>> swept = Sweep(*file);
     if (!swept.ok()) {
-      PB_LOG(WARNING) << "guard: no layout snapshot of lease " << lease.id << " on "
-                      << file->Name() << ": " << swept.status();
+      PB_LOG(WARNING) << "guard: no layout snapshot of lease " << lease.id << " on " << file->Name()
+                      << ": " << swept.status();
     } else {
       before = *std::move(swept);
     }
@@ -470,8 +468,8 @@ void FileGuard::ScheduleLinger(const std::shared_ptr<Watched>& file) {
   absl::MutexLock lock(&mu_);
   if (stopping_ || linger_.contains(file->id)) return;
   const FileId id = file->id;
-  linger_[id] = clock_->Schedule(clock_->Now() + options_.disarm_linger,
-                                 [this, id] { LingerExpired(id); });
+  linger_[id] =
+      clock_->Schedule(clock_->Now() + options_.disarm_linger, [this, id] { LingerExpired(id); });
 }
 
 void FileGuard::LingerExpired(const FileId& id) {
@@ -1029,12 +1027,12 @@ void FileGuard::CheckFile(const std::shared_ptr<Watched>& file) {
 }
 
 void FileGuard::HandleUnlinked(const std::shared_ptr<Watched>& file) {
-  LeaseFilter filter;
-  filter.file = file->id;
-  const std::vector<LeaseInfo> leases = service_->ListLeases(filter);
+  const std::vector<LeaseInfo> leases = service_->ListFileLeases(file->id);
   if (leases.empty()) return;
   ExportOptions exp;
-  if (const Export* e = service_->FindExport(file->export_name)) exp = e->options();
+  if (std::optional<ExportOptions> e = service_->ExportOptionsFor(file->export_name)) {
+    exp = *std::move(e);
+  }
   const absl::Time now = clock_->Now();
   const bool revoke = exp.default_policy == LayoutPolicy::kRevoke;
   const std::string reason =
@@ -1100,10 +1098,8 @@ void FileGuard::Stop() {
     for (const auto& [id, count] : changes_in_flight_) waiting.push_back(id);
   }
   for (const FileId& id : waiting) {
-    LeaseFilter filter;
-    filter.file = id;
     std::vector<LeaseId> ids;
-    for (const LeaseInfo& lease : service_->ListLeases(filter)) ids.push_back(lease.id);
+    for (const LeaseInfo& lease : service_->ListFileLeases(id)) ids.push_back(lease.id);
     service_->RevokeLeases(ids,
                            "broker shutting down while an out-of-band change of the file "
                            "was waiting for this lease");

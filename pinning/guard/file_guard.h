@@ -28,7 +28,7 @@
 // unchanged file costs one sweep and one comparison per distinct snapshot. A grant reuses the
 // file's latest sweep when fstat(2) says nothing changed since it was taken (LayoutStamp), and
 // sweeps afresh otherwise. One check of a file runs at a time. The guard counts each file's
-// live leases itself (PinService reports every end), so no grant, end or check lists the lease
+// live leases itself (the engine reports every end), so no grant, end or check lists the lease
 // table.
 //
 // Threads and the no-deadlock rule. One listener thread reads every event source (two fanotify
@@ -49,7 +49,7 @@
 //
 // Thread-safety: every public method is safe to call concurrently. Lock order: arm_mu_ -> mu_,
 // and arm_mu_ -> Watched::mu, Watched::check_mu -> Watched::mu (mu_ and Watched::mu are never
-// held together; check_mu is held only by the check of that file). PinService is
+// held together; check_mu is held only by the check of that file). The GuardEngine is
 // called with at most arm_mu_ held; it never calls the guard while holding a lock of its own.
 #pragma once
 
@@ -73,9 +73,8 @@
 #include "pinning/guard/change_classifier.h"
 #include "pinning/guard/fanotify_groups.h"
 #include "pinning/guard/guard_arbiter.h"
-#include "pinning/guard/guard_hooks.h"
 #include "pinning/guard/layout_snapshot.h"
-#include "pinning/pin_service.h"
+#include "pinning/layout_guard.h"
 #include "pinning/scoped_fd.h"
 
 namespace pinbroker::guard {
@@ -113,11 +112,11 @@ class FileGuard : public FileGuardHooks {
     int lease_break_seconds = 45;
   };
 
-  // Starts the listener and attaches the guard to `service` (PinService::AttachGuard). Never
+  // Starts the listener and attaches the guard to `service` (GuardEngine::AttachGuard). Never
   // fails for lack of kernel support: it then guards with what there is, down to detect-after
   // only, and says so in Report() and the log. INTERNAL if threads or descriptors cannot be made.
-  static absl::StatusOr<std::unique_ptr<FileGuard>> Start(PinService* service, Options options);
-  static absl::StatusOr<std::unique_ptr<FileGuard>> Start(PinService* service) {
+  static absl::StatusOr<std::unique_ptr<FileGuard>> Start(GuardEngine* service, Options options);
+  static absl::StatusOr<std::unique_ptr<FileGuard>> Start(GuardEngine* service) {
     return Start(service, Options());
   }
   // Stop()s and detaches from the service.
@@ -152,7 +151,7 @@ class FileGuard : public FileGuardHooks {
   struct Work;
   class HeldEvent;
 
-  FileGuard(PinService* service, Options options);
+  FileGuard(GuardEngine* service, Options options);
   absl::Status StartThreads();
 
   // Arming (arm_mu_ held).
@@ -197,7 +196,7 @@ class FileGuard : public FileGuardHooks {
   std::vector<std::shared_ptr<Watched>> AllWatched() const ABSL_LOCKS_EXCLUDED(mu_);
   bool HasLiveLeases(const FileId& id) const;
 
-  PinService* const service_;
+  GuardEngine* const service_;
   Clock* const clock_;
   const Options options_;
   const int lease_signal_;

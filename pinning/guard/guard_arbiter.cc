@@ -71,7 +71,9 @@ absl::StatusOr<LayoutResult> GuardArbiter::Coordinate(const Request& request, La
 GuardArbiter::Verdict GuardArbiter::Decide(const Request& request,
                                            absl::FunctionRef<void()> let_go) {
   ExportOptions defaults;  // An export that vanished (cannot happen while it has leases).
-  if (const Export* exp = service_->FindExport(request.export_name)) defaults = exp->options();
+  if (std::optional<ExportOptions> exp = service_->ExportOptionsFor(request.export_name)) {
+    defaults = *std::move(exp);
+  }
   Clock* const clock = service_->clock();
   const absl::Time now = clock->Now();
   bool called = false;

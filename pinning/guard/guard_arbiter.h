@@ -3,7 +3,7 @@
 //
 // It has no kernel code of its own: the guard hands it the classified change and a `let_go`
 // callback (answer the kernel, then wait until the caller's change is made), and it runs the
-// change through PinService::CoordinateExternal, i.e. the LayoutCoordinator's queue, block and
+// change through GuardEngine::CoordinateExternal, i.e. the LayoutCoordinator's queue, block and
 // drain, with the export's policy. What the policy can do depends on how the caller is held:
 //
 //   held by          defer                          revoke                     refuse
@@ -33,7 +33,7 @@
 #include "pinning/file_info.h"
 #include "pinning/guard/change_classifier.h"
 #include "pinning/layout_coordinator.h"
-#include "pinning/pin_service.h"
+#include "pinning/layout_guard.h"
 
 namespace pinbroker::guard {
 
@@ -64,7 +64,7 @@ class GuardArbiter {
   // How long before `answer_by` a delay-only change stops waiting and revokes.
   static constexpr absl::Duration kLeaseBreakMargin = absl::Seconds(5);
 
-  explicit GuardArbiter(PinService* service) : service_(service) {}
+  explicit GuardArbiter(GuardEngine* service) : service_(service) {}
 
   // Decides `request`. Calls `let_go` exactly once if the change may go ahead (always, for
   // kDelayOnly), while the affected range is still blocked; never for a refused change, which
@@ -80,7 +80,7 @@ class GuardArbiter {
                                           absl::Duration grace, absl::Time deadline,
                                           absl::FunctionRef<void()> let_go, bool* let_go_called);
 
-  PinService* const service_;
+  GuardEngine* const service_;
 };
 
 }  // namespace pinbroker::guard

@@ -5,7 +5,7 @@
 // Pure; thread-safe.
 #pragma once
 
-#include "pinning/guard/guard_hooks.h"
+#include "pinning/layout_guard.h"
 
 namespace pinbroker::guard {
 

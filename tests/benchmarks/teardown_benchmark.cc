@@ -23,7 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "pinning/guard/guard_hooks.h"
+#include "pinning/layout_guard.h"
 #include "pinning/log.h"
 #include "pinning/pin_service.h"
 #include "pinning/simulated_clock.h"
