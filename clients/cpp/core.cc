@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "broker/status_convert.h"
+#include "api/status_convert.h"
 #include "clients/cpp/watch_reactor.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 namespace pinbroker::client::internal {
 namespace {
@@ -20,7 +20,7 @@ constexpr size_t kMaxEarlyEvents = 4096;
 // Background renewals that failed for a transient reason are retried after this long at most.
 constexpr absl::Duration kRenewRetry = absl::Seconds(1);
 
-absl::Status FromGrpc(const grpc::Status& status) { return broker::FromGrpcStatus(status); }
+absl::Status FromGrpc(const grpc::Status& status) { return ::pinbroker::FromGrpcStatus(status); }
 
 std::string TimeText(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
