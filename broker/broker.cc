@@ -17,7 +17,7 @@
 #include "broker/proto_convert.h"
 #include "common/build_info.h"
 #include "pinning/host_backend.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "pinning/rdma/verbs_backend.h"
 #include "pinning/routing_backend.h"
 

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "broker/unix_listener.h"
+#include "common/runtime_paths.h"
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
@@ -30,22 +31,10 @@ absl::StatusOr<v1::BrokerConfig> LoadConfigFile(const std::string& path);
 // The embedded default: one read-write export "default" under `state_dir` (created) and one
 // Unix socket under `runtime_dir`.
 v1::BrokerConfig EmbeddedDefault(const std::string& state_dir, const std::string& runtime_dir);
-// Where the embedded default lives for this user: root uses /var/lib/pinbroker and
-// /run/pinbroker; others $XDG_DATA_HOME (or ~/.local/share) and $XDG_RUNTIME_DIR (or /tmp).
+// Where the embedded default keeps its state for this user: root uses /var/lib/pinbroker; others
+// $XDG_DATA_HOME (or ~/.local/share). Its socket goes under DefaultRuntimeDir()
+// (common/runtime_paths.h).
 std::string DefaultStateDir();
-std::string DefaultRuntimeDir();
-
-// OK if `dir` is a directory (not a symlink) that the calling user owns and nobody else may
-// enter (mode & 077 == 0). FAILED_PRECONDITION otherwise, saying what is wrong: a directory
-// under a world-writable place that someone else made first could hold a fake broker's socket.
-absl::Status CheckPrivateDir(const std::string& dir);
-
-// The endpoint a client uses when none is given: the per-user socket
-// (DefaultRuntimeDir()/pinbroker.sock) if it exists, after CheckPrivateDir of its directory
-// (for a non-root user); else the system socket /run/pinbroker/pinbroker.sock when it exists;
-// else the per-user one (for the error message of a failed connect).
-absl::StatusOr<std::string> DefaultClientEndpoint();
-
 // Engine export options for `config`, with defaults filled in; creates roots marked `create`.
 // INVALID_ARGUMENT naming the export for bad values; errors from mkdir otherwise.
 absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerConfig& config);

@@ -31,9 +31,9 @@
 #include "broker/proto_convert.h"
 #include "common/build_info.h"
 #include "google/protobuf/text_format.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "pinning/rdma/verbs_backend.h"
-#include "pinning/real_clock.h"
+#include "common/real_clock.h"
 
 ABSL_FLAG(std::string, config, "",
           "Configuration file (text-format pinbroker.v1.BrokerConfig; see "

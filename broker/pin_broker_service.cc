@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "broker/proto_convert.h"
 #include "broker/request_limits.h"
-#include "broker/status_convert.h"
-#include "pinning/log.h"
+#include "api/status_convert.h"
+#include "common/log.h"
 
 namespace pinbroker::broker {
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 
 namespace pinbroker::broker {
 namespace {

@@ -15,8 +15,8 @@
 #include <grpcpp/server_posix.h>
 
 #include "absl/strings/str_cat.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 
 namespace pinbroker::broker {
 

@@ -18,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "broker/peer_identity.h"
-#include "pinning/scoped_fd.h"
+#include "common/scoped_fd.h"
 
 namespace grpc {
 class Server;

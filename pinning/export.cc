@@ -15,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "pinning/errno_status.h"
-#include "pinning/status_macros.h"
+#include "common/errno_status.h"
+#include "common/status_macros.h"
 
 namespace pinbroker {
 namespace {

@@ -21,7 +21,7 @@
 #include "pinning/file_info.h"
 #include "pinning/layout_policy.h"
 #include "pinning/lease.h"
-#include "pinning/scoped_fd.h"
+#include "common/scoped_fd.h"
 
 namespace pinbroker {
 

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker {
 namespace {

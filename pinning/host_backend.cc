@@ -20,8 +20,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 #include "pinning/page_range.h"
 
 namespace pinbroker {

@@ -13,9 +13,9 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
-#include "pinning/status_macros.h"
+#include "common/errno_status.h"
+#include "common/log.h"
+#include "common/status_macros.h"
 
 namespace pinbroker {
 namespace {

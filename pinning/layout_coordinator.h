@@ -32,7 +32,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "pinning/clock.h"
+#include "common/clock.h"
 #include "pinning/file_registry.h"
 #include "pinning/layout_policy.h"
 #include "pinning/lease_lifecycle.h"

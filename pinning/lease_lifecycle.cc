@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 namespace pinbroker {
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 
 namespace pinbroker {
 

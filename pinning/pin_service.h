@@ -29,7 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "pinning/busy_range_map.h"
-#include "pinning/clock.h"
+#include "common/clock.h"
 #include "pinning/credentials.h"
 #include "pinning/export.h"
 #include "pinning/file_registry.h"

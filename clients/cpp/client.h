@@ -37,7 +37,7 @@
 //     with NOT_FOUND naming the lease and saying what happened to it.
 //
 // The library logs what it cannot return (a failed background renewal, a broken stream) with
-// PB_LOG (pinning/log.h); route or silence it with pinbroker::SetLogSink().
+// PB_LOG (common/log.h); route or silence it with pinbroker::SetLogSink().
 //
 // Errors are absl::Status with the broker's codes (see api/pinbroker/v1/pinbroker.proto):
 // OUT_OF_RANGE, PERMISSION_DENIED, NOT_FOUND, ... pass through unchanged with the broker's

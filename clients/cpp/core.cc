@@ -7,10 +7,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "broker/status_convert.h"
+#include "api/status_convert.h"
 #include "clients/cpp/lease_timing.h"
 #include "clients/cpp/watch_reactor.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 namespace pinbroker::client::internal {
 namespace {
@@ -19,7 +19,7 @@ namespace {
 // dropped (only a pin that never returns could leave them behind).
 constexpr size_t kMaxEarlyEvents = 4096;
 
-absl::Status FromGrpc(const grpc::Status& status) { return broker::FromGrpcStatus(status); }
+absl::Status FromGrpc(const grpc::Status& status) { return ::pinbroker::FromGrpcStatus(status); }
 
 std::string TimeText(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());

@@ -8,7 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "broker/config.h"
+#include "common/runtime_paths.h"
 
 namespace pinctl {
 namespace {
@@ -27,14 +27,14 @@ std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
 std::string DefaultEndpoint() {
   const std::string env = Env("PINBROKER_ENDPOINT");
   if (!env.empty()) return NormalizeEndpoint(env);
-  auto endpoint = pinbroker::broker::DefaultClientEndpoint();
+  auto endpoint = pinbroker::DefaultClientEndpoint();
   // A squatted runtime directory: no endpoint; Connection refuses with the reason.
   return endpoint.ok() ? *endpoint : "";
 }
 
 absl::Status CheckDefaultEndpoint() {
   if (!Env("PINBROKER_ENDPOINT").empty()) return absl::OkStatus();
-  return pinbroker::broker::DefaultClientEndpoint().status();
+  return pinbroker::DefaultClientEndpoint().status();
 }
 
 std::string NormalizeEndpoint(const std::string& endpoint) {

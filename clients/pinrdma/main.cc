@@ -9,7 +9,7 @@
 #include "clients/pinrdma/options.h"
 #include "clients/pinrdma/output.h"
 #include "common/build_info.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 int main(int argc, char** argv) {
   auto options = pinrdma::ParseOptions(argc, argv);

@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "broker/config.h"
+#include "common/runtime_paths.h"
 
 namespace pinrdma {
 
@@ -17,7 +17,7 @@ absl::StatusOr<std::string> ResolveEndpoint(const std::string& flag) {
     if (env != nullptr) endpoint = env;
   }
   // Per-user socket (in a private directory), else the system one.
-  if (endpoint.empty()) return pinbroker::broker::DefaultClientEndpoint();
+  if (endpoint.empty()) return pinbroker::DefaultClientEndpoint();
   if (absl::StartsWith(endpoint, "/")) return absl::StrCat("unix:", endpoint);
   return endpoint;
 }

@@ -19,7 +19,7 @@
 namespace pinrdma {
 
 // --endpoint, else $PINBROKER_ENDPOINT, else the per-user socket or the system one
-// (broker::DefaultClientEndpoint: FAILED_PRECONDITION for a runtime directory that is not
+// (DefaultClientEndpoint in common/runtime_paths.h: FAILED_PRECONDITION for a runtime directory that is not
 // private); "/x" -> "unix:/x".
 absl::StatusOr<std::string> ResolveEndpoint(const std::string& flag);
 

@@ -12,7 +12,7 @@
 #include "clients/rdma/attach.h"
 #include "clients/rdma/cm_address.h"
 #include "clients/rdma/connection_core.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker::client::rdma_internal {
 namespace {

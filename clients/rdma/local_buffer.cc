@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/rdma/connection_core.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 
 namespace pinbroker::client::rdma_internal {
 namespace {

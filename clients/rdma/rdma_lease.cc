@@ -7,7 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "clients/rdma/connection_core.h"
 #include "clients/rdma/lease_gate.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 namespace pinbroker::client {
 

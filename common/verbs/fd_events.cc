@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <utility>
 
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker::verbs {
 

@@ -2,7 +2,7 @@
 
 #include <cerrno>
 
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker::verbs {
 

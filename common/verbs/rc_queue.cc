@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/verbs/fd_events.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker::verbs {
 namespace {

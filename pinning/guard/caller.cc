@@ -20,8 +20,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "pinning/errno_status.h"
-#include "pinning/scoped_fd.h"
+#include "common/errno_status.h"
+#include "common/scoped_fd.h"
 
 namespace pinbroker::guard {
 namespace {

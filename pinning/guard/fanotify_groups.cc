@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 #include "pinning/guard/fanotify_abi.h"
 
 namespace pinbroker::guard {

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "pinning/scoped_fd.h"
+#include "common/scoped_fd.h"
 
 namespace pinbroker::guard {
 

@@ -18,11 +18,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 #include "pinning/guard/fanotify_abi.h"
 #include "pinning/guard/file_lease.h"
 #include "pinning/guard/guard_report.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 namespace pinbroker::guard {
 

@@ -68,14 +68,14 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "pinning/clock.h"
+#include "common/clock.h"
 #include "pinning/guard/caller.h"
 #include "pinning/guard/change_classifier.h"
 #include "pinning/guard/fanotify_groups.h"
 #include "pinning/guard/guard_arbiter.h"
 #include "pinning/guard/layout_snapshot.h"
 #include "pinning/layout_guard.h"
-#include "pinning/scoped_fd.h"
+#include "common/scoped_fd.h"
 
 namespace pinbroker::guard {
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "pinning/log.h"
+#include "common/log.h"
 
 namespace pinbroker::guard {
 namespace {

@@ -8,8 +8,8 @@
 #include "absl/time/clock.h"
 #include "common/verbs/fd_events.h"
 #include "common/verbs/rc_queue.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 
 namespace pinbroker::rdma {
 namespace {

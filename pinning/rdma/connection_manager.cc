@@ -15,8 +15,8 @@
 #include "absl/strings/str_join.h"
 #include "api/pinbroker/rdma_wire.h"
 #include "common/verbs/fd_events.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 
 namespace pinbroker::rdma {
 namespace {

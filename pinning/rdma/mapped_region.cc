@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 
 namespace pinbroker::rdma {
 

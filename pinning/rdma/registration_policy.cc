@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker::rdma {
 namespace {

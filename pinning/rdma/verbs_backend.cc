@@ -15,12 +15,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "pinning/errno_status.h"
-#include "pinning/log.h"
+#include "common/errno_status.h"
+#include "common/log.h"
 #include "pinning/page_range.h"
 #include "pinning/rdma/registration_policy.h"
-#include "pinning/scoped_fd.h"
-#include "pinning/status_macros.h"
+#include "common/scoped_fd.h"
+#include "common/status_macros.h"
 
 namespace pinbroker::rdma {
 namespace {

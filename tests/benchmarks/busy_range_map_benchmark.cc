@@ -40,7 +40,7 @@
 #include "pinning/interval_index.h"
 #include "pinning/lease.h"
 #include "pinning/page_range.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 
 namespace pinbroker {
 namespace {

@@ -45,9 +45,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "pinning/guard/file_guard.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "pinning/pin_service.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/temp_dir.h"
 

@@ -53,9 +53,9 @@
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/file_info.h"
 #include "pinning/host_backend.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "pinning/page_range.h"
-#include "pinning/real_clock.h"
+#include "common/real_clock.h"
 
 extern char** environ;
 

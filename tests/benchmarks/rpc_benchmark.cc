@@ -54,8 +54,8 @@
 #include "broker/broker.h"
 #include "clients/cpp/client.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
-#include "pinning/log.h"
-#include "pinning/real_clock.h"
+#include "common/log.h"
+#include "common/real_clock.h"
 
 namespace pinbroker {
 namespace {

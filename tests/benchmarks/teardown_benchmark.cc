@@ -24,9 +24,9 @@
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "pinning/layout_guard.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "pinning/pin_service.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/temp_dir.h"
 

@@ -14,10 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/broker.h"
-#include "broker/status_convert.h"
+#include "api/status_convert.h"
 #include "gtest/gtest.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"

@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinning/rdma/verbs_device.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 

@@ -1,4 +1,4 @@
-#include "broker/status_convert.h"
+#include "api/status_convert.h"
 
 #include "gtest/gtest.h"
 

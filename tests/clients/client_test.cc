@@ -20,7 +20,7 @@
 #include "broker/broker.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/real_clock.h"
+#include "common/real_clock.h"
 #include "tests/clients/unix_proxy.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"

@@ -28,7 +28,7 @@
 #include "pinning/busy_range_map.h"
 #include "pinning/lease.h"
 #include "pinning/page_range.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 
 namespace pinbroker {
 namespace {

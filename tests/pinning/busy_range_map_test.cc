@@ -6,7 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace pinbroker {

@@ -18,8 +18,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/errno_status.h"
-#include "pinning/scoped_fd.h"
+#include "common/errno_status.h"
+#include "common/scoped_fd.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 

@@ -23,10 +23,10 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 #include "pinning/file_info.h"
 #include "pinning/page_range.h"
-#include "pinning/scoped_fd.h"
+#include "common/scoped_fd.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 

@@ -8,7 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "tests/testing/engine_fixture.h"
 
 namespace pinbroker {

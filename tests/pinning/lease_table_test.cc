@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "pinning/event_queue.h"
 #include "pinning/lease.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace pinbroker {

@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "pinning/host_backend.h"
 #include "pinning/pin_service.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/ext4_loop_mount.h"
 #include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"

@@ -1,4 +1,4 @@
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 
 #include <atomic>
 #include <string>

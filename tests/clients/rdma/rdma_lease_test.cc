@@ -22,7 +22,7 @@
 #include "clients/rdma/rdma_connection.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/real_clock.h"
+#include "common/real_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 

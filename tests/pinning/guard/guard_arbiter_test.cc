@@ -11,7 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "pinning/simulated_clock.h"
+#include "common/simulated_clock.h"
 #include "tests/testing/engine_fixture.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"

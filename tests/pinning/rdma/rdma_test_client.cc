@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "api/pinbroker/rdma_wire.h"
 #include "common/verbs/rc_queue.h"
-#include "pinning/errno_status.h"
+#include "common/errno_status.h"
 
 namespace pinbroker::testing {
 namespace {

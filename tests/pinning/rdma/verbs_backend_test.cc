@@ -25,7 +25,7 @@
 #include "pinning/host_backend.h"
 #include "pinning/page_range.h"
 #include "pinning/pin_service.h"
-#include "pinning/real_clock.h"
+#include "common/real_clock.h"
 #include "pinning/routing_backend.h"
 #include "tests/pinning/rdma/rdma_test_client.h"
 #include "tests/testing/status_matchers.h"

@@ -47,7 +47,7 @@
 #include "clients/rdma/rdma_connection.h"
 #include "clients/rdma/rdma_lease.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "tests/vm/bench/broker_launch.h"
 #include "tests/vm/bench/plain_target.h"
 #include "tests/vm/bench/write_pipeline.h"

@@ -29,7 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "pinning/log.h"
+#include "common/log.h"
 #include "tests/vm/scenarios/broker_process.h"
 #include "tests/vm/scenarios/environment.h"
 #include "tests/vm/scenarios/fixture.h"

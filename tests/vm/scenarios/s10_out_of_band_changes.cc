@@ -26,7 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/guard_cells.h"
 #include "tests/vm/scenarios/held_lease.h"
 #include "tests/vm/scenarios/oob_call.h"

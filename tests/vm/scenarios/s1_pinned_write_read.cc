@@ -3,7 +3,7 @@
 // (pread) after the write, a pwrite by the file's owner is seen by the next RDMA READ, and the
 // bytes outside the lease are untouched.
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/scenarios.h"
 
 namespace pinbroker::scenarios {

@@ -6,7 +6,7 @@
 // The suite's premise: a kernel >= 6.17 must offer ODP on rxe; otherwise the scenario fails.
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/scenarios.h"
 
 namespace pinbroker::scenarios {

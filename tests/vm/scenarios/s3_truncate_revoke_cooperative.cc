@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/scenarios.h"
 
 namespace pinbroker::scenarios {

@@ -10,7 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/scenarios.h"
 
 namespace pinbroker::scenarios {

@@ -25,7 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/kmsg.h"
 #include "tests/vm/scenarios/scenarios.h"
 

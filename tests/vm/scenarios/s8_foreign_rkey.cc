@@ -6,7 +6,7 @@
 // the owner's bytes in the file are unchanged (pread), and the owner's connection and lease keep
 // working (RDMA write + read, pread).
 #include "absl/time/clock.h"
-#include "pinning/status_macros.h"
+#include "common/status_macros.h"
 #include "tests/vm/scenarios/raw_connection.h"
 #include "tests/vm/scenarios/scenarios.h"
 

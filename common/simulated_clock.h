@@ -18,7 +18,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "pinning/clock.h"
+#include "common/clock.h"
 
 namespace pinbroker {
 

@@ -1,8 +1,8 @@
-#include "broker/status_convert.h"
+#include "api/status_convert.h"
 
 #include <string>
 
-namespace pinbroker::broker {
+namespace pinbroker {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -14,4 +14,4 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-}  // namespace pinbroker::broker
+}  // namespace pinbroker

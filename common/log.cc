@@ -1,4 +1,4 @@
-#include "pinning/log.h"
+#include "common/log.h"
 
 #include <atomic>
 #include <cstdio>

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "absl/container/btree_map.h"
-#include "pinning/clock.h"
+#include "common/clock.h"
 
 namespace pinbroker {
 

@@ -1,4 +1,4 @@
-#include "pinning/real_clock.h"
+#include "common/real_clock.h"
 
 #include <utility>
 

@@ -8,9 +8,9 @@
 
 #include "absl/status/status.h"
 
-namespace pinbroker::broker {
+namespace pinbroker {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
-}  // namespace pinbroker::broker
+}  // namespace pinbroker
