@@ -205,11 +205,14 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
     if (fstat(e->root_fd(), &st) == 0) root_owners[e->name()] = st.st_uid;
   }
   broker->authorizer_ = std::make_unique<Authorizer>(config, std::move(root_owners));
+  auto layout_caps = LayoutCapsFromConfig(config);
+  if (!layout_caps.ok()) return layout_caps.status();
   broker->service_ = std::make_unique<PinBrokerService>(
       broker->engine_.get(), broker->sessions_.get(), broker->ids_.get(), &broker->peers_,
       broker->authorizer_.get(),
       PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(),
-                             RdmaInfoOf(broker->verbs_), broker->verbs_ == nullptr ? no_rdma : ""});
+                             RdmaInfoOf(broker->verbs_), broker->verbs_ == nullptr ? no_rdma : "",
+                             *std::move(layout_caps)});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
     SessionTable* sessions = broker->sessions_.get();

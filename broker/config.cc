@@ -1,17 +1,17 @@
 #include "broker/config.h"
 
 #include <arpa/inet.h>
-#include <grp.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -123,6 +123,33 @@ absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerCon
   return out;
 }
 
+absl::StatusOr<absl::flat_hash_map<std::string, LayoutCaps>> LayoutCapsFromConfig(
+    const v1::BrokerConfig& config) {
+  absl::flat_hash_map<std::string, LayoutCaps> out;
+  const ExportOptions defaults;
+  for (const v1::ExportConfig& e : config.exports()) {
+    LayoutCaps caps;
+    if (e.has_max_grace()) caps.max_grace = FromProto(e.max_grace());
+    if (e.has_max_layout_timeout()) caps.max_layout_timeout = FromProto(e.max_layout_timeout());
+    const absl::Duration grace = e.has_grace() ? FromProto(e.grace()) : defaults.grace;
+    const absl::Duration timeout =
+        e.has_layout_timeout() ? FromProto(e.layout_timeout()) : defaults.layout_timeout;
+    if (caps.max_grace <= absl::ZeroDuration() || caps.max_grace < grace) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("export '", e.name(), "': max_grace ", absl::FormatDuration(caps.max_grace),
+                       " must be positive and at least its grace ", absl::FormatDuration(grace)));
+    }
+    if (caps.max_layout_timeout <= absl::ZeroDuration() || caps.max_layout_timeout < timeout) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "export '", e.name(), "': max_layout_timeout ",
+          absl::FormatDuration(caps.max_layout_timeout),
+          " must be positive and at least its layout_timeout ", absl::FormatDuration(timeout)));
+    }
+    out[e.name()] = caps;
+  }
+  return out;
+}
+
 absl::StatusOr<BackendChoice> BackendFromConfig(const v1::BrokerConfig& config) {
   const std::string& name = config.backend();
   if (name.empty() || name == "auto") return BackendChoice::kAuto;
@@ -163,7 +190,7 @@ absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig&
 }
 
 absl::StatusOr<UnixListener::Options> UnixListenOptionsFor(const std::string& address,
-                                                          const v1::BrokerConfig& config) {
+                                                           const v1::BrokerConfig& config) {
   UnixListener::Options options;
   options.path = address.substr(5);
   if (absl::StartsWith(options.path, "//")) options.path = options.path.substr(2);
@@ -252,9 +279,8 @@ absl::StatusOr<std::optional<guard::FileGuard::Options>> GuardOptionsFromConfig(
   if (g.has_check_interval()) {
     options.check_interval = FromProto(g.check_interval());
     if (options.check_interval <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("guard.check_interval must be positive, got ",
-                       absl::FormatDuration(options.check_interval)));
+      return absl::InvalidArgumentError(absl::StrCat("guard.check_interval must be positive, got ",
+                                                     absl::FormatDuration(options.check_interval)));
     }
   }
   return options;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "broker/unix_listener.h"
@@ -23,6 +24,14 @@ namespace pinbroker::broker {
 inline constexpr absl::Duration kDefaultSessionTtl = absl::Seconds(30);
 inline constexpr absl::Duration kDefaultMaxSessionTtl = absl::Minutes(10);
 inline constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(2);
+inline constexpr absl::Duration kDefaultMaxGrace = absl::Minutes(10);
+inline constexpr absl::Duration kDefaultMaxLayoutTimeout = absl::Minutes(10);
+
+// The longest grace and layout timeout callers may ask for in one export.
+struct LayoutCaps {
+  absl::Duration max_grace = kDefaultMaxGrace;
+  absl::Duration max_layout_timeout = kDefaultMaxLayoutTimeout;
+};
 
 // Parses a text-format BrokerConfig. INVALID_ARGUMENT with the parser's line and column.
 absl::StatusOr<v1::BrokerConfig> ParseConfig(const std::string& text);
@@ -39,6 +48,11 @@ std::string DefaultStateDir();
 // INVALID_ARGUMENT naming the export for bad values; errors from mkdir otherwise.
 absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerConfig& config);
 
+// Each export's LayoutCaps, by export name, defaults filled in. INVALID_ARGUMENT naming the
+// export for a non-positive cap or one below the export's own grace / layout_timeout.
+absl::StatusOr<absl::flat_hash_map<std::string, LayoutCaps>> LayoutCapsFromConfig(
+    const v1::BrokerConfig& config);
+
 // The pin backend config.backend() asks for. INVALID_ARGUMENT for anything but "" / "auto" (RDMA
 // devices if usable, else host), "host" and "rdma" (fail to start without a usable device).
 enum class BackendChoice { kAuto, kHost, kRdma };
@@ -53,7 +67,7 @@ absl::StatusOr<rdma::VerbsOptions> RdmaOptionsFromConfig(const v1::BrokerConfig&
 // listen_mode/listen_group from `config`. INVALID_ARGUMENT for a mode that is not octal
 // 0-0777 or a group that does not exist.
 absl::StatusOr<UnixListener::Options> UnixListenOptionsFor(const std::string& address,
-                                                          const v1::BrokerConfig& config);
+                                                           const v1::BrokerConfig& config);
 
 // For Unix-socket addresses: creates the parent directory and removes a stale socket file.
 absl::Status PrepareListenAddress(const std::string& address);

@@ -50,6 +50,10 @@ ABSL_FLAG(absl::Duration, grace, absl::Seconds(5),
           "revoke: time between recall and invalidation, for --export exports");
 ABSL_FLAG(absl::Duration, layout_timeout, absl::Seconds(30),
           "defer: how long a layout change waits for releases, for --export exports");
+ABSL_FLAG(absl::Duration, max_grace, absl::Minutes(10),
+          "Longest grace a layout change or revoke may ask for, for --export exports");
+ABSL_FLAG(absl::Duration, max_layout_timeout, absl::Minutes(10),
+          "Longest timeout a layout change may ask for, for --export exports");
 ABSL_FLAG(absl::Duration, default_ttl, absl::Seconds(60),
           "Lease TTL when a pin asks for none, for --export exports");
 ABSL_FLAG(absl::Duration, max_ttl, absl::Minutes(10),
@@ -125,6 +129,8 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
       }
       ToProto(absl::GetFlag(FLAGS_grace), e->mutable_grace());
       ToProto(absl::GetFlag(FLAGS_layout_timeout), e->mutable_layout_timeout());
+      ToProto(absl::GetFlag(FLAGS_max_grace), e->mutable_max_grace());
+      ToProto(absl::GetFlag(FLAGS_max_layout_timeout), e->mutable_max_layout_timeout());
       ToProto(absl::GetFlag(FLAGS_default_ttl), e->mutable_default_ttl());
       ToProto(absl::GetFlag(FLAGS_max_ttl), e->mutable_max_ttl());
       e->set_read_only(absl::GetFlag(FLAGS_read_only));

@@ -1,5 +1,6 @@
 #include "broker/pin_broker_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "broker/request_limits.h"
 #include "api/status_convert.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace pinbroker::broker {
 
@@ -27,7 +29,21 @@ SessionTable::Owner OwnerOf(const PeerIdentity& caller) {
   return owner;
 }
 
+// INVALID_ARGUMENT saying the cap when `value` is above it.
+absl::Status CheckCap(absl::string_view field, absl::Duration value, absl::Duration cap,
+                      absl::string_view export_name) {
+  if (value <= cap) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, " is ", absl::FormatDuration(value), "; export ", SafeText(std::string(export_name)),
+      " allows at most ", absl::FormatDuration(cap), " (its max_grace / max_layout_timeout)"));
+}
+
 }  // namespace
+
+LayoutCaps PinBrokerService::CapsOf(const std::string& export_name) const {
+  auto it = info_.layout_caps.find(export_name);
+  return it == info_.layout_caps.end() ? LayoutCaps() : it->second;
+}
 
 PinBrokerService::PinBrokerService(PinService* engine, SessionTable* sessions,
                                    const LeaseIdCodec* ids, const PeerRegistry* peers,
@@ -223,9 +239,33 @@ Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* r
     if (!file.ok()) return ToGrpcStatus(file.status());
     filter.file = file->info.id;
   }
-  for (const LeaseInfo& lease : engine_->ListLeases(filter)) {
+  // Pages in lease id order; the token is the last id of the previous page.
+  LeaseId after = 0;
+  if (!request->page_token().empty()) {
+    auto last = ids_->Parse(request->page_token());
+    if (!last.ok()) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+          "page_token ", QuoteClientInput(request->page_token()),
+          " is not a next_page_token of this broker run; list again from the first page (empty "
+          "page_token)")));
+    }
+    after = *last;
+  }
+  const int page_size = request->page_size() == 0
+                            ? RequestLimits::kDefaultLeasePage
+                            : std::min(request->page_size(), RequestLimits::kMaxLeasePage);
+  std::vector<LeaseInfo> leases = engine_->ListLeases(filter);
+  std::sort(leases.begin(), leases.end(),
+            [](const LeaseInfo& a, const LeaseInfo& b) { return a.id < b.id; });
+  for (const LeaseInfo& lease : leases) {
+    if (lease.id <= after) continue;
     if (!Visible(caller, lease)) continue;  // Nobody else's leases or session ids.
+    if (response->leases_size() == page_size) {
+      response->set_next_page_token(ids_->Format(after));
+      break;
+    }
     LeaseToProto(lease, response->add_leases());
+    after = lease.id;
   }
   return Status::OK;
 }
@@ -264,6 +304,14 @@ absl::StatusOr<LayoutRequest> PinBrokerService::AuthorizedLayout(const PeerIdent
                                                                  const std::string& path) const {
   auto layout = FromProto(options, export_name, path);
   if (!layout.ok()) return layout.status();
+  const LayoutCaps caps = CapsOf(export_name);
+  if (layout->grace.has_value()) {
+    RETURN_IF_ERROR(CheckCap("options.grace", *layout->grace, caps.max_grace, export_name));
+  }
+  if (layout->timeout.has_value()) {
+    RETURN_IF_ERROR(
+        CheckCap("options.timeout", *layout->timeout, caps.max_layout_timeout, export_name));
+  }
   if (absl::Status s = authorizer_->Check(caller, export_name, Right::kLayout); !s.ok()) {
     PB_LOG(WARNING) << "layout change of " << SafeText(export_name) << "/" << SafeText(path)
                     << " refused: " << s.message();
@@ -331,6 +379,11 @@ Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest*
   }
   if (absl::Status s = authorizer_->Check(caller, lease->export_name, Right::kAdmin); !s.ok()) {
     PB_LOG(WARNING) << "revoke of lease " << request->lease_id() << " refused: " << s.message();
+    return ToGrpcStatus(s);
+  }
+  if (absl::Status s =
+          CheckCap("grace", *grace, CapsOf(lease->export_name).max_grace, lease->export_name);
+      !s.ok()) {
     return ToGrpcStatus(s);
   }
   const std::string reason =

@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/authorizer.h"
+#include "broker/config.h"
 #include "broker/lease_id_codec.h"
 #include "broker/peer_identity.h"
 #include "broker/session_table.h"
@@ -44,6 +45,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
     RdmaInfoProvider rdma;
     // Why RDMA access is not served (GetInfo's rdma_unavailable); empty when `rdma` is set.
     std::string rdma_unavailable;
+    // Per export: the longest grace and layout timeout a caller may ask for (absent: defaults).
+    absl::flat_hash_map<std::string, LayoutCaps> layout_caps;
   };
 
   // `peers` names each call's caller, `authorizer` decides its rights; both must outlive the
@@ -103,6 +106,8 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   void LeaseToProto(const LeaseInfo& lease, v1::Lease* out) const;
   // Whether `caller` may see `lease` in full: an admin of its export, or its session's owner.
   bool Visible(const PeerIdentity& caller, const LeaseInfo& lease) const;
+  // The export's layout caps (defaults for an unknown export).
+  LayoutCaps CapsOf(const std::string& export_name) const;
   absl::Status CheckAccepting() const;
 
   PinService* const engine_;

@@ -106,7 +106,14 @@ absl::Status Validate(const v1::ReleaseRequest& r) {
 
 absl::Status Validate(const v1::ListLeasesRequest& r) {
   RETURN_IF_ERROR(CheckFile(r.export_name(), r.path()));
-  return CheckString("session_id", r.session_id(), RequestLimits::kSessionId);
+  RETURN_IF_ERROR(CheckString("session_id", r.session_id(), RequestLimits::kSessionId));
+  RETURN_IF_ERROR(CheckString("page_token", r.page_token(), RequestLimits::kPageToken));
+  if (r.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_size is ", r.page_size(), "; use 0 for the default (",
+        RequestLimits::kDefaultLeasePage, ") or up to ", RequestLimits::kMaxLeasePage));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Validate(const v1::DescribeFileRequest& r) {

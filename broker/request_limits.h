@@ -33,6 +33,9 @@ struct RequestLimits {
   static constexpr size_t kLeaseId = 128;    // lease_id
   static constexpr size_t kEchoPayload = 1 << 20;  // EchoRequest.payload (bytes, any content)
   static constexpr size_t kQuotedPrefix = 64;      // Bytes of client text an error message quotes.
+  static constexpr size_t kPageToken = 128;        // ListLeasesRequest.page_token
+  static constexpr int kDefaultLeasePage = 500;    // ListLeasesRequest.page_size 0
+  static constexpr int kMaxLeasePage = 1000;       // Larger page sizes are clamped to this.
 };
 
 // `text` as "\"<escaped first kQuotedPrefix bytes>\"", with "... (N bytes)" if it was longer.

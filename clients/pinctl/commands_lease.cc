@@ -143,9 +143,20 @@ int RunLeaseRelease(Invocation& inv) {
 
 namespace {
 
+// Every page of the listing, gathered into one response (next_page_token left empty).
 grpc::Status List(Invocation& inv, const v1::ListLeasesRequest& request,
                   v1::ListLeasesResponse* response) {
-  return inv.connection.broker().ListLeases(inv.connection.Context().get(), request, response);
+  v1::ListLeasesRequest page_request = request;
+  response->Clear();
+  while (true) {
+    v1::ListLeasesResponse page;
+    const grpc::Status status =
+        inv.connection.broker().ListLeases(inv.connection.Context().get(), page_request, &page);
+    if (!status.ok()) return status;
+    for (v1::Lease& lease : *page.mutable_leases()) *response->add_leases() = std::move(lease);
+    if (page.next_page_token().empty()) return grpc::Status::OK;
+    page_request.set_page_token(page.next_page_token());
+  }
 }
 
 }  // namespace

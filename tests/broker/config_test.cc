@@ -16,6 +16,7 @@ namespace {
 using ::pinbroker::testing::IsOk;
 using ::pinbroker::testing::StatusIs;
 using ::pinbroker::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(ConfigTest, ParsesTheTextFormat) {
@@ -106,6 +107,28 @@ TEST(ConfigTest, BadExportPolicyNamesTheExport) {
   e->set_default_policy(static_cast<v1::LayoutPolicy>(9));
   EXPECT_THAT(ExportsFromConfig(config).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("export 'x'")));
+}
+
+TEST(ConfigTest, LayoutCapsDefaultAndMustCoverTheExportsOwnValues) {
+  v1::BrokerConfig config;
+  v1::ExportConfig* e = config.add_exports();
+  e->set_name("x");
+  e->set_root("/tmp");
+  ASSERT_OK_AND_ASSIGN(auto caps, LayoutCapsFromConfig(config));
+  EXPECT_EQ(caps["x"].max_grace, kDefaultMaxGrace);
+  EXPECT_EQ(caps["x"].max_layout_timeout, kDefaultMaxLayoutTimeout);
+  e->mutable_max_grace()->set_seconds(2);  // Below the default grace (5 s).
+  EXPECT_THAT(LayoutCapsFromConfig(config).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("'x'"), HasSubstr("max_grace"))));
+  e->mutable_max_grace()->set_seconds(60);
+  e->mutable_max_layout_timeout()->set_seconds(120);
+  ASSERT_OK_AND_ASSIGN(caps, LayoutCapsFromConfig(config));
+  EXPECT_EQ(caps["x"].max_grace, absl::Seconds(60));
+  EXPECT_EQ(caps["x"].max_layout_timeout, absl::Seconds(120));
+  e->mutable_max_layout_timeout()->set_seconds(0);
+  EXPECT_THAT(LayoutCapsFromConfig(config).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_layout_timeout")));
 }
 
 TEST(ConfigTest, GuardIsOnByDefaultAndEachPartCanBeTurnedOff) {

@@ -8,6 +8,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "broker/config.h"
+#include "broker/proto_convert.h"
 #include "broker/request_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -350,6 +353,56 @@ TEST_F(PinBrokerServiceTest, ListLeasesFiltersBySessionExportAndFile) {
               StatusIs(Code::kInvalidArgument, HasSubstr("export_name")));
 }
 
+TEST_F(PinBrokerServiceTest, ListLeasesPagesInLeaseIdOrder) {
+  v1::SessionCredentials creds = OpenSession();
+  std::vector<std::string> pinned;
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 0, page_));
+    pinned.push_back(lease.lease_id());
+  }
+  v1::ListLeasesRequest request;
+  request.set_page_size(3);
+  std::vector<std::string> listed;
+  std::vector<int> page_sizes;
+  for (int pages = 0; pages < 10; ++pages) {
+    ASSERT_OK_AND_ASSIGN(v1::ListLeasesResponse page, Call(&Stub::ListLeases, request));
+    page_sizes.push_back(page.leases_size());
+    for (const v1::Lease& lease : page.leases()) listed.push_back(lease.lease_id());
+    if (page.next_page_token().empty()) break;
+    request.set_page_token(page.next_page_token());
+  }
+  EXPECT_THAT(page_sizes, ElementsAre(3, 3, 1));
+  // Granted in id order, so listed in the order pinned, each once.
+  EXPECT_EQ(listed, pinned);
+
+  // A page size above the maximum is clamped, not refused.
+  v1::ListLeasesRequest huge;
+  huge.set_page_size(RequestLimits::kMaxLeasePage * 10);
+  ASSERT_OK_AND_ASSIGN(v1::ListLeasesResponse all, Call(&Stub::ListLeases, huge));
+  EXPECT_EQ(all.leases_size(), 7);
+  EXPECT_TRUE(all.next_page_token().empty());
+}
+
+TEST_F(PinBrokerServiceTest, ListLeasesRejectsBadPageTokensAndSizes) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK(Pin(creds, 0, page_).status());
+  v1::ListLeasesRequest garbage;
+  garbage.set_page_token("not a token");
+  EXPECT_THAT(
+      Call(&Stub::ListLeases, garbage),
+      StatusIs(Code::kInvalidArgument, AllOf(HasSubstr("page_token"), HasSubstr("first page"))));
+  v1::ListLeasesRequest other_run;
+  other_run.set_page_token(
+      absl::StrCat(broker_->epoch() == "00000000" ? "11111111" : "00000000", "-1"));
+  EXPECT_THAT(Call(&Stub::ListLeases, other_run),
+              StatusIs(Code::kInvalidArgument, HasSubstr("page_token")));
+  v1::ListLeasesRequest negative;
+  negative.set_page_size(-1);
+  EXPECT_THAT(Call(&Stub::ListLeases, negative),
+              StatusIs(Code::kInvalidArgument, HasSubstr("page_size")));
+  EXPECT_THAT(List(), SizeIs(1));  // Nothing lost.
+}
+
 // --- files and layout changes ---
 
 TEST_F(PinBrokerServiceTest, DescribeFileShowsSizeBusyRangesAndGuard) {
@@ -438,6 +491,37 @@ TEST_F(PinBrokerServiceTest, BadLayoutOptionsAreInvalidArgument) {
   request.mutable_options()->mutable_grace()->set_seconds(-1);
   EXPECT_THAT(Call(&Stub::Truncate, request), StatusIs(Code::kInvalidArgument, HasSubstr("grace")));
   EXPECT_EQ(FileSize(), kPages * page_);
+}
+
+TEST_F(PinBrokerServiceTest, LayoutTimeoutAndGraceAreCappedByTheExport) {
+  v1::SessionCredentials creds = OpenSession();
+  ASSERT_OK_AND_ASSIGN(v1::Lease lease, Pin(creds, 4 * page_, page_));
+  const std::string cap = absl::FormatDuration(kDefaultMaxLayoutTimeout);
+  v1::TruncateRequest defer = TruncateRequestFor(page_, v1::LAYOUT_POLICY_DEFER);
+  defer.mutable_options()->mutable_timeout()->set_seconds(1000000000);
+  EXPECT_THAT(Call(&Stub::Truncate, defer),
+              StatusIs(Code::kInvalidArgument,
+                       AllOf(HasSubstr("options.timeout"), HasSubstr("at most " + cap))));
+  v1::TruncateRequest revoke = TruncateRequestFor(page_, v1::LAYOUT_POLICY_REVOKE);
+  ToProto(kDefaultMaxGrace + absl::Seconds(1), revoke.mutable_options()->mutable_grace());
+  EXPECT_THAT(Call(&Stub::Truncate, revoke),
+              StatusIs(Code::kInvalidArgument,
+                       AllOf(HasSubstr("options.grace"),
+                             HasSubstr("at most " + absl::FormatDuration(kDefaultMaxGrace)))));
+  v1::RevokeLeaseRequest admin_revoke;
+  admin_revoke.set_lease_id(lease.lease_id());
+  ToProto(kDefaultMaxGrace + absl::Seconds(1), admin_revoke.mutable_grace());
+  EXPECT_THAT(Call(&Stub::RevokeLease, admin_revoke),
+              StatusIs(Code::kInvalidArgument, HasSubstr("grace")));
+  // Nothing changed: the file keeps its size and the lease is still held.
+  EXPECT_EQ(FileSize(), kPages * page_);
+  EXPECT_THAT(List(), SizeIs(1));
+
+  // Up to the cap is accepted (a truncate past the lease: nothing to wait for).
+  v1::TruncateRequest at_cap = TruncateRequestFor(6 * page_, v1::LAYOUT_POLICY_DEFER);
+  ToProto(kDefaultMaxLayoutTimeout, at_cap.mutable_options()->mutable_timeout());
+  EXPECT_OK(Call(&Stub::Truncate, at_cap).status());
+  EXPECT_EQ(FileSize(), 6 * page_);
 }
 
 TEST_F(PinBrokerServiceTest, PunchHoleAppliesAndChecksItsRange) {
