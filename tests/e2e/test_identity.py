@@ -176,6 +176,31 @@ class IdentityTest(BrokerTest):
         self.assertEqual(self.lease_ids(), [])
         self.assertIn("admin uid 0", self.daemon.log())
 
+    def test_a_readers_lease_cannot_hold_off_a_writers_refuse_truncate(self):
+        a = uid_of("pbtest-a")
+        data = os.urandom(16384)
+        self.make_owned("shared", a, 0o644, data)  # a writes, b only reads.
+        holder = pbe2e.Process(
+            ["setpriv", "--reuid=pbtest-b", "--regid=pbtest-b", "--init-groups", "--"]
+            + self.pinctl_args(["lease", "pin", "default", "shared", "--length", "4096",
+                                "--hold", "--name", "reader"]),
+            name="reader")
+        self.processes.append(holder)
+        pinned = holder.wait_for(lambda o: "lease" in o and "type" not in o, what="the lease")
+        lease_id = pinned["lease"]["lease_id"]
+        holder.wait_event("GRANTED", lease_id)
+        r = self.as_user("pbtest-a", "file", "truncate", "default", "shared", "--size", "0",
+                         "--policy", "refuse", "--grace", "10s")
+        self.assertEqual(r.rc, 0, r)
+        # a is not an admin: b's lease is counted, not named.
+        self.assertNotIn(lease_id, r.stdout)
+        others = r.obj.get("othersReleased", r.obj.get("others_released", 0))
+        self.assertEqual(int(others), 1, r)
+        event = holder.wait_event("RECALLED", lease_id)
+        self.assertIn("may not change the file's layout", event["lease"]["reason"])
+        self.assertEqual(self.read_file("shared"), b"")
+        self.assertEqual(self.lease_ids(), [])
+
     def test_squatted_runtime_directory_is_refused_by_broker_and_client(self):
         victim = uid_of("pbtest-b")
         runtime = "/tmp/pinbroker-%d" % victim
