@@ -176,6 +176,32 @@ class IdentityTest(BrokerTest):
         self.assertEqual(self.lease_ids(), [])
         self.assertIn("admin uid 0", self.daemon.log())
 
+    def test_a_bind_mount_beneath_the_export_is_not_part_of_it(self):
+        elsewhere = os.path.join(self.root, "elsewhere")
+        os.makedirs(elsewhere)
+        with open(os.path.join(elsewhere, "f"), "wb") as f:
+            f.write(b"12345678")
+        os.chmod(os.path.join(elsewhere, "f"), 0o666)
+        mnt = self.file_path("mnt")
+        os.makedirs(mnt)
+        mounted = subprocess.run(["mount", "--bind", elsewhere, mnt], capture_output=True,
+                                 text=True)
+        if mounted.returncode != 0:
+            self.skipTest("bind mount not permitted here: %s" % mounted.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt], capture_output=True)
+        for who in ("root", "pbtest-a"):
+            with self.subTest(who):
+                run = self.pinctl if who == "root" else (
+                    lambda *a, **kw: self.as_user("pbtest-a", *a))
+                r = run("lease", "pin", "default", "mnt/f", "--length", "1", check=False)
+                self.assertIn("mount point", self.assert_error(r, "PERMISSION_DENIED"))
+                r = run("file", "truncate", "default", "mnt/f", "--size", "0", "--policy",
+                        "revoke", check=False)
+                self.assert_error(r, "PERMISSION_DENIED")
+        with open(os.path.join(elsewhere, "f"), "rb") as f:
+            self.assertEqual(f.read(), b"12345678")
+        self.assertEqual(self.lease_ids(), [])
+
     def test_a_readers_lease_cannot_hold_off_a_writers_refuse_truncate(self):
         a = uid_of("pbtest-a")
         data = os.urandom(16384)
