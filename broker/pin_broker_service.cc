@@ -5,9 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "api/status_convert.h"
 #include "broker/proto_convert.h"
 #include "broker/request_limits.h"
-#include "api/status_convert.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -16,6 +16,17 @@ namespace pinbroker::broker {
 using ::grpc::Status;
 
 namespace {
+
+// The engine's permission refusals name the credentials the kernel judged ("uid 999 gid 995
+// ..."); for a TLS or anonymous caller, say whose they are.
+absl::Status NamingCaller(const PeerIdentity& caller, const absl::Status& status) {
+  if (!absl::IsPermissionDenied(status) || caller.kind == PeerIdentity::Kind::kUnix) {
+    return status;
+  }
+  return absl::PermissionDeniedError(absl::StrCat(caller.Describe(), ", acting with local uid ",
+                                                  caller.unix.uid,
+                                                  "'s file permissions: ", status.message()));
+}
 
 SessionTable::Owner OwnerOf(const PeerIdentity& caller) {
   SessionTable::Owner owner;
@@ -194,7 +205,7 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
   // leases, so no lease can appear after that list.
   pin.admit = [sessions = sessions_, id = *session] { return sessions->CheckOpen(id); };
   auto lease = engine_->Pin(pin);
-  if (!lease.ok()) return ToGrpcStatus(lease.status());
+  if (!lease.ok()) return ToGrpcStatus(NamingCaller(caller, lease.status()));
   ToProto(*lease, *ids_, response->mutable_lease());
   return Status::OK;
 }
@@ -236,7 +247,7 @@ Status PinBrokerService::ListLeases(Ctx* context, const v1::ListLeasesRequest* r
       return ToGrpcStatus(absl::InvalidArgumentError("a path filter needs export_name"));
     }
     auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
-    if (!file.ok()) return ToGrpcStatus(file.status());
+    if (!file.ok()) return ToGrpcStatus(NamingCaller(caller, file.status()));
     filter.file = file->info.id;
   }
   // Pages in lease id order; the token is the last id of the previous page.
@@ -277,7 +288,7 @@ Status PinBrokerService::DescribeFile(Ctx* context, const v1::DescribeFileReques
   if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
   const PeerIdentity caller = Caller(context);
   auto file = engine_->DescribeFile(request->export_name(), request->path(), caller.unix);
-  if (!file.ok()) return ToGrpcStatus(file.status());
+  if (!file.ok()) return ToGrpcStatus(NamingCaller(caller, file.status()));
   if (!authorizer_->IsAdmin(caller, request->export_name())) {
     // Others' leases stay hidden; their busy ranges show (a pin there would meet them), without
     // naming the lease.
@@ -318,6 +329,13 @@ absl::StatusOr<LayoutRequest> PinBrokerService::AuthorizedLayout(const PeerIdent
     return s;
   }
   layout->caller = caller.unix;
+  // A non-admin learns of its own leases only: others' are counted, not named (docs/SECURITY.md).
+  if (!authorizer_->IsAdmin(caller, export_name)) {
+    layout->discloses = [sessions = sessions_, key = caller.Key()](absl::string_view owner) {
+      auto identity = sessions->OwnerOf(owner);
+      return identity.ok() && identity->key == key;
+    };
+  }
   // The initiator names the caller as the kernel or TLS says; the request's text only adds to it.
   layout->initiator =
       absl::StrCat(caller.Describe(), layout->initiator.empty() ? "" : " \"",
@@ -333,7 +351,7 @@ Status PinBrokerService::AnswerLayout(absl::string_view what, const PeerIdentity
     PB_LOG(WARNING) << "layout " << what << " of " << SafeText(export_name) << "/" << SafeText(path)
                     << " refused for " << caller.Describe() << ": " << result.status().message();
   }
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!result.ok()) return ToGrpcStatus(NamingCaller(caller, result.status()));
   ToProto(*result, *ids_, engine_->page_size(), response);
   return Status::OK;
 }

@@ -174,6 +174,10 @@ void ToProto(const LayoutResult& result, const LeaseIdCodec& ids, uint64_t page_
   AddIds(result.released, ids, out->mutable_released_lease_ids());
   AddIds(result.expired, ids, out->mutable_expired_lease_ids());
   AddIds(result.revoked, ids, out->mutable_revoked_lease_ids());
+  out->set_others_recalled(result.undisclosed.recalled);
+  out->set_others_released(result.undisclosed.released);
+  out->set_others_expired(result.undisclosed.expired);
+  out->set_others_revoked(result.undisclosed.revoked);
   ToProto(result.waited, out->mutable_waited());
 }
 

@@ -34,21 +34,30 @@ bool Contains(const std::vector<LeaseId>& ids, LeaseId id) {
 
 }  // namespace
 
-std::string LayoutCoordinator::DescribeLeases(
-    const std::vector<BusyRangeMap::Entry>& entries) const {
+std::string LayoutCoordinator::DescribeLeases(const std::vector<BusyRangeMap::Entry>& entries,
+                                              const absl::flat_hash_set<LeaseId>* disclosed) const {
   std::vector<std::string> parts;
+  size_t hidden_ending = 0;
   for (const BusyRangeMap::Entry& entry : entries) {
     const LeaseId id = entry.lease;
+    const bool hidden = disclosed != nullptr && !disclosed->contains(id);
     auto lease = table_->Get(id);
     if (lease.ok()) {
-      parts.push_back(absl::StrCat(table_->Name(id), " (owner ", lease->owner, ", bytes [",
-                                   lease->offset, ", ", lease->offset + lease->length, "), ",
-                                   AccessName(lease->access), ", ", LeaseStateName(lease->state),
-                                   ")"));
+      parts.push_back(absl::StrCat(hidden ? "a lease of another session" : table_->Name(id),
+                                   hidden ? " (" : absl::StrCat(" (owner ", lease->owner, ", "),
+                                   "bytes [", lease->offset, ", ", lease->offset + lease->length,
+                                   "), ", AccessName(lease->access), ", ",
+                                   LeaseStateName(lease->state), ")"));
+    } else if (hidden) {
+      ++hidden_ending;
     } else {
       parts.push_back(absl::StrCat(table_->Name(id), " (", entry.held ? "ending" : "being set up",
                                    ", ", BytesText(entry.range, page_size_), ")"));
     }
+  }
+  if (hidden_ending > 0) {
+    parts.push_back(absl::StrCat(hidden_ending, " lease", hidden_ending == 1 ? "" : "s",
+                                 " of other sessions being set up or ending"));
   }
   return absl::StrJoin(parts, ", ");
 }
@@ -194,15 +203,23 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
   // the writers of a file it can only read.
   std::vector<LeaseId> guarding;
   std::vector<LeaseId> recall;
+  // The leases the caller may learn of (all of them without LayoutOptions::discloses; a lease
+  // that is already ending has no owner to ask about and stays undisclosed).
+  const bool hide_others = static_cast<bool>(options.discloses);
+  absl::flat_hash_set<LeaseId> disclosed;
   for (LeaseId id : held) {
     auto lease = table_->Get(id);
     const bool guards = lease.ok() && lease->guards_layout;  // Not found: ending anyway.
     (options.policy != LayoutPolicy::kRevoke && guards ? guarding : recall).push_back(id);
+    if (hide_others && lease.ok() && options.discloses(lease->owner)) disclosed.insert(id);
   }
+  auto describe = [&](const std::vector<BusyRangeMap::Entry>& entries) {
+    return DescribeLeases(entries, hide_others ? &disclosed : nullptr);
+  };
   if (options.policy == LayoutPolicy::kRefuse && !guarding.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(change.description, " refused: ", BytesText(change.affected, page_size_),
-                     " are pinned by ", DescribeLeases(file.busy.Overlapping(change.affected)),
+                     " are pinned by ", describe(file.busy.Overlapping(change.affected)),
                      "; release those leases first, or use policy defer or revoke"));
   }
   if (!recall.empty()) {
@@ -244,7 +261,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
     return absl::DeadlineExceededError(
         absl::StrCat(change.description, " deferred until the deadline but ",
                      BytesText(change.affected, page_size_), " are still pinned by ",
-                     DescribeLeases(file.busy.Overlapping(change.affected)),
+                     describe(file.busy.Overlapping(change.affected)),
                      "; the file is unchanged. Ask the holders to release, or use policy revoke"));
   }
   // Every policy: wait for what is left (reservations aborting, ends in progress).
@@ -252,7 +269,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
     return absl::DeadlineExceededError(absl::StrCat(
         change.description,
         " not applied by the deadline: ", BytesText(change.affected, page_size_), " still held by ",
-        DescribeLeases(file.busy.Overlapping(change.affected)), "; the file is unchanged"));
+        describe(file.busy.Overlapping(change.affected)), "; the file is unchanged"));
   }
   for (LeaseId id : held) {
     if (Contains(result.revoked, id)) continue;
@@ -282,6 +299,17 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Chang
                << absl::StrJoin(result.expired, ",") << "], revoked ["
                << absl::StrJoin(result.revoked, ",") << "], waited "
                << absl::FormatDuration(result.waited);
+  if (hide_others) {
+    auto keep_disclosed = [&disclosed](std::vector<LeaseId>& ids, uint32_t& count) {
+      const size_t before = ids.size();
+      std::erase_if(ids, [&disclosed](LeaseId id) { return !disclosed.contains(id); });
+      count = static_cast<uint32_t>(before - ids.size());
+    };
+    keep_disclosed(result.recalled, result.undisclosed.recalled);
+    keep_disclosed(result.released, result.undisclosed.released);
+    keep_disclosed(result.expired, result.undisclosed.expired);
+    keep_disclosed(result.revoked, result.undisclosed.revoked);
+  }
   return result;
 }
 

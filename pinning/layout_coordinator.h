@@ -29,8 +29,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "pinning/file_registry.h"
@@ -45,6 +47,10 @@ struct LayoutOptions {
   absl::Duration grace = absl::Seconds(5);       // revoke: recall -> invalidation.
   absl::Time deadline = absl::InfiniteFuture();  // Queueing behind another change, defer.
   std::string initiator;  // Who asked, for reasons and logs ("session 3", "pinctl", ...).
+  // Which leases the caller may learn of, by their owner (session id). The others appear in
+  // error messages without their name or owner and in the LayoutResult only as counts
+  // (LayoutResult::undisclosed). Null: every lease (the logs and the observer always see all).
+  std::function<bool(absl::string_view owner)> discloses;
 };
 
 // A layout change the kernel is about to make for another process, caught by the file guard
@@ -75,6 +81,14 @@ struct LayoutResult {
   std::vector<LeaseId> expired;   // Ended by TTL while the change waited.
   std::vector<LeaseId> revoked;   // revoke: taken away when the grace period ran out.
   absl::Duration waited;          // From blocking the range to applying the change.
+  // Leases the caller may not learn of (LayoutOptions::discloses), counted instead of listed
+  // above.
+  struct Counts {
+    uint32_t recalled = 0;
+    uint32_t released = 0;
+    uint32_t expired = 0;
+    uint32_t revoked = 0;
+  } undisclosed;
 };
 
 class LayoutCoordinator {
@@ -127,7 +141,9 @@ class LayoutCoordinator {
   absl::Status EnterLayout(FileState& file, absl::Time deadline, const std::string& what);
   void ExitLayout(FileState& file);
   // "lease 3 (owner s1, bytes [0, 4096), read-write, granted), ..." for busy entries.
-  std::string DescribeLeases(const std::vector<BusyRangeMap::Entry>& entries) const;
+  // Leases for an error message; with `disclosed`, those outside it without name or owner.
+  std::string DescribeLeases(const std::vector<BusyRangeMap::Entry>& entries,
+                             const absl::flat_hash_set<LeaseId>* disclosed) const;
 
   Clock* const clock_;
   LeaseTable* const table_;

@@ -232,6 +232,7 @@ LayoutOptions PinService::LayoutOptionsFor(const Export& exp, const LayoutReques
   options.grace = request.grace.value_or(exp.options().grace);
   options.deadline = clock_->Now() + request.timeout.value_or(exp.options().layout_timeout);
   options.initiator = request.initiator;
+  options.discloses = request.discloses;
   return options;
 }
 

@@ -28,8 +28,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "pinning/busy_range_map.h"
 #include "common/clock.h"
+#include "pinning/busy_range_map.h"
 #include "pinning/credentials.h"
 #include "pinning/export.h"
 #include "pinning/file_registry.h"
@@ -76,6 +76,8 @@ struct LayoutRequest {
   std::string initiator;
   // Whose write permission the change needs (see PinRequest::caller); unset: the broker's own.
   std::optional<UnixCredentials> caller;
+  // Which leases the caller may learn of, by owner (LayoutOptions::discloses); null: all.
+  std::function<bool(absl::string_view owner)> discloses;
 };
 
 struct FileDescription {

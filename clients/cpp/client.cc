@@ -111,7 +111,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(std::string endpoint,
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Millis(options.reconnect_backoff_max));
   // Each Client has its own connection: one client's broken transport is not another's.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+  auto security = ChannelSecurityFor(endpoint, options.tls, &args);
+  if (!security.ok()) return security.status();
+  auto channel = grpc::CreateCustomChannel(endpoint, *security, args);
 
   auto core = std::make_shared<internal::Core>(std::move(channel), std::move(options));
   if (absl::Status s = core->OpenSession(); !s.ok()) return s;

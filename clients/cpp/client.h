@@ -77,6 +77,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/channel_security.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 
 namespace pinbroker::client {
@@ -124,6 +125,11 @@ struct ClientOptions {
   // How long one connection attempt (connect plus the HTTP/2 handshake) may take before gRPC
   // gives up on it. Slow machines (a TCG-emulated VM) need well over 100 ms.
   absl::Duration connect_timeout = absl::Seconds(20);
+  // TLS for a "host:port" endpoint (api/channel_security.h): the broker's CA, this client's
+  // certificate and key (PEM files), and the name the broker's certificate carries if not the
+  // endpoint's host. Empty: plaintext, which only a broker with insecure_tcp accepts. Must be
+  // empty for "unix:" endpoints (the broker knows those callers by their kernel credentials).
+  TlsClientFiles tls;
   // Runs (on the callback thread) once, when the session is lost, with the reason
   // (UNAUTHENTICATED). Every held lease has already been reported through on_revoked.
   std::function<void(const absl::Status& why)> on_session_lost;

@@ -79,7 +79,8 @@ class Parser {
         return absl::InvalidArgumentError(
             absl::StrCat("unknown option '", arg,
                          "' (global options: --endpoint, -o, "
-                         "--timeout, --session, --token, --help, --version)"));
+                         "--timeout, --session, --token, --tls-ca, --tls-cert, --tls-key, "
+                         "--tls-server-name, --help, --version)"));
       }
     }
     if (i_ >= argc_) {
@@ -184,7 +185,8 @@ class Parser {
       return true;
     }
     if (n != "endpoint" && n != "o" && n != "output" && n != "timeout" && n != "session" &&
-        n != "token") {
+        n != "token" && n != "tls-ca" && n != "tls-cert" && n != "tls-key" &&
+        n != "tls-server-name") {
       return false;
     }
     auto value = Value(flag);
@@ -211,6 +213,14 @@ class Parser {
       out_.global.timeout = *d;
     } else if (n == "session") {
       out_.global.session = *value;
+    } else if (n == "tls-ca") {
+      out_.global.tls_ca = *value;
+    } else if (n == "tls-cert") {
+      out_.global.tls_cert = *value;
+    } else if (n == "tls-key") {
+      out_.global.tls_key = *value;
+    } else if (n == "tls-server-name") {
+      out_.global.tls_server_name = *value;
     } else {
       out_.global.token = *value;
     }

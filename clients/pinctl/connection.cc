@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/channel_security.h"
 #include "common/runtime_paths.h"
 
 namespace pinctl {
@@ -42,19 +43,30 @@ std::string NormalizeEndpoint(const std::string& endpoint) {
   return endpoint;
 }
 
-Connection::Connection(const GlobalOptions& global)
-    : endpoint_(global.endpoint.empty() ? DefaultEndpoint() : NormalizeEndpoint(global.endpoint)),
-      timeout_(global.timeout) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const GlobalOptions& global) {
+  std::unique_ptr<Connection> connection(new Connection(
+      global, global.endpoint.empty() ? DefaultEndpoint() : NormalizeEndpoint(global.endpoint)));
+  pinbroker::TlsClientFiles tls{global.tls_ca, global.tls_cert, global.tls_key,
+                                global.tls_server_name};
+  if (tls.empty() && !pinbroker::IsUnixEndpoint(connection->endpoint_)) {
+    tls = pinbroker::TlsClientFilesFromEnvironment();
+  }
   grpc::ChannelArguments args;
   // Watch streams and held leases live long: ping every 20 s (the broker permits >= 10 s) so a
   // dead connection is noticed.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-  channel_ = grpc::CreateCustomChannel(endpoint_, grpc::InsecureChannelCredentials(), args);
-  broker_ = pinbroker::v1::PinBroker::NewStub(channel_);
-  health_ = grpc::health::v1::Health::NewStub(channel_);
+  auto security = pinbroker::ChannelSecurityFor(connection->endpoint_, tls, &args);
+  if (!security.ok()) return security.status();
+  connection->channel_ = grpc::CreateCustomChannel(connection->endpoint_, *security, args);
+  connection->broker_ = pinbroker::v1::PinBroker::NewStub(connection->channel_);
+  connection->health_ = grpc::health::v1::Health::NewStub(connection->channel_);
+  return connection;
+}
 
+Connection::Connection(const GlobalOptions& global, std::string endpoint)
+    : endpoint_(std::move(endpoint)), timeout_(global.timeout) {
   const std::string session = global.session.empty() ? Env("PINBROKER_SESSION") : global.session;
   const std::string token = global.token.empty() ? Env("PINBROKER_TOKEN") : global.token;
   if (!session.empty()) {

@@ -5,6 +5,12 @@
 // embedded default (unix:<DefaultRuntimeDir()>/pinbroker.sock, the same function the daemon
 // uses). A bare absolute path is taken as a Unix socket.
 //
+// Security: Unix sockets are plaintext (the broker knows the caller by its kernel credentials);
+// TCP endpoints use TLS when --tls-ca/--tls-cert/--tls-key/--tls-server-name or their
+// $PINBROKER_TLS_* variables are set (api/channel_security.h), else plaintext, which only a
+// broker started with insecure_tcp accepts. The variables are ignored for Unix endpoints; the
+// flags are refused there.
+//
 // Thread-safety: the stubs are safe to use from several threads (gRPC's guarantee); the
 // Connection itself is built once on the main thread and not modified afterwards.
 #pragma once
@@ -17,6 +23,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "clients/pinctl/cli.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -32,7 +39,8 @@ std::string NormalizeEndpoint(const std::string& endpoint);
 
 class Connection {
  public:
-  explicit Connection(const GlobalOptions& global);
+  // INVALID_ARGUMENT when the TLS settings are unusable (a missing file, TLS on a Unix socket).
+  static absl::StatusOr<std::unique_ptr<Connection>> Create(const GlobalOptions& global);
 
   const std::string& endpoint() const { return endpoint_; }
   pinbroker::v1::PinBroker::Stub& broker() { return *broker_; }
@@ -49,6 +57,8 @@ class Connection {
   std::optional<pinbroker::v1::SessionCredentials> credentials() const { return credentials_; }
 
  private:
+  Connection(const GlobalOptions& global, std::string endpoint);
+
   std::string endpoint_;
   absl::Duration timeout_;
   std::shared_ptr<grpc::Channel> channel_;

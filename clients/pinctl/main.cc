@@ -26,6 +26,12 @@ of the same name):
                     changes get their own bound added)
   --session ID      session credentials for commands acting on a session's leases
   --token T         (default: $PINBROKER_SESSION and $PINBROKER_TOKEN)
+  --tls-ca FILE     TLS for a host:port endpoint: the CA that signed the broker's certificate
+  --tls-cert FILE   this client's certificate (the broker requires one by default) and its
+  --tls-key FILE    key, PEM. Default: $PINBROKER_TLS_CA, $PINBROKER_TLS_CERT, $PINBROKER_TLS_KEY
+  --tls-server-name NAME  the name the broker's certificate must carry, when it is not the
+                    endpoint's host ($PINBROKER_TLS_SERVER_NAME). Without any TLS setting a
+                    host:port endpoint is plaintext (brokers accept that only with insecure_tcp)
   -h, --help        help; "pinctl help lease pin" or "pinctl lease pin --help" for one command
   --version         the version, git commit and build type
 Durations: 500ms, 2s, 1m30s or a number of seconds. Sizes: bytes, or with K, M, G, T suffix.
@@ -114,9 +120,10 @@ int Main(int argc, char** argv) {
       return 19;  // 10 + FAILED_PRECONDITION, as for any refusal with that code.
     }
   }
-  Connection connection(line->global);
-  out.set_endpoint(connection.endpoint());
-  Invocation inv{line->global, line->args, connection, out};
+  auto connection = Connection::Create(line->global);
+  if (!connection.ok()) return out.UsageError(connection.status().message());
+  out.set_endpoint((*connection)->endpoint());
+  Invocation inv{line->global, line->args, **connection, out};
   return command.run(inv);
 }
 

@@ -76,8 +76,8 @@ void PrintLeaseTable(Output& out, const std::vector<const v1::Lease*>& leases) {
     table.Add({l->lease_id(), l->session_id(), l->holder().empty() ? "-" : l->holder(),
                l->export_name(), l->path(), FormatRange(l->range()), ShortName(l->access()),
                ShortName(l->mode()), ShortName(l->state()), FormatTimestamp(l->expires_at()),
-               absl::FormatDuration(absl::Trunc(std::max(expires - now, absl::ZeroDuration()),
-                                                absl::Seconds(1)))});
+               absl::FormatDuration(
+                   absl::Trunc(std::max(expires - now, absl::ZeroDuration()), absl::Seconds(1)))});
   }
   if (table.empty()) {
     out.Line("no leases");
@@ -163,10 +163,16 @@ void PrintLayoutChange(Output& out, const v1::LayoutChangeResponse& r) {
   Table t({"policy:", ShortName(r.policy())});
   t.Add({"affected:", FormatRange(r.affected())});
   t.Add({"size:", absl::StrCat(r.size_before(), " -> ", r.size_after())});
-  t.Add({"recalled:", Ids(r.recalled_lease_ids())});
-  t.Add({"released:", Ids(r.released_lease_ids())});
-  t.Add({"expired:", Ids(r.expired_lease_ids())});
-  t.Add({"revoked:", Ids(r.revoked_lease_ids())});
+  // Others' leases (of sessions the caller may not see) are counted, not named.
+  auto ids = [](const auto& listed, uint32_t others) {
+    if (others == 0) return Ids(listed);
+    const std::string counted = absl::StrCat(others, " of other sessions");
+    return listed.empty() ? counted : absl::StrCat(Ids(listed), " and ", counted);
+  };
+  t.Add({"recalled:", ids(r.recalled_lease_ids(), r.others_recalled())});
+  t.Add({"released:", ids(r.released_lease_ids(), r.others_released())});
+  t.Add({"expired:", ids(r.expired_lease_ids(), r.others_expired())});
+  t.Add({"revoked:", ids(r.revoked_lease_ids(), r.others_revoked())});
   t.Add({"waited:", FormatDuration(r.waited())});
   t.PrintTo(out);
 }

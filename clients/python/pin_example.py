@@ -36,6 +36,33 @@ def default_endpoint():
     return "unix:%s/pinbroker.sock" % runtime
 
 
+def read_pem(what, path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise ValueError("the TLS %s file '%s' is empty" % (what, path))
+    return data
+
+
+def open_channel(grpc, args):
+    """The same rule as pinctl: Unix sockets are plaintext (the broker knows the caller by its
+    kernel credentials); a host:port endpoint uses TLS when any --tls-* setting is given (the
+    broker requires a client certificate by default), else plaintext."""
+    tls = [args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name]
+    if args.endpoint.startswith("unix") or not any(tls):
+        return grpc.insecure_channel(args.endpoint)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("a TLS client certificate needs both --tls-cert and --tls-key")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read_pem("CA", args.tls_ca) if args.tls_ca else None,
+        private_key=read_pem("key", args.tls_key) if args.tls_key else None,
+        certificate_chain=read_pem("certificate", args.tls_cert) if args.tls_cert else None)
+    options = []
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+    return grpc.secure_channel(args.endpoint, credentials, options=options)
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--endpoint", default=default_endpoint(),
@@ -48,6 +75,15 @@ def parse_args():
                    help="size to truncate to (default: --offset, i.e. drop the pinned range)")
     p.add_argument("--grace", type=float, default=5.0,
                    help="revoke grace period in seconds (default 5)")
+    p.add_argument("--tls-ca", default=os.environ.get("PINBROKER_TLS_CA"),
+                   help="TLS for a host:port endpoint: the CA of the broker's certificate "
+                        "(default: $PINBROKER_TLS_CA)")
+    p.add_argument("--tls-cert", default=os.environ.get("PINBROKER_TLS_CERT"),
+                   help="this client's certificate, PEM (default: $PINBROKER_TLS_CERT)")
+    p.add_argument("--tls-key", default=os.environ.get("PINBROKER_TLS_KEY"),
+                   help="its private key, PEM (default: $PINBROKER_TLS_KEY)")
+    p.add_argument("--tls-server-name", default=os.environ.get("PINBROKER_TLS_SERVER_NAME"),
+                   help="the name the broker's certificate carries, if not the endpoint's host")
     p.add_argument("--pythonpath", default=None,
                    help="directory holding the generated pinbroker/v1/*_pb2*.py "
                         "(default: found on PYTHONPATH)")
@@ -68,7 +104,11 @@ def main():
               file=sys.stderr)
         return 2
 
-    channel = grpc.insecure_channel(args.endpoint)
+    try:
+        channel = open_channel(grpc, args)
+    except (OSError, ValueError) as e:
+        print("pin_example: %s" % e, file=sys.stderr)
+        return 2
     stub = pb_grpc.PinBrokerStub(channel)
     rpc_timeout = 30
 

@@ -21,12 +21,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "broker/broker.h"
 #include "api/status_convert.h"
+#include "broker/broker.h"
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
-#include "common/simulated_clock.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -37,7 +37,9 @@ namespace {
 namespace v1 = ::pinbroker::v1;
 using ::pinbroker::testing::StatusIs;
 using ::testing::_;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Unprivileged ids no account on a test host uses; the kernel needs no passwd entry for them.
 constexpr uid_t kUserA = 61001;
@@ -121,7 +123,8 @@ class Client {
   }
 
   // With `policy`, no grace and no wait: nothing here needs the clock to move.
-  absl::Status TruncateWith(const std::string& path, uint64_t size, v1::LayoutPolicy policy) {
+  absl::StatusOr<v1::LayoutChangeResponse> TruncateAnswer(const std::string& path, uint64_t size,
+                                                          v1::LayoutPolicy policy) {
     v1::TruncateRequest request;
     request.set_export_name("exp");
     request.set_path(path);
@@ -129,7 +132,10 @@ class Client {
     request.mutable_options()->set_policy(policy);
     request.mutable_options()->mutable_grace()->set_seconds(0);
     request.mutable_options()->mutable_timeout()->set_seconds(0);
-    return Call(&v1::PinBroker::Stub::Truncate, request).status();
+    return Call(&v1::PinBroker::Stub::Truncate, request);
+  }
+  absl::Status TruncateWith(const std::string& path, uint64_t size, v1::LayoutPolicy policy) {
+    return TruncateAnswer(path, size, policy).status();
   }
 
   absl::Status PunchHoleWith(const std::string& path, uint64_t offset, uint64_t length,
@@ -537,6 +543,43 @@ TEST_F(IdentityTest, AReadersLeaseCannotHoldOffARefuseOrDeferChange) {
               StatusIs(absl::StatusCode::kDeadlineExceeded, _));
   EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 100u);
   EXPECT_EQ(LiveLeases(), 1u);
+}
+
+TEST_F(IdentityTest, ALayoutChangeNamesOnlyTheCallersOwnLeasesToANonAdmin) {
+  MakeFile("shared", kUserA, kGroupA, 0666, std::string(16384, 's'));  // Both may write.
+  Client a = UserA();
+  Client b = UserB();
+  auto a_session = a.OpenSession();
+  auto b_session = b.OpenSession();
+  ASSERT_OK(a_session.status());
+  ASSERT_OK(b_session.status());
+  auto b_lease = b.Pin(*b_session, "shared", v1::ACCESS_READ_WRITE);
+  ASSERT_OK(b_lease.status());
+
+  // Refused for A: the message shows B's lease as someone's, without its id or session.
+  const absl::Status refused = a.TruncateWith("shared", 0, v1::LAYOUT_POLICY_REFUSE);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                HasSubstr("a lease of another session (bytes [0, 4096)")));
+  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr(b_session->session_id())));
+  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr(b_lease->lease_id())));
+  // Root administers the export and is told whose lease it is.
+  Client root = Root();
+  const absl::Status for_root = root.TruncateWith("shared", 0, v1::LAYOUT_POLICY_REFUSE);
+  EXPECT_THAT(for_root,
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(b_session->session_id())));
+  EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 16384u);
+
+  // Applied under revoke: A's own lease is listed, B's only counted.
+  auto a_lease = a.Pin(*a_session, "shared", v1::ACCESS_READ);
+  ASSERT_OK(a_lease.status());
+  auto answer = a.TruncateAnswer("shared", 0, v1::LAYOUT_POLICY_REVOKE);
+  ASSERT_OK(answer.status());
+  EXPECT_THAT(answer->revoked_lease_ids(), ElementsAre(a_lease->lease_id()));
+  EXPECT_THAT(answer->recalled_lease_ids(), ElementsAre(a_lease->lease_id()));
+  EXPECT_EQ(answer->others_recalled(), 1u);
+  EXPECT_EQ(answer->others_revoked(), 1u);
+  EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 0u);
+  EXPECT_EQ(LiveLeases(), 0u);
 }
 
 class ExportRulesTest : public IdentityTest {

@@ -12,12 +12,13 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "broker/broker.h"
 #include "api/status_convert.h"
+#include "broker/broker.h"
+#include "clients/cpp/client.h"
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
-#include "common/simulated_clock.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"
@@ -60,15 +61,15 @@ class TlsTest : public ::testing::Test {
     tls->set_key_file(dir_.Join("server.key"));
     tls->set_client_ca_file(dir_.Join("ca.pem"));
     (*tls->mutable_principal_uids())["bob"] = kMappedUid;
-    auto broker = Broker::Start(config, &clock_, std::make_unique<pinbroker::testing::FakeBackend>());
+    auto broker =
+        Broker::Start(config, &clock_, std::make_unique<pinbroker::testing::FakeBackend>());
     ASSERT_TRUE(broker.ok()) << broker.status();
     broker_ = *std::move(broker);
   }
 
   void Run(const std::string& command) {
-    ASSERT_EQ(pinbroker::testing::RunLogged(absl::StrCat("cd ", dir_.path(), " && ", command),
-                                            &log_),
-              0)
+    ASSERT_EQ(
+        pinbroker::testing::RunLogged(absl::StrCat("cd ", dir_.path(), " && ", command), &log_), 0)
         << log_;
   }
 
@@ -89,8 +90,10 @@ class TlsTest : public ::testing::Test {
 
   void MakeCertificates() {
     for (const char* ca : {"ca", "otherca"}) {
-      Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                       "-keyout ", ca, ".key -out ", ca, ".pem -days 2 -subj /CN=", ca));
+      Run(
+          absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                       "-keyout ",
+                       ca, ".key -out ", ca, ".pem -days 2 -subj /CN=", ca));
     }
     Issue("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1", "ca", 2);
     Issue("alice", "alice", "subjectAltName=URI:spiffe://pinbroker.test/alice", "ca", 2);
@@ -193,6 +196,38 @@ TEST_F(TlsTest, NoCertificateWrongCaAndExpiredCertificateAreRefusedAtTheHandshak
   EXPECT_EQ(broker_->sessions().size(), 0u);
 }
 
+TEST_F(TlsTest, TheCppClientPresentsItsCertificateFromClientOptions) {
+  pinbroker::client::ClientOptions options;
+  options.client_name = "cpp-over-tls";
+  options.tls.ca_file = dir_.Join("ca.pem");
+  options.tls.cert_file = dir_.Join("alice.pem");
+  options.tls.key_file = dir_.Join("alice.key");
+  options.tls.server_name = "localhost";
+  auto client = pinbroker::client::Client::Connect(broker_->addresses().front(), options);
+  ASSERT_OK(client.status());
+  auto owner = broker_->sessions().OwnerOf((*client)->session_id());
+  ASSERT_OK(owner.status());
+  EXPECT_EQ(owner->key, "tls:spiffe://pinbroker.test/alice");
+  client->reset();
+
+  // Without a certificate the handshake fails; nothing is opened.
+  options.tls.cert_file.clear();
+  options.tls.key_file.clear();
+  EXPECT_THAT(pinbroker::client::Client::Connect(broker_->addresses().front(), options).status(),
+              StatusIs(absl::StatusCode::kUnavailable, _));
+  // A key without its certificate, a file that is not there, TLS on a Unix socket: refused
+  // before any connection.
+  options.tls.key_file = dir_.Join("alice.key");
+  EXPECT_THAT(pinbroker::client::Client::Connect(broker_->addresses().front(), options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("both")));
+  options.tls.cert_file = dir_.Join("missing.pem");
+  EXPECT_THAT(pinbroker::client::Client::Connect(broker_->addresses().front(), options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("missing.pem")));
+  EXPECT_THAT(pinbroker::client::Client::Connect("unix:/nonexistent.sock", options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("TCP endpoints only")));
+  EXPECT_EQ(broker_->sessions().size(), 0u);
+}
+
 TEST(TcpConfigTest, PlaintextTcpNeedsInsecureTcpAndLoopback) {
   pinbroker::testing::TempDir dir("/tmp");
   SimulatedClock clock;
@@ -201,14 +236,14 @@ TEST(TcpConfigTest, PlaintextTcpNeedsInsecureTcpAndLoopback) {
   e->set_name("exp");
   e->set_root(dir.path());
   config.add_listen("127.0.0.1:0");
-  EXPECT_THAT(Broker::Start(config, &clock, std::make_unique<pinbroker::testing::FakeBackend>())
-                  .status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs TLS")));
+  EXPECT_THAT(
+      Broker::Start(config, &clock, std::make_unique<pinbroker::testing::FakeBackend>()).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs TLS")));
   config.set_insecure_tcp(true);
   config.set_listen(0, "0.0.0.0:0");
-  EXPECT_THAT(Broker::Start(config, &clock, std::make_unique<pinbroker::testing::FakeBackend>())
-                  .status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only on loopback")));
+  EXPECT_THAT(
+      Broker::Start(config, &clock, std::make_unique<pinbroker::testing::FakeBackend>()).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only on loopback")));
   config.set_listen(0, "127.0.0.1:0");
   auto broker = Broker::Start(config, &clock, std::make_unique<pinbroker::testing::FakeBackend>());
   ASSERT_OK(broker.status());

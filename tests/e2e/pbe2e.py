@@ -205,13 +205,13 @@ class Process:
 class Daemon:
     """The real pinbrokerd serving one export on a Unix socket under `root`."""
 
-    def __init__(self, root, extra_args):
+    def __init__(self, root, extra_args, extra_listen=()):
         self.root = root
         self.socket = os.path.join(root, "s.sock")
         self.export_dir = os.path.join(root, "exp")
         self.endpoint = "unix:" + self.socket
         self.log_path = os.path.join(root, "pinbrokerd.%d.log" % time.monotonic_ns())
-        self.args = [PINBROKERD, "--listen", self.endpoint,
+        self.args = [PINBROKERD, "--listen", ",".join([self.endpoint] + list(extra_listen)),
                      "--export", "default=" + self.export_dir] + list(extra_args)
         self.proc = None
 
@@ -280,8 +280,10 @@ class BrokerTest(unittest.TestCase):
 
     # --- daemon ---------------------------------------------------------------------------
 
-    def start_daemon(self, args):
-        self.daemon = Daemon(self.root, args)
+    def start_daemon(self, args, extra_listen=()):
+        """Starts pinbrokerd on the Unix socket (and `extra_listen` addresses, e.g.
+        "127.0.0.1:0") and waits until it answers on the socket."""
+        self.daemon = Daemon(self.root, args, extra_listen)
         os.makedirs(self.daemon.export_dir, exist_ok=True)
         self.daemon.start()
         self.wait_healthy()

@@ -176,6 +176,57 @@ class IdentityTest(BrokerTest):
         self.assertEqual(self.lease_ids(), [])
         self.assertIn("admin uid 0", self.daemon.log())
 
+    def test_a_bind_mount_beneath_the_export_is_not_part_of_it(self):
+        elsewhere = os.path.join(self.root, "elsewhere")
+        os.makedirs(elsewhere)
+        with open(os.path.join(elsewhere, "f"), "wb") as f:
+            f.write(b"12345678")
+        os.chmod(os.path.join(elsewhere, "f"), 0o666)
+        mnt = self.file_path("mnt")
+        os.makedirs(mnt)
+        mounted = subprocess.run(["mount", "--bind", elsewhere, mnt], capture_output=True,
+                                 text=True)
+        if mounted.returncode != 0:
+            self.skipTest("bind mount not permitted here: %s" % mounted.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt], capture_output=True)
+        for who in ("root", "pbtest-a"):
+            with self.subTest(who):
+                run = self.pinctl if who == "root" else (
+                    lambda *a, **kw: self.as_user("pbtest-a", *a))
+                r = run("lease", "pin", "default", "mnt/f", "--length", "1", check=False)
+                self.assertIn("mount point", self.assert_error(r, "PERMISSION_DENIED"))
+                r = run("file", "truncate", "default", "mnt/f", "--size", "0", "--policy",
+                        "revoke", check=False)
+                self.assert_error(r, "PERMISSION_DENIED")
+        with open(os.path.join(elsewhere, "f"), "rb") as f:
+            self.assertEqual(f.read(), b"12345678")
+        self.assertEqual(self.lease_ids(), [])
+
+    def test_a_readers_lease_cannot_hold_off_a_writers_refuse_truncate(self):
+        a = uid_of("pbtest-a")
+        data = os.urandom(16384)
+        self.make_owned("shared", a, 0o644, data)  # a writes, b only reads.
+        holder = pbe2e.Process(
+            ["setpriv", "--reuid=pbtest-b", "--regid=pbtest-b", "--init-groups", "--"]
+            + self.pinctl_args(["lease", "pin", "default", "shared", "--length", "4096",
+                                "--hold", "--name", "reader"]),
+            name="reader")
+        self.processes.append(holder)
+        pinned = holder.wait_for(lambda o: "lease" in o and "type" not in o, what="the lease")
+        lease_id = pinned["lease"]["lease_id"]
+        holder.wait_event("GRANTED", lease_id)
+        r = self.as_user("pbtest-a", "file", "truncate", "default", "shared", "--size", "0",
+                         "--policy", "refuse", "--grace", "10s")
+        self.assertEqual(r.rc, 0, r)
+        # a is not an admin: b's lease is counted, not named.
+        self.assertNotIn(lease_id, r.stdout)
+        others = r.obj.get("othersReleased", r.obj.get("others_released", 0))
+        self.assertEqual(int(others), 1, r)
+        event = holder.wait_event("RECALLED", lease_id)
+        self.assertIn("may not change the file's layout", event["lease"]["reason"])
+        self.assertEqual(self.read_file("shared"), b"")
+        self.assertEqual(self.lease_ids(), [])
+
     def test_squatted_runtime_directory_is_refused_by_broker_and_client(self):
         victim = uid_of("pbtest-b")
         runtime = "/tmp/pinbroker-%d" % victim
