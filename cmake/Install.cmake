@@ -37,8 +37,7 @@ endforeach()
 
 install(TARGETS ${_pb_export_targets} EXPORT pinbrokerTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 
 # Public headers. Nothing here includes a header that is not installed (ctest
 # scripts.client_layering checks it).
@@ -50,8 +49,7 @@ if(TARGET pinbroker_rdma_client)
 endif()
 list(TRANSFORM _pb_public_headers PREPEND ${PROJECT_SOURCE_DIR}/)
 install(FILES ${_pb_public_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/pinbroker)
-# The generated API (messages, gRPC stubs, and the gMock stubs, which only a consumer's tests
-# include) and the protos it comes from.
+# The generated API (messages and gRPC stubs) and the protos it comes from.
 install(DIRECTORY ${PROJECT_BINARY_DIR}/api/pinbroker/v1/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/pinbroker/v1
         FILES_MATCHING PATTERN "*.pb.h")

@@ -152,6 +152,15 @@ compile_with_pc() {  # compile_with_pc MODULE SOURCE OUTPUT
   # shellcheck disable=SC2086
   "$cxx" -std=c++20 -O1 -o "$3" "$2" $flags
 }
+syntax_check() {  # syntax_check MODULE STD HEADER...
+  local module=$1 std=$2 flags; shift 2
+  flags=$(pkg-config --cflags "$module")
+  # shellcheck disable=SC2086
+  printf '#include "%s"\n' "$@" | "$cxx" -std="$std" -fsyntax-only $flags -x c++ -
+}
+run "the public headers compile as C++17" "$tmp/cxx17.log" \
+  syntax_check pinbroker-client c++17 pinbroker/client.h pinbroker/log_sink.h \
+  pinbroker/rdma_wire.h pinbroker/v1/pinbroker.grpc.pb.h
 run "consumer_pkgconfig builds with pkg-config pinbroker-client" "$tmp/pc-build.log" \
   compile_with_pc pinbroker-client "$tmp/consumer_pkgconfig/info_consumer.cc" "$tmp/info_consumer"
 if [ "$rdma" = 1 ]; then
@@ -159,6 +168,9 @@ if [ "$rdma" = 1 ]; then
     compile_with_pc pinbroker-rdma-client "$tmp/consumer_pkgconfig/rdma_check.cc" \
     "$tmp/rdma_check"
   run "rdma_check runs" "$tmp/rdma-check.log" "$tmp/rdma_check"
+  run "the RDMA client's public headers compile as C++17" "$tmp/cxx17-rdma.log" \
+    syntax_check pinbroker-rdma-client c++17 pinbroker/rdma_connection.h pinbroker/rdma_lease.h \
+    pinbroker/rdma_transfer_checks.h
   expect "rdma_check: WRITE on a read-only lease refused" "$tmp/rdma-check.log" \
     "^write on read-only lease: PERMISSION_DENIED$"
   expect "rdma_check: READ past the lease refused" "$tmp/rdma-check.log" \
