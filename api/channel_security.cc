@@ -1,4 +1,4 @@
-#include "api/channel_security.h"
+#include "pinbroker/channel_security.h"
 
 #include <cstdlib>
 #include <fstream>

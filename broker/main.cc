@@ -25,15 +25,15 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "api/pinbroker/rdma_wire.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/proto_convert.h"
 #include "common/build_info.h"
-#include "google/protobuf/text_format.h"
 #include "common/log.h"
-#include "pinning/rdma/verbs_backend.h"
 #include "common/real_clock.h"
+#include "google/protobuf/text_format.h"
+#include "pinbroker/rdma_wire.h"
+#include "pinning/rdma/verbs_backend.h"
 
 ABSL_FLAG(std::string, config, "",
           "Configuration file (text-format pinbroker.v1.BrokerConfig; see "

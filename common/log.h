@@ -12,19 +12,11 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "pinbroker/log_sink.h"
 
 namespace pinbroker {
 
-enum class LogSeverity { kInfo, kWarning, kError };
-
-// Receives each finished line (without the trailing newline).
-using LogSink = std::function<void(LogSeverity, absl::string_view line)>;
-
-// Installs `sink` (nullptr restores stderr) and returns the previous one.
-LogSink SetLogSink(LogSink sink);
-
-// Lines below `min` are dropped. Default: kInfo.
-void SetMinLogSeverity(LogSeverity min);
+// LogSeverity, LogSink, SetLogSink() and SetMinLogSeverity() are public: pinbroker/log_sink.h.
 bool LogEnabled(LogSeverity severity);
 
 class LogMessage {

@@ -1,4 +1,4 @@
-#include "clients/cpp/client.h"
+#include "pinbroker/client.h"
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>

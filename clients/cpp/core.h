@@ -28,7 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "clients/cpp/client.h"
+#include "pinbroker/client.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 
 namespace pinbroker::client::internal {

@@ -31,7 +31,7 @@ struct GlobalOptions {
   absl::Duration timeout = absl::Seconds(30);  // Per-RPC deadline (not for streams).
   std::string session;                         // Empty: PINBROKER_SESSION.
   std::string token;                           // Empty: PINBROKER_TOKEN.
-  // TLS for TCP endpoints (api/channel_security.h); each empty field: $PINBROKER_TLS_CA,
+  // TLS for TCP endpoints (pinbroker/channel_security.h); each empty field: $PINBROKER_TLS_CA,
   // $PINBROKER_TLS_CERT, $PINBROKER_TLS_KEY, $PINBROKER_TLS_SERVER_NAME.
   std::string tls_ca;
   std::string tls_cert;

@@ -8,7 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "api/channel_security.h"
+#include "pinbroker/channel_security.h"
 #include "common/runtime_paths.h"
 
 namespace pinctl {

@@ -7,7 +7,7 @@
 //
 // Security: Unix sockets are plaintext (the broker knows the caller by its kernel credentials);
 // TCP endpoints use TLS when --tls-ca/--tls-cert/--tls-key/--tls-server-name or their
-// $PINBROKER_TLS_* variables are set (api/channel_security.h), else plaintext, which only a
+// $PINBROKER_TLS_* variables are set (pinbroker/channel_security.h), else plaintext, which only a
 // broker started with insecure_tcp accepts. The variables are ignored for Unix endpoints; the
 // flags are refused there.
 //

@@ -9,7 +9,7 @@
 
 #include "clients/pinrdma/options.h"
 #include "clients/pinrdma/output.h"
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/rdma_lease.h"
 
 namespace pinrdma {
 

@@ -3,24 +3,24 @@
 // prints its event ("connected", "pinned").
 //
 // Thread-safety: used from the main thread; the lease's callbacks run on the Client's
-// callback thread (see clients/rdma/rdma_lease.h).
+// callback thread (see include/pinbroker/rdma_lease.h).
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "clients/cpp/client.h"
 #include "clients/pinrdma/options.h"
 #include "clients/pinrdma/output.h"
-#include "clients/rdma/rdma_connection.h"
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/client.h"
+#include "pinbroker/rdma_connection.h"
+#include "pinbroker/rdma_lease.h"
 
 namespace pinrdma {
 
 // --endpoint, else $PINBROKER_ENDPOINT, else the per-user socket or the system one
-// (DefaultClientEndpoint in common/runtime_paths.h: FAILED_PRECONDITION for a runtime directory that is not
-// private); "/x" -> "unix:/x".
+// (DefaultClientEndpoint in common/runtime_paths.h: FAILED_PRECONDITION for a runtime directory
+// that is not private); "/x" -> "unix:/x".
 absl::StatusOr<std::string> ResolveEndpoint(const std::string& flag);
 
 struct Session {

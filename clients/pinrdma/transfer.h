@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/rdma_lease.h"
 
 namespace pinrdma {
 

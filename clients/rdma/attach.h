@@ -1,4 +1,4 @@
-// The client's half of the RDMA attach handshake (api/pinbroker/rdma_wire.h): encoding the
+// The client's half of the RDMA attach handshake (include/pinbroker/rdma_wire.h): encoding the
 // AttachRequest carried by the rdma_cm connect request, and turning the broker's answer (a
 // REJECTED event with an AttachReject, or a transport failure) into an absl::Status.
 //

@@ -22,7 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "clients/rdma/transfer_checks.h"
+#include "pinbroker/rdma_transfer_checks.h"
 
 namespace pinbroker::client::rdma_internal {
 

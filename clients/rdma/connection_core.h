@@ -42,10 +42,10 @@
 #include "clients/rdma/lease_gate.h"
 #include "clients/rdma/local_buffer.h"
 #include "clients/rdma/op_record.h"
-#include "clients/rdma/transfer_checks.h"
 #include "common/verbs/fd_events.h"
 #include "common/verbs/owners.h"
 #include "common/verbs/rc_queue.h"
+#include "pinbroker/rdma_transfer_checks.h"
 #include "pinbroker/rdma_wire.h"
 
 namespace pinbroker::client::rdma_internal {

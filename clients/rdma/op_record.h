@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "clients/rdma/lease_gate.h"
 #include "clients/rdma/local_buffer.h"
-#include "clients/rdma/transfer_checks.h"
+#include "pinbroker/rdma_transfer_checks.h"
 
 namespace pinbroker::client::rdma_internal {
 

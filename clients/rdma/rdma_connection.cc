@@ -1,4 +1,4 @@
-#include "clients/rdma/rdma_connection.h"
+#include "pinbroker/rdma_connection.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"

@@ -1,4 +1,4 @@
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/rdma_lease.h"
 
 #include <utility>
 

@@ -1,6 +1,5 @@
-#include "clients/rdma/transfer_checks.h"
-
 #include "absl/strings/str_cat.h"
+#include "pinbroker/rdma_transfer_checks.h"
 
 namespace pinbroker::client {
 namespace {

@@ -13,10 +13,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "api/pinbroker/rdma_wire.h"
-#include "common/verbs/fd_events.h"
 #include "common/errno_status.h"
 #include "common/log.h"
+#include "common/verbs/fd_events.h"
+#include "pinbroker/rdma_wire.h"
 
 namespace pinbroker::rdma {
 namespace {

@@ -1,5 +1,5 @@
 // ConnectionManager: the broker's rdma_cm listener and the RDMA connections clients attach to
-// their sessions (see api/pinbroker/rdma_wire.h for the handshake).
+// their sessions (see include/pinbroker/rdma_wire.h for the handshake).
 //
 // One listener (the configured address, or 0.0.0.0, and port) and one event thread. The thread
 // handles, in order of arrival:

@@ -52,10 +52,10 @@
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "broker/broker.h"
-#include "clients/cpp/client.h"
-#include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "common/log.h"
 #include "common/real_clock.h"
+#include "pinbroker/client.h"
+#include "pinbroker/v1/pinbroker.grpc.pb.h"
 
 namespace pinbroker {
 namespace {

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/status_convert.h"
 #include "broker/broker.h"
-#include "clients/cpp/client.h"
+#include "pinbroker/client.h"
 #include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

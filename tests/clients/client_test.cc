@@ -3,7 +3,7 @@
 // callback) or poll the broker's engine state, always with a generous bound; none sleeps for a
 // timer.
 
-#include "clients/cpp/client.h"
+#include "pinbroker/client.h"
 
 #include <sys/stat.h>
 
@@ -18,9 +18,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "broker/broker.h"
+#include "common/real_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/real_clock.h"
 #include "tests/clients/unix_proxy.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"

@@ -1,13 +1,13 @@
-// Tests of RdmaConnection (clients/rdma/rdma_connection.h).
+// Tests of RdmaConnection (include/pinbroker/rdma_connection.h).
 //
 // Without an RDMA device (this project's hosts): option validation, a broker without RDMA
 // endpoints, the Client's credentials accessor, and the error for a missing device.
 // With a device (the VM suite's guest: rxe0 10.77.0.1, rxe1 10.77.0.2; override with
 // PINBROKER_TEST_RDMA_SERVER / PINBROKER_TEST_RDMA_CLIENT): the attach handshake against an
-// rdma_cm listener in the test that plays the broker's side of api/pinbroker/rdma_wire.h — it
+// rdma_cm listener in the test that plays the broker's side of include/pinbroker/rdma_wire.h — it
 // checks the AttachRequest's bytes and answers with each AttachReject, or accepts.
 
-#include "clients/rdma/rdma_connection.h"
+#include "pinbroker/rdma_connection.h"
 
 #include <arpa/inet.h>
 #include <infiniband/verbs.h>
@@ -25,10 +25,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/broker.h"
+#include "common/real_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinbroker/rdma_wire.h"
-#include "common/real_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 

@@ -1,12 +1,12 @@
-// End-to-end tests of RdmaLease (clients/rdma/rdma_lease.h) against the real broker, in process,
-// with its RDMA backend on a real device: the broker on rxe0 (10.77.0.1), the client on rxe1
-// (10.77.0.2), as in the VM suite's guest (override with PINBROKER_TEST_RDMA_SERVER /
+// End-to-end tests of RdmaLease (include/pinbroker/rdma_lease.h) against the real broker, in
+// process, with its RDMA backend on a real device: the broker on rxe0 (10.77.0.1), the client on
+// rxe1 (10.77.0.2), as in the VM suite's guest (override with PINBROKER_TEST_RDMA_SERVER /
 // PINBROKER_TEST_RDMA_CLIENT; the export lives under $PB_TMPFS if set). On hosts without an RDMA
 // device every test skips with the reason. Bytes are always checked in the file itself.
 //
 // Waits are event-driven (absl::Notification from callbacks) with a generous bound.
 
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/rdma_lease.h"
 
 #include <infiniband/verbs.h>
 #include <sys/stat.h>
@@ -19,10 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "broker/broker.h"
-#include "clients/rdma/rdma_connection.h"
+#include "common/real_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/real_clock.h"
+#include "pinbroker/rdma_connection.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 

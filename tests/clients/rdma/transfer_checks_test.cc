@@ -1,13 +1,12 @@
 // Tests of the checks every RDMA operation on a lease passes before it is posted
-// (clients/rdma/transfer_checks.h): bounds, access, atomics, and the device constraints the
-// broker publishes (required_alignment, max_transfer_size, constraint_reason).
-
-#include "clients/rdma/transfer_checks.h"
+// (include/pinbroker/rdma_transfer_checks.h): bounds, access, atomics, and the device constraints
+// the broker publishes (required_alignment, max_transfer_size, constraint_reason).
 
 #include <cstdint>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "pinbroker/rdma_transfer_checks.h"
 #include "tests/testing/status_matchers.h"
 
 namespace pinbroker::client {

@@ -12,9 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "api/pinbroker/rdma_wire.h"
-#include "common/verbs/rc_queue.h"
 #include "common/errno_status.h"
+#include "common/verbs/rc_queue.h"
+#include "pinbroker/rdma_wire.h"
 
 namespace pinbroker::testing {
 namespace {

@@ -1,6 +1,6 @@
 // RdmaTestClient: the smallest real client of the broker's RDMA side, for device tests: it
 // attaches an rdma_cm connection to a session (AttachRequest as private data, see
-// api/pinbroker/rdma_wire.h) and issues one-sided RDMA WRITE and READ through a lease's rkey.
+// include/pinbroker/rdma_wire.h) and issues one-sided RDMA WRITE and READ through a lease's rkey.
 // Not a fake: it is a real RC connection on a real device; it exists only so the backend's tests
 // do not depend on the client library.
 //

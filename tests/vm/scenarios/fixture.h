@@ -19,9 +19,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "clients/cpp/client.h"
-#include "clients/rdma/rdma_connection.h"
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/client.h"
+#include "pinbroker/rdma_connection.h"
+#include "pinbroker/rdma_lease.h"
 #include "tests/vm/scenarios/broker_process.h"
 #include "tests/vm/scenarios/environment.h"
 

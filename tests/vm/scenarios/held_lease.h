@@ -18,8 +18,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "clients/cpp/client.h"
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/client.h"
+#include "pinbroker/rdma_lease.h"
 #include "tests/vm/scenarios/fixture.h"
 
 namespace pinbroker::scenarios {

@@ -14,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "clients/cpp/client.h"
-#include "clients/rdma/rdma_connection.h"
-#include "clients/rdma/rdma_lease.h"
+#include "pinbroker/client.h"
+#include "pinbroker/rdma_connection.h"
+#include "pinbroker/rdma_lease.h"
 #include "tests/vm/scenarios/fixture.h"
 #include "tests/vm/scenarios/scenarios.h"
 

@@ -2,7 +2,7 @@
 // queue pair to pinbrokerd (rdma_cm over RoCE or InfiniBand), attached to a gRPC session of
 // the broker. The broker binds the memory windows of that session's RDMA leases on its end of
 // exactly this connection, so a lease's rkey works here and nowhere else (see
-// api/pinbroker/rdma_wire.h for the handshake, rdma_lease.h for the leases).
+// pinbroker/rdma_wire.h for the handshake, rdma_lease.h for the leases).
 //
 //   auto client = pinbroker::client::Client::Connect(endpoint, {.client_name = "writer"});
 //   pinbroker::client::RdmaConnectOptions rdma;
@@ -43,7 +43,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "clients/cpp/client.h"
+#include "pinbroker/client.h"
 
 namespace pinbroker::client {
 

@@ -12,8 +12,8 @@
 //   absl::Status s = (*lease)->Write(/*offset=*/0, buffer, /*buffer_offset=*/0, 4096);
 //   auto old = (*lease)->FetchAdd(/*offset=*/64, 1);
 //
-// Every operation is checked before it is posted (transfer_checks.h): bounds, access (WRITE and
-// atomics need a read-write lease), atomics' 8-byte alignment, and the device constraints the
+// Every operation is checked before it is posted (rdma_transfer_checks.h): bounds, access (WRITE
+// and atomics need a read-write lease), atomics' 8-byte alignment, and the device constraints the
 // broker published: offset and length multiples of required_alignment, length at most
 // max_transfer_size, and a path MTU no smaller than the alignment. Refusals are
 // INVALID_ARGUMENT / OUT_OF_RANGE / PERMISSION_DENIED / FAILED_PRECONDITION naming the lease,
@@ -57,9 +57,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "clients/cpp/client.h"
-#include "clients/rdma/rdma_connection.h"
-#include "clients/rdma/transfer_checks.h"
+#include "pinbroker/client.h"
+#include "pinbroker/rdma_connection.h"
+#include "pinbroker/rdma_transfer_checks.h"
 
 namespace pinbroker::client {
 

@@ -22,7 +22,7 @@ namespace pinbroker::rdma_wire {
 
 inline constexpr uint32_t kMagic = 0x50425231;  // "PBR1"
 inline constexpr uint16_t kVersion = 1;
-inline constexpr size_t kTokenBytes = 16;      // The session token, hex-decoded.
+inline constexpr size_t kTokenBytes = 16;  // The session token, hex-decoded.
 inline constexpr size_t kMaxSessionIdBytes = 32;
 inline constexpr uint16_t kDefaultPort = 7471;
 
@@ -46,7 +46,7 @@ enum class RejectCode : uint16_t {
 
 struct AttachReject {
   uint32_t magic = kMagic;
-  uint16_t code = 0;  // RejectCode.
+  uint16_t code = 0;      // RejectCode.
   char message[90] = {};  // NUL-terminated human-readable reason.
 };
 static_assert(sizeof(AttachReject) <= 148, "must fit a reject's private data");
@@ -54,10 +54,14 @@ static_assert(sizeof(AttachReject) <= 148, "must fit a reject's private data");
 
 inline const char* RejectCodeName(uint16_t code) {
   switch (static_cast<RejectCode>(code)) {
-    case RejectCode::kMalformed: return "malformed attach request";
-    case RejectCode::kUnauthenticated: return "unauthenticated";
-    case RejectCode::kAlreadyAttached: return "session already has an RDMA connection";
-    case RejectCode::kUnavailable: return "broker unavailable";
+    case RejectCode::kMalformed:
+      return "malformed attach request";
+    case RejectCode::kUnauthenticated:
+      return "unauthenticated";
+    case RejectCode::kAlreadyAttached:
+      return "session already has an RDMA connection";
+    case RejectCode::kUnavailable:
+      return "broker unavailable";
   }
   return "unknown reject code";
 }

@@ -36,8 +36,8 @@
 //     on_revoked and move Lease::state() to kRevoked / kExpired; operations on such a lease fail
 //     with NOT_FOUND naming the lease and saying what happened to it.
 //
-// The library logs what it cannot return (a failed background renewal, a broken stream) with
-// PB_LOG (common/log.h); route or silence it with pinbroker::SetLogSink().
+// The library logs what it cannot return (a failed background renewal, a broken stream); route
+// or silence it with pinbroker::SetLogSink() (pinbroker/log_sink.h).
 //
 // Errors are absl::Status with the broker's codes (see api/pinbroker/v1/pinbroker.proto):
 // OUT_OF_RANGE, PERMISSION_DENIED, NOT_FOUND, ... pass through unchanged with the broker's
@@ -77,7 +77,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "api/channel_security.h"
+#include "pinbroker/channel_security.h"
+#include "pinbroker/log_sink.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 
 namespace pinbroker::client {
@@ -125,7 +126,7 @@ struct ClientOptions {
   // How long one connection attempt (connect plus the HTTP/2 handshake) may take before gRPC
   // gives up on it. Slow machines (a TCG-emulated VM) need well over 100 ms.
   absl::Duration connect_timeout = absl::Seconds(20);
-  // TLS for a "host:port" endpoint (api/channel_security.h): the broker's CA, this client's
+  // TLS for a "host:port" endpoint (pinbroker/channel_security.h): the broker's CA, this client's
   // certificate and key (PEM files), and the name the broker's certificate carries if not the
   // endpoint's host. Empty: plaintext, which only a broker with insecure_tcp accepts. Must be
   // empty for "unix:" endpoints (the broker knows those callers by their kernel credentials).
@@ -146,7 +147,7 @@ struct PinOptions {
   absl::Duration wait_if_blocked = absl::ZeroDuration();
   // Ask for RDMA access (PinRequest.rdma): the lease carries a memory window's rkey in
   // info().rdma(), valid only on this session's attached RDMA connection. Normally set by
-  // RdmaLease::Pin (clients/rdma/rdma_lease.h), which attaches and checks the grant.
+  // RdmaLease::Pin (pinbroker/rdma_lease.h), which attaches and checks the grant.
   bool rdma = false;
   // Release the lease as soon as it is recalled (after on_recall, if any, has returned).
   bool release_on_recall = false;
@@ -259,7 +260,7 @@ class Client {
   const std::string& session_id() const { return session_id_; }
   const std::string& broker_epoch() const { return broker_epoch_; }
   // The session's id and token, for attaching an RDMA connection to it
-  // (clients/rdma/rdma_connection.h). The token is a secret: never log or print it.
+  // (pinbroker/rdma_connection.h). The token is a secret: never log or print it.
   v1::SessionCredentials credentials() const;
   // OK while the session is alive; why it was lost afterwards (UNAUTHENTICATED).
   absl::Status session_status() const;
