@@ -3,6 +3,9 @@
 // ranges the broker registers) and an rdma_cm listener that accepts RC connections whose peers
 // then write into a plain memory region registered here with remote write access.
 //
+// Its verbs objects come from the verbs kit (common/verbs/), as the broker's do: one RcQueue
+// per accepted connection.
+//
 // Thread-safety: Listen() and the destructor on one thread; the listener runs its own thread,
 // which only accepts and disconnects. pd() may be used from any thread (verbs are thread-safe).
 #pragma once
@@ -19,6 +22,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/verbs/fd_events.h"
+#include "common/verbs/owners.h"
+#include "common/verbs/rc_queue.h"
 
 namespace pinbroker::vmbench {
 
@@ -31,7 +37,7 @@ class PlainTarget {
   PlainTarget(const PlainTarget&) = delete;
   PlainTarget& operator=(const PlainTarget&) = delete;
 
-  ibv_pd* pd() const { return pd_; }
+  ibv_pd* pd() const { return pd_.get(); }
   std::string device() const;
   uint16_t port() const { return port_; }
 
@@ -39,15 +45,21 @@ class PlainTarget {
   PlainTarget() = default;
   void Loop();
 
-  rdma_event_channel* channel_ = nullptr;
-  rdma_cm_id* listener_ = nullptr;
-  ibv_pd* pd_ = nullptr;
-  ibv_cq* cq_ = nullptr;
+  struct Accepted {
+    verbs::CmId id;
+    verbs::RcQueue queue;  // Declared after the id: destroyed before it.
+  };
+
+  // In creation order: destroyed in the order the library requires.
+  verbs::CmEventChannel channel_;
+  verbs::CmId listener_;
+  verbs::ProtectionDomain pd_;
+  verbs::WakeFd wake_;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   absl::Mutex mu_;
-  std::vector<rdma_cm_id*> accepted_ ABSL_GUARDED_BY(mu_);
+  std::vector<Accepted> accepted_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pinbroker::vmbench

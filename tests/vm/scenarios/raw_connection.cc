@@ -60,25 +60,30 @@ absl::StatusOr<std::unique_ptr<RawConnection>> RawConnection::Connect(
   if (rdma_getaddrinfo(address.c_str(), service.c_str(), &hints, &res) != 0) {
     return Errno(absl::StrCat("rdma_getaddrinfo(", address, ":", port, ")"));
   }
-  ibv_qp_init_attr attr = {};
-  attr.cap.max_send_wr = 4;
-  attr.cap.max_recv_wr = 1;
-  attr.cap.max_send_sge = 1;
-  attr.cap.max_recv_sge = 1;
-  attr.qp_type = IBV_QPT_RC;
-  attr.sq_sig_all = 1;
-  const int created = rdma_create_ep(&conn->id_, res, nullptr, &attr);
+  // A synchronous id (no event channel): rdma_create_ep resolves the address and the route.
+  rdma_cm_id* id = nullptr;
+  const int created = rdma_create_ep(&id, res, nullptr, nullptr);
   rdma_freeaddrinfo(res);
   if (created != 0) return Errno("rdma_create_ep");
-
+  conn->id_.reset(id);
+  auto pd = verbs::AllocPd(id->verbs);
+  if (!pd.ok()) return pd.status();
+  conn->pd_ = *std::move(pd);
   conn->buffer_ =
       mmap(nullptr, kBufferBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (conn->buffer_ == MAP_FAILED) {
     conn->buffer_ = nullptr;
     return Errno("mmap");
   }
-  conn->mr_ = ibv_reg_mr(conn->id_->pd, conn->buffer_, kBufferBytes, IBV_ACCESS_LOCAL_WRITE);
-  if (conn->mr_ == nullptr) return Errno("ibv_reg_mr");
+  auto mr = verbs::RegisterMr(conn->pd_.get(), conn->buffer_, kBufferBytes, IBV_ACCESS_LOCAL_WRITE,
+                              "the raw connection's buffer");
+  if (!mr.ok()) return mr.status();
+  conn->mr_ = *std::move(mr);
+  auto queue = verbs::RcQueue::Create(
+      id, conn->pd_.get(),
+      {.cq_depth = 8, .max_send_wr = 4, .max_recv_wr = 1, .what = "the raw connection"});
+  if (!queue.ok()) return queue.status();
+  conn->queue_ = *std::move(queue);
 
   rdma_conn_param param = {};
   param.private_data = &attach;
@@ -87,7 +92,7 @@ absl::StatusOr<std::unique_ptr<RawConnection>> RawConnection::Connect(
   param.responder_resources = 1;
   param.retry_count = 7;
   param.rnr_retry_count = 7;
-  if (rdma_connect(conn->id_, &param) != 0) {
+  if (rdma_connect(id, &param) != 0) {
     return Errno(absl::StrCat("rdma_connect to ", address, ":", port));
   }
   conn->connected_ = true;
@@ -95,10 +100,11 @@ absl::StatusOr<std::unique_ptr<RawConnection>> RawConnection::Connect(
 }
 
 RawConnection::~RawConnection() {
-  if (id_ != nullptr && connected_) rdma_disconnect(id_);
-  if (mr_ != nullptr) ibv_dereg_mr(mr_);
+  if (connected_) rdma_disconnect(id_.get());
+  queue_.Reset().IgnoreError();  // Before the MR, the PD and the id.
+  mr_.reset();
   if (buffer_ != nullptr) munmap(buffer_, kBufferBytes);
-  if (id_ != nullptr) rdma_destroy_ep(id_);
+  // pd_, then id_, as members.
 }
 
 absl::StatusOr<ibv_wc_status> RawConnection::Write(uint64_t remote_address, uint32_t rkey,
@@ -118,13 +124,13 @@ absl::StatusOr<ibv_wc_status> RawConnection::Write(uint64_t remote_address, uint
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = remote_address;
   wr.wr.rdma.rkey = rkey;
-  if (int err = ibv_post_send(id_->qp, &wr, &bad); err != 0) {
+  if (int err = ibv_post_send(queue_.qp(), &wr, &bad); err != 0) {
     return absl::UnavailableError(absl::StrCat("ibv_post_send: ", std::strerror(err)));
   }
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     ibv_wc wc = {};
-    const int n = ibv_poll_cq(id_->send_cq, 1, &wc);
+    const int n = ibv_poll_cq(queue_.cq(), 1, &wc);
     if (n < 0) return absl::UnavailableError("ibv_poll_cq failed");
     if (n == 1 && wc.wr_id == wr.wr_id) return wc.status;
     if (absl::Now() > deadline) {

@@ -1,7 +1,8 @@
 // RawConnection: a bare rdma_cm RC connection to pinbrokerd, attached to a session with the
 // rdma_wire handshake, that posts RDMA WRITEs with any (remote address, rkey) the caller names.
 // It deliberately bypasses the client library (whose leases only use their own keys and check
-// every operation first): scenario 8 needs a client that tries someone else's key.
+// every operation first): scenario 8 needs a client that tries someone else's key. Its verbs
+// objects come from the verbs kit (common/verbs/), as the broker's and the client's do.
 //
 // Thread-safety: not thread-safe; one thread uses it.
 #pragma once
@@ -17,6 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/verbs/owners.h"
+#include "common/verbs/rc_queue.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 
 namespace pinbroker::scenarios {
@@ -42,10 +45,14 @@ class RawConnection {
  private:
   RawConnection() = default;
 
-  rdma_cm_id* id_ = nullptr;
-  bool connected_ = false;
+  // In creation order, so that members are destroyed in the order the library requires: the
+  // queue pair before its PD and id, the MR before its PD.
+  verbs::CmId id_;
+  verbs::ProtectionDomain pd_;
   void* buffer_ = nullptr;
-  ibv_mr* mr_ = nullptr;
+  verbs::MemoryRegion mr_;
+  verbs::RcQueue queue_;
+  bool connected_ = false;
   uint64_t next_wr_id_ = 1;
 };
 
