@@ -50,7 +50,7 @@
 // Parts, one per piece of state (each header says what it guards):
 //   GuardedFile    (guarded_file.h)    the per-file record: descriptor, armed mechanisms, the
 //                                      live leases and their snapshots, the latest sweep;
-//   FileRegistry   (file_registry.h)   the armed files by id, descriptor and file handle;
+//   ArmedFiles     (armed_files.h)     the armed files by id, descriptor and file handle;
 //   GuardListener  (guard_listener.h)  the listener thread and its event loop;
 //   WorkPool       (work_pool.h)       the work queue and the worker threads;
 //   ChangeRunner   (change_runner.h)   held changes and lease breaks, through GuardArbiter;
@@ -59,11 +59,11 @@
 // starts and stops the rest.
 //
 // Thread-safety: every public method is safe to call concurrently. Lock order: arm_mu_ -> mu_;
-// arm_mu_ -> GuardedFile::mu; GuardedFile::check_mu -> GuardedFile::mu; the registry's, the
-// pool's and the listener's own mutexes are innermost (taken with nothing but these held, and
-// never held while calling out). mu_ and GuardedFile::mu are never held together; check_mu is
-// held only by the check of that file. The GuardEngine is called with at most arm_mu_ or one
-// file's check_mu held; it never calls the guard while holding a lock of its own.
+// arm_mu_ -> GuardedFile::mu; GuardedFile::check_mu -> GuardedFile::mu. The own mutexes of
+// ArmedFiles, WorkPool, GuardListener and DetectAfter are leaves: taken last, and never held
+// while calling the guard or the engine. mu_ and GuardedFile::mu are never held together;
+// check_mu is held only by the check of that file. The GuardEngine is called with at most
+// arm_mu_ or one file's check_mu held; it never calls the guard while holding a lock of its own.
 #pragma once
 
 #include <sys/types.h>
@@ -81,11 +81,11 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/scoped_fd.h"
+#include "pinning/guard/armed_files.h"
 #include "pinning/guard/caller.h"
 #include "pinning/guard/change_runner.h"
 #include "pinning/guard/detect_after.h"
 #include "pinning/guard/fanotify_groups.h"
-#include "pinning/guard/file_registry.h"
 #include "pinning/guard/guard_listener.h"
 #include "pinning/guard/guarded_file.h"
 #include "pinning/guard/work_pool.h"
@@ -194,7 +194,7 @@ class FileGuard : public FileGuardHooks {
   std::unique_ptr<PermissionGroup> pre_;
   std::unique_ptr<NotifyGroup> notify_;
   ScopedFd signal_fd_;
-  FileRegistry files_;
+  ArmedFiles files_;
   DetectAfter detect_;
   std::unique_ptr<ChangeRunner> runner_;  // Made once caps_ is known.
   WorkPool pool_;

@@ -29,7 +29,7 @@ constexpr absl::Duration kCallerSettleLimit = absl::Milliseconds(500);
 
 }  // namespace
 
-GuardListener::GuardListener(FileRegistry* files, PermissionGroup* pre, NotifyGroup* notify,
+GuardListener::GuardListener(ArmedFiles* files, PermissionGroup* pre, NotifyGroup* notify,
                              int signal_fd, int lease_signal, Clock* clock, Dispatch dispatch)
     : files_(files),
       pre_(pre),

@@ -7,7 +7,7 @@
 //     opens) to the workers as GuardWork, the caller still held;
 //   - it turns a lease-break signal into a kLeaseBreak work item, and notification events
 //     into checks of the files they name (of every file after an overflow).
-// It reaches the rest of the guard only through FileRegistry (which file an event is about)
+// It reaches the rest of the guard only through ArmedFiles (which file an event is about)
 // and the three Dispatch callbacks.
 //
 // Thread-safety: Start()/Stop() from one thread; tid() from any. The event sources and the
@@ -26,9 +26,9 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/scoped_fd.h"
+#include "pinning/guard/armed_files.h"
 #include "pinning/guard/caller.h"
 #include "pinning/guard/fanotify_groups.h"
-#include "pinning/guard/file_registry.h"
 #include "pinning/guard/guarded_file.h"
 
 namespace pinbroker::guard {
@@ -46,7 +46,7 @@ class GuardListener {
 
   // `pre`, `notify` may be nullptr, `signal_fd` -1 (that source is off). `lease_signal` is
   // blocked on the listener thread (the signalfd reads it).
-  GuardListener(FileRegistry* files, PermissionGroup* pre, NotifyGroup* notify, int signal_fd,
+  GuardListener(ArmedFiles* files, PermissionGroup* pre, NotifyGroup* notify, int signal_fd,
                 int lease_signal, Clock* clock, Dispatch dispatch);
   // Stop()s.
   ~GuardListener();
@@ -69,7 +69,7 @@ class GuardListener {
   void HandleNotifyEvents();
   void HandleLeaseSignals();
 
-  FileRegistry* const files_;
+  ArmedFiles* const files_;
   PermissionGroup* const pre_;
   NotifyGroup* const notify_;
   const int signal_fd_;

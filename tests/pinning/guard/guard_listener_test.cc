@@ -15,7 +15,7 @@ namespace {
 
 TEST(GuardListenerTest, StartsAThreadOfThisProcessAndStops) {
   SimulatedClock clock;
-  FileRegistry files;
+  ArmedFiles files;
   std::atomic<int> dispatched{0};
   GuardListener::Dispatch dispatch;
   dispatch.enqueue = [&](std::unique_ptr<GuardWork>) { ++dispatched; };
@@ -36,7 +36,7 @@ TEST(GuardListenerTest, StartsAThreadOfThisProcessAndStops) {
 
 TEST(GuardListenerTest, StopWithoutStartIsANoOp) {
   SimulatedClock clock;
-  FileRegistry files;
+  ArmedFiles files;
   GuardListener listener(&files, nullptr, nullptr, -1, SIGRTMIN + 4, &clock, {});
   listener.Stop();
 }

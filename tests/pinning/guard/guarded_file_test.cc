@@ -1,4 +1,4 @@
-// GuardedFile and FileRegistry: sweeps are numbered and the latest one kept, a sweep is reused
+// GuardedFile and ArmedFiles: sweeps are numbered and the latest one kept, a sweep is reused
 // only while fstat says nothing changed, and the registry finds records by id, descriptor and
 // file handle.
 #include "pinning/guard/guarded_file.h"
@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "gtest/gtest.h"
-#include "pinning/guard/file_registry.h"
+#include "pinning/guard/armed_files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace pinbroker::guard {
@@ -67,7 +67,7 @@ TEST(GuardedFileTest, DropLeaseWithoutALeaseChangesNothing) {
   EXPECT_FALSE(file.lease);
 }
 
-TEST(FileRegistryTest, FindsByIdDescriptorAndKey) {
+TEST(ArmedFilesTest, FindsByIdDescriptorAndKey) {
   pinbroker::testing::TempDir dir;
   dir.WriteFile("a", "a");
   dir.WriteFile("b", "b");
@@ -75,7 +75,7 @@ TEST(FileRegistryTest, FindsByIdDescriptorAndKey) {
   auto b = Open(dir.Join("b"));
   a->key = "key-a";
   b->key = "key-b";
-  FileRegistry files;
+  ArmedFiles files;
   files.Add(a, /*by_key=*/true);
   files.Add(b, /*by_key=*/false);
   EXPECT_EQ(files.size(), 2u);
@@ -103,12 +103,12 @@ TEST(FileRegistryTest, FindsByIdDescriptorAndKey) {
   EXPECT_TRUE(unmatched);
 }
 
-TEST(FileRegistryTest, StoppingIsReportedAndNotificationsAreDropped) {
+TEST(ArmedFilesTest, StoppingIsReportedAndNotificationsAreDropped) {
   pinbroker::testing::TempDir dir;
   dir.WriteFile("a", "a");
   auto a = Open(dir.Join("a"));
   a->key = "key-a";
-  FileRegistry files;
+  ArmedFiles files;
   files.Add(a, true);
   files.BeginStop();
   EXPECT_TRUE(files.stopping());

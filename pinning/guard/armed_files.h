@@ -1,4 +1,4 @@
-// FileRegistry: the file guard's armed files, found by file id, by the guard's descriptor (a
+// ArmedFiles: the file guard's armed files, found by file id, by the guard's descriptor (a
 // lease-break signal's si_fd) and by fanotify file handle (a notification event's key), and
 // whether the guard is stopping. Arming adds a record, disarming removes it; the listener and
 // the workers look records up.
@@ -20,7 +20,7 @@
 
 namespace pinbroker::guard {
 
-class FileRegistry {
+class ArmedFiles {
  public:
   // Adds (or replaces) `file` under its id, its descriptor and, if `by_key`, its key.
   void Add(const std::shared_ptr<GuardedFile>& file, bool by_key) ABSL_LOCKS_EXCLUDED(mu_);

@@ -1,15 +1,15 @@
-#include "pinning/guard/file_registry.h"
+#include "pinning/guard/armed_files.h"
 
 namespace pinbroker::guard {
 
-void FileRegistry::Add(const std::shared_ptr<GuardedFile>& file, bool by_key) {
+void ArmedFiles::Add(const std::shared_ptr<GuardedFile>& file, bool by_key) {
   absl::MutexLock lock(&mu_);
   files_[file->id] = file;
   by_fd_[file->fd.get()] = file->id;
   if (by_key) by_key_[file->key] = file->id;
 }
 
-bool FileRegistry::Remove(const std::shared_ptr<GuardedFile>& file) {
+bool ArmedFiles::Remove(const std::shared_ptr<GuardedFile>& file) {
   absl::MutexLock lock(&mu_);
   auto it = files_.find(file->id);
   if (it == files_.end() || it->second != file) return false;
@@ -19,13 +19,13 @@ bool FileRegistry::Remove(const std::shared_ptr<GuardedFile>& file) {
   return true;
 }
 
-std::shared_ptr<GuardedFile> FileRegistry::Find(const FileId& id) const {
+std::shared_ptr<GuardedFile> ArmedFiles::Find(const FileId& id) const {
   absl::MutexLock lock(&mu_);
   auto it = files_.find(id);
   return it == files_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<GuardedFile> FileRegistry::FindByFd(int fd, bool* stopping) const {
+std::shared_ptr<GuardedFile> ArmedFiles::FindByFd(int fd, bool* stopping) const {
   absl::MutexLock lock(&mu_);
   *stopping = stopping_;
   auto it = by_fd_.find(fd);
@@ -34,7 +34,7 @@ std::shared_ptr<GuardedFile> FileRegistry::FindByFd(int fd, bool* stopping) cons
   return file == files_.end() ? nullptr : file->second;
 }
 
-std::vector<std::shared_ptr<GuardedFile>> FileRegistry::FindByKeys(
+std::vector<std::shared_ptr<GuardedFile>> ArmedFiles::FindByKeys(
     const std::vector<std::string>& keys, bool* unmatched) const {
   std::vector<std::shared_ptr<GuardedFile>> out;
   absl::MutexLock lock(&mu_);
@@ -51,31 +51,31 @@ std::vector<std::shared_ptr<GuardedFile>> FileRegistry::FindByKeys(
   return out;
 }
 
-std::vector<std::shared_ptr<GuardedFile>> FileRegistry::All() const {
+std::vector<std::shared_ptr<GuardedFile>> ArmedFiles::All() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::shared_ptr<GuardedFile>> out;
   for (const auto& [id, file] : files_) out.push_back(file);
   return out;
 }
 
-size_t FileRegistry::size() const {
+size_t ArmedFiles::size() const {
   absl::MutexLock lock(&mu_);
   return files_.size();
 }
 
-size_t FileRegistry::live() const {
+size_t ArmedFiles::live() const {
   absl::MutexLock lock(&mu_);
   size_t n = 0;
   for (const auto& [id, file] : files_) n += file->live.load() > 0 ? 1 : 0;
   return n;
 }
 
-void FileRegistry::BeginStop() {
+void ArmedFiles::BeginStop() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
 }
 
-bool FileRegistry::stopping() const {
+bool ArmedFiles::stopping() const {
   absl::MutexLock lock(&mu_);
   return stopping_;
 }
