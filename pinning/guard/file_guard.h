@@ -47,20 +47,31 @@
 // closes the groups, and the kernel allows whatever was still queued. pinbrokerd stops the
 // guard after recalling every lease, so in practice nothing is waiting.
 //
-// Thread-safety: every public method is safe to call concurrently. Lock order: arm_mu_ -> mu_,
-// and arm_mu_ -> Watched::mu, Watched::check_mu -> Watched::mu (mu_ and Watched::mu are never
-// held together; check_mu is held only by the check of that file). The GuardEngine is
-// called with at most arm_mu_ held; it never calls the guard while holding a lock of its own.
+// Parts, one per piece of state (each header says what it guards):
+//   GuardedFile    (guarded_file.h)    the per-file record: descriptor, armed mechanisms, the
+//                                      live leases and their snapshots, the latest sweep;
+//   ArmedFiles     (armed_files.h)     the armed files by id, descriptor and file handle;
+//   GuardListener  (guard_listener.h)  the listener thread and its event loop;
+//   WorkPool       (work_pool.h)       the work queue and the worker threads;
+//   ChangeRunner   (change_runner.h)   held changes and lease breaks, through GuardArbiter;
+//   DetectAfter    (detect_after.h)    the check of a file and the unlink recall.
+// FileGuard itself arms and disarms files (and their linger), answers the engine's hooks, and
+// starts and stops the rest.
+//
+// Thread-safety: every public method is safe to call concurrently. Lock order: arm_mu_ -> mu_;
+// arm_mu_ -> GuardedFile::mu; GuardedFile::check_mu -> GuardedFile::mu. The own mutexes of
+// ArmedFiles, WorkPool, GuardListener and DetectAfter are leaves: taken last, and never held
+// while calling the guard or the engine. mu_ and GuardedFile::mu are never held together;
+// check_mu is held only by the check of that file. The GuardEngine is called with at most
+// arm_mu_ or one file's check_mu held; it never calls the guard while holding a lock of its own.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -69,13 +80,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "pinning/guard/caller.h"
-#include "pinning/guard/change_classifier.h"
-#include "pinning/guard/fanotify_groups.h"
-#include "pinning/guard/guard_arbiter.h"
-#include "pinning/guard/layout_snapshot.h"
-#include "pinning/layout_guard.h"
 #include "common/scoped_fd.h"
+#include "pinning/guard/armed_files.h"
+#include "pinning/guard/caller.h"
+#include "pinning/guard/change_runner.h"
+#include "pinning/guard/detect_after.h"
+#include "pinning/guard/fanotify_groups.h"
+#include "pinning/guard/guard_listener.h"
+#include "pinning/guard/guarded_file.h"
+#include "pinning/guard/work_pool.h"
+#include "pinning/layout_guard.h"
 
 namespace pinbroker::guard {
 
@@ -147,53 +161,28 @@ class FileGuard : public FileGuardHooks {
   size_t armed_files() const;
 
  private:
-  struct Watched;
-  struct Work;
-  class HeldEvent;
-
   FileGuard(GuardEngine* service, Options options);
-  absl::Status StartThreads();
 
   // Arming (arm_mu_ held).
-  std::shared_ptr<Watched> Arm(const LeaseInfo& lease, int fd)
+  std::shared_ptr<GuardedFile> Arm(const LeaseInfo& lease, int fd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
-  void Disarm(const std::shared_ptr<Watched>& file) ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
-  void TryArmLease(const std::shared_ptr<Watched>& file);
+  void Disarm(const std::shared_ptr<GuardedFile>& file) ABSL_EXCLUSIVE_LOCKS_REQUIRED(arm_mu_);
+  void TryArmLease(GuardedFile& file);
   // The first lease after a linger: takes the file lease (or its probe) again, as Arm() does.
-  void Revive(const std::shared_ptr<Watched>& file);
+  void Revive(GuardedFile& file);
   // Drops lease `id` from `file`'s count; the last one starts the linger.
-  void ForgetLease(const std::shared_ptr<Watched>& file, LeaseId id);
-  void ScheduleLinger(const std::shared_ptr<Watched>& file) ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetLease(const std::shared_ptr<GuardedFile>& file, LeaseId id);
+  void ScheduleLinger(const std::shared_ptr<GuardedFile>& file) ABSL_LOCKS_EXCLUDED(mu_);
   void LingerExpired(const FileId& id) ABSL_LOCKS_EXCLUDED(arm_mu_, mu_);
-  // Sweeps `file` and makes the sweep its latest (unless a later one got there first).
-  absl::StatusOr<std::shared_ptr<const FileLayout>> Sweep(Watched& file);
 
-  // Listener.
-  void ListenLoop();
-  void HandlePermissionEvents();
-  // A FAN_OPEN_PERM event of `file` (`held` answered here or handed to a worker).
-  void HandleOpen(const std::shared_ptr<Watched>& file, std::unique_ptr<HeldEvent> held, pid_t tid,
-                  uint64_t size);
-  // Gives up the file lease on `file` if one is held (before an open that would break it).
-  void DropLease(Watched& file);
-  void HandleNotifyEvents();
-  void HandleLeaseSignals();
+  // Work (WorkPool runs it; the listener and the change runner queue it).
+  void Enqueue(std::unique_ptr<GuardWork> work);
+  void QueueCheck(const std::shared_ptr<GuardedFile>& file, std::optional<CallerSyscall> after);
+  void QueueCheckAll();
+  void Run(GuardWork& work);
+  void CheckFile(GuardedFile& file);
+  void ScheduleTick() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Work.
-  void Enqueue(std::unique_ptr<Work> work) ABSL_LOCKS_EXCLUDED(mu_);
-  void QueueCheck(const std::shared_ptr<Watched>& file, std::optional<CallerSyscall> after)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  void QueueCheckAll() ABSL_LOCKS_EXCLUDED(mu_);
-  void WorkerLoop();
-  void Run(Work& work);
-  void RunPreContent(Work& work);
-  void RunLeaseBreak(Work& work);
-  void CheckFile(const std::shared_ptr<Watched>& file);
-  void HandleUnlinked(const std::shared_ptr<Watched>& file);
-  void ScheduleTick();
-
-  std::shared_ptr<Watched> Find(const FileId& id) const ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<std::shared_ptr<Watched>> AllWatched() const ABSL_LOCKS_EXCLUDED(mu_);
   bool HasLiveLeases(const FileId& id) const;
 
   GuardEngine* const service_;
@@ -201,31 +190,20 @@ class FileGuard : public FileGuardHooks {
   const Options options_;
   const int lease_signal_;
   Capabilities caps_;
-  GuardArbiter arbiter_;
 
   std::unique_ptr<PermissionGroup> pre_;
   std::unique_ptr<NotifyGroup> notify_;
   ScopedFd signal_fd_;
-  ScopedFd wake_fd_;
-  std::thread listener_;
+  ArmedFiles files_;
+  DetectAfter detect_;
+  std::unique_ptr<ChangeRunner> runner_;  // Made once caps_ is known.
+  WorkPool pool_;
+  std::unique_ptr<GuardListener> listener_;
 
   absl::Mutex arm_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<FileId, std::shared_ptr<Watched>> files_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<int, FileId> by_fd_ ABSL_GUARDED_BY(mu_);           // Lease signals' si_fd.
-  absl::flat_hash_map<std::string, FileId> by_key_ ABSL_GUARDED_BY(mu_);  // Notify handles.
-  pid_t listener_tid_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool listener_exit_ ABSL_GUARDED_BY(mu_) = false;
-  bool workers_exit_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<std::unique_ptr<Work>> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> workers_ ABSL_GUARDED_BY(mu_);
-  int idle_workers_ ABSL_GUARDED_BY(mu_) = 0;
-  int running_ ABSL_GUARDED_BY(mu_) = 0;
-  // Files with a layout change queued or being decided (Stop() revokes their leases).
-  absl::flat_hash_map<FileId, int> changes_in_flight_ ABSL_GUARDED_BY(mu_);
   Clock::TimerId tick_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);  // Unlinked-revoke timers.
   absl::flat_hash_map<FileId, Clock::TimerId> linger_ ABSL_GUARDED_BY(mu_);  // Disarm timers.
 };
 

@@ -1,0 +1,66 @@
+// DetectAfter: the file guard's check that a guarded file was not changed behind its back in
+// a way no armed mechanism intercepted. A check of a file sweeps it once (size and every hole,
+// GuardedFile::Sweep) and compares every live lease of the file against that one sweep
+// (RemovedLeases): a size or hole change under a lease revokes it at once with reason
+// "out-of-band change". A link count of 0 recalls the file's leases with reason "unlinked"
+// (under policy revoke, they are revoked after the export's grace period).
+//
+// Cost: one sweep per file per check; leases granted under the same snapshot share one
+// comparison, so a check of an unchanged file does no per-lease layout work.
+//
+// Thread-safety: every method is safe to call concurrently; Check() holds the file's check_mu
+// for the whole check, so one check of a file runs at a time. The GuardEngine is called with
+// no lock held but the file's check_mu.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "pinning/guard/guarded_file.h"
+#include "pinning/layout_guard.h"
+
+namespace pinbroker::guard {
+
+class DetectAfter {
+ public:
+  explicit DetectAfter(GuardEngine* engine) : engine_(engine), clock_(engine->clock()) {}
+  // Stop()s.
+  ~DetectAfter() { Stop(); }
+  DetectAfter(const DetectAfter&) = delete;
+  DetectAfter& operator=(const DetectAfter&) = delete;
+
+  // The leases of `leases` whose bytes lost pages between the sweep each was granted under and
+  // `now`, with what happened, ascending id. Leases without a sweep, or granted under a sweep
+  // taken after `now` began (a hole filled in between would look like data turned into a
+  // hole), are skipped. Leases sharing a sweep share one SameLayout() comparison.
+  static std::vector<std::pair<LeaseId, std::string>> RemovedLeases(
+      const GuardedFile::LeaseViews& leases, const FileLayout& now);
+
+  // Checks `file` now (see the header comment). A file without live leases (lingering) is
+  // only checked for an unlink. `then` runs at the end of a check that swept the file, still
+  // under its check_mu (FileGuard re-arms a broken file lease there).
+  void Check(GuardedFile& file, absl::FunctionRef<void()> then) ABSL_LOCKS_EXCLUDED(mu_);
+  void Check(GuardedFile& file) {
+    Check(file, [] {});
+  }
+
+  // Cancels the pending revoke-after-grace timers of unlinked files; later unlinks recall but
+  // schedule nothing. Idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void HandleUnlinked(const GuardedFile& file) ABSL_LOCKS_EXCLUDED(mu_);
+
+  GuardEngine* const engine_;
+  Clock* const clock_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);  // Unlinked-revoke timers.
+};
+
+}  // namespace pinbroker::guard

@@ -1,0 +1,66 @@
+#include "pinning/guard/guarded_file.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "pinning/guard/file_lease.h"
+
+namespace pinbroker::guard {
+
+std::string GuardedFile::Name() const { return absl::StrCat(export_name, "/", path); }
+
+ArmedMechanisms GuardedFile::Armed() {
+  absl::MutexLock lock(&mu);
+  return ArmedMechanisms{fanotify, open_perm, lease, writers_predate_mark};
+}
+
+absl::StatusOr<std::shared_ptr<const FileLayout>> GuardedFile::Sweep() {
+  uint64_t sequence;
+  {
+    absl::MutexLock lock(&mu);
+    sequence = ++sweeps;
+  }
+  absl::StatusOr<FileLayout> swept = SweepLayout(fd.get());
+  if (!swept.ok()) return swept.status();
+  swept->sequence = sequence;
+  auto layout = std::make_shared<const FileLayout>(*std::move(swept));
+  absl::MutexLock lock(&mu);
+  if (latest == nullptr || latest->sequence < sequence) latest = layout;
+  return layout;
+}
+
+std::shared_ptr<const FileLayout> GuardedFile::ReusableSweep(const LayoutStamp& stamp) {
+  absl::MutexLock lock(&mu);
+  if (latest != nullptr && latest->settled && latest->stamp == stamp) return latest;
+  return nullptr;
+}
+
+void GuardedFile::DropLease() {
+  absl::MutexLock lock(&mu);
+  if (!lease) return;
+  ReleaseLease(fd.get());
+  lease = false;
+}
+
+void HeldEvent::Allow() {
+  if (answered_) return;
+  answered_ = true;
+  if (const absl::Status sent = group_->Allow(fd_.get()); !sent.ok()) {
+    PB_LOG(WARNING) << "guard: " << sent;
+  }
+  fd_.reset();
+}
+
+int HeldEvent::Deny(int err) {
+  if (answered_) return 0;
+  answered_ = true;
+  const absl::StatusOr<int> sent = group_->Deny(fd_.get(), err);
+  if (!sent.ok()) {
+    PB_LOG(WARNING) << "guard: " << sent.status();
+  }
+  fd_.reset();
+  return sent.ok() ? *sent : 0;
+}
+
+}  // namespace pinbroker::guard

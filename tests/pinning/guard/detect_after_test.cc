@@ -1,0 +1,209 @@
+// DetectAfter: the one-sweep comparison of a file's leases (pure, on hand-made layouts), and
+// checks of a real file in a temporary directory against a fake engine: a truncate or punch
+// under a lease revokes it, an unchanged file revokes nothing, an unlinked file's leases are
+// recalled (and, under policy revoke, revoked once the grace period passed on the simulated
+// clock).
+#include "pinning/guard/detect_after.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/pinning/guard/fake_guard_engine.h"
+#include "tests/testing/temp_dir.h"
+
+namespace pinbroker::guard {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr uint64_t kPage = 4096;
+
+std::shared_ptr<const FileLayout> Layout(uint64_t size, std::vector<ByteRange> holes,
+                                         uint64_t sequence) {
+  auto layout = std::make_shared<FileLayout>();
+  layout->size = size;
+  layout->holes = std::move(holes);
+  layout->sequence = sequence;
+  return layout;
+}
+
+TEST(DetectAfterRemovedLeasesTest, NothingWhenTheLayoutIsTheSame) {
+  auto before = Layout(16 * kPage, {}, 1);
+  GuardedFile::LeaseViews leases;
+  for (LeaseId id = 1; id <= 100; ++id) {
+    leases[id] = GuardedFile::LeaseView{ByteRange{(id % 16) * kPage, kPage}, before};
+  }
+  EXPECT_THAT(DetectAfter::RemovedLeases(leases, *Layout(16 * kPage, {}, 2)), IsEmpty());
+}
+
+TEST(DetectAfterRemovedLeasesTest, AShrinkRemovesTheLeasesBeyondTheNewEndAscending) {
+  auto before = Layout(16 * kPage, {}, 1);
+  GuardedFile::LeaseViews leases;
+  leases[3] = GuardedFile::LeaseView{ByteRange{12 * kPage, kPage}, before};
+  leases[1] = GuardedFile::LeaseView{ByteRange{0, kPage}, before};
+  leases[2] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, before};
+  const auto removed = DetectAfter::RemovedLeases(leases, *Layout(4 * kPage, {}, 2));
+  ASSERT_EQ(removed.size(), 2u);
+  EXPECT_EQ(removed[0].first, 2u);
+  EXPECT_EQ(removed[1].first, 3u);
+  EXPECT_THAT(removed[0].second, HasSubstr("shrank"));
+}
+
+TEST(DetectAfterRemovedLeasesTest, AHoleRemovesOnlyTheLeasesUnderIt) {
+  auto before = Layout(16 * kPage, {}, 1);
+  GuardedFile::LeaseViews leases;
+  leases[1] = GuardedFile::LeaseView{ByteRange{0, kPage}, before};
+  leases[2] = GuardedFile::LeaseView{ByteRange{5 * kPage, kPage}, before};
+  const auto removed =
+      DetectAfter::RemovedLeases(leases, *Layout(16 * kPage, {ByteRange{4 * kPage, 4 * kPage}}, 2));
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].first, 2u);
+  EXPECT_THAT(removed[0].second, HasSubstr("hole"));
+}
+
+TEST(DetectAfterRemovedLeasesTest, SkipsLeasesWithoutOrWithALaterSnapshot) {
+  GuardedFile::LeaseViews leases;
+  leases[1] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, nullptr};
+  leases[2] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, Layout(16 * kPage, {}, 5)};
+  EXPECT_THAT(DetectAfter::RemovedLeases(leases, *Layout(4 * kPage, {}, 3)), IsEmpty());
+}
+
+class DetectAfterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_.WriteFile("data", std::string(16 * kPage, 'd'));
+    ExportOptions exp;
+    exp.name = "exp";
+    exp.root = dir_.path();
+    exp.default_policy = LayoutPolicy::kRevoke;
+    exp.grace = absl::Seconds(5);
+    engine_.SetExport(exp);
+    file_ = std::make_shared<GuardedFile>();
+    file_->export_name = "exp";
+    file_->path = "data";
+    file_->fd.reset(::open(dir_.Join("data").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(file_->fd.valid());
+    struct stat st;
+    ASSERT_EQ(::fstat(file_->fd.get(), &st), 0);
+    file_->id = FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  }
+
+  // A lease of `pages` pages from `first`, known to the engine and to the record, granted under
+  // a sweep taken now.
+  LeaseInfo Grant(LeaseId id, uint64_t first, uint64_t pages) {
+    LeaseInfo lease;
+    lease.id = id;
+    lease.file = file_->id;
+    lease.export_name = "exp";
+    lease.path = "data";
+    lease.offset = first * kPage;
+    lease.length = pages * kPage;
+    lease.expires_at = engine_.sim().Now() + absl::Seconds(60);
+    engine_.AddLease(lease);
+    absl::StatusOr<std::shared_ptr<const FileLayout>> swept = file_->Sweep();
+    EXPECT_TRUE(swept.ok()) << swept.status();
+    absl::MutexLock lock(&file_->mu);
+    file_->leases[id] = GuardedFile::LeaseView{ByteRange{lease.offset, lease.length},
+                                               swept.ok() ? *swept : nullptr};
+    file_->live.store(file_->leases.size());
+    return lease;
+  }
+
+  pinbroker::testing::TempDir dir_;
+  testing::FakeGuardEngine engine_;
+  std::shared_ptr<GuardedFile> file_;
+};
+
+TEST_F(DetectAfterTest, UnchangedFileRevokesNothingAndRunsThen) {
+  Grant(1, 0, 4);
+  Grant(2, 8, 4);
+  DetectAfter detect(&engine_);
+  int then = 0;
+  detect.Check(*file_, [&] { ++then; });
+  EXPECT_THAT(engine_.revokes(), IsEmpty());
+  EXPECT_EQ(then, 1);
+}
+
+TEST_F(DetectAfterTest, TruncateUnderALeaseRevokesItWithTheReason) {
+  Grant(1, 0, 4);
+  Grant(2, 8, 4);
+  ASSERT_EQ(::truncate(dir_.Join("data").c_str(), 6 * kPage), 0);
+  DetectAfter detect(&engine_);
+  detect.Check(*file_);
+  const auto revokes = engine_.revokes();
+  ASSERT_EQ(revokes.size(), 1u);
+  EXPECT_EQ(revokes[0].ids, std::vector<LeaseId>{2});
+  EXPECT_THAT(revokes[0].reason, HasSubstr("out-of-band change: "));
+  EXPECT_THAT(revokes[0].reason, HasSubstr("detected afterwards; guard none"));
+  EXPECT_TRUE(engine_.IsLive(1));
+  EXPECT_FALSE(engine_.IsLive(2));
+}
+
+TEST_F(DetectAfterTest, LingeringFileIsNotSweptAndThenDoesNotRun) {
+  DetectAfter detect(&engine_);
+  int then = 0;
+  detect.Check(*file_, [&] { ++then; });
+  EXPECT_EQ(then, 0);
+  absl::MutexLock lock(&file_->mu);
+  EXPECT_EQ(file_->sweeps, 0u);
+}
+
+TEST_F(DetectAfterTest, UnlinkRecallsUnderRevokeThenRevokesAfterTheGrace) {
+  Grant(1, 0, 4);
+  Grant(2, 8, 4);
+  ASSERT_EQ(::unlink(dir_.Join("data").c_str()), 0);
+  DetectAfter detect(&engine_);
+  const absl::Time now = engine_.sim().Now();
+  detect.Check(*file_);
+  const auto recalls = engine_.recalls();
+  ASSERT_EQ(recalls.size(), 2u);
+  for (const auto& r : recalls) {
+    EXPECT_EQ(r.deadline, now + absl::Seconds(5));
+    EXPECT_THAT(r.reason, HasSubstr("unlinked: exp/data was deleted"));
+  }
+  detect.Check(*file_);  // Once per file.
+  EXPECT_EQ(engine_.recalls().size(), 2u);
+  EXPECT_THAT(engine_.revokes(), IsEmpty());
+  engine_.sim().Advance(absl::Seconds(5));
+  const auto revokes = engine_.revokes();
+  ASSERT_EQ(revokes.size(), 1u);
+  EXPECT_EQ(revokes[0].ids, (std::vector<LeaseId>{1, 2}));
+  EXPECT_THAT(revokes[0].reason, HasSubstr("not released within the grace period: unlinked"));
+}
+
+TEST_F(DetectAfterTest, UnlinkUnderDeferRecallsUntilExpiryAndSchedulesNothing) {
+  ExportOptions exp;
+  exp.name = "exp";
+  exp.root = dir_.path();
+  exp.default_policy = LayoutPolicy::kDefer;
+  engine_.SetExport(exp);
+  const LeaseInfo lease = Grant(1, 0, 4);
+  ASSERT_EQ(::unlink(dir_.Join("data").c_str()), 0);
+  DetectAfter detect(&engine_);
+  detect.Check(*file_);
+  const auto recalls = engine_.recalls();
+  ASSERT_EQ(recalls.size(), 1u);
+  EXPECT_EQ(recalls[0].deadline, lease.expires_at);
+  EXPECT_EQ(engine_.sim().pending_timers(), 0u);
+}
+
+TEST_F(DetectAfterTest, StopCancelsThePendingRevoke) {
+  Grant(1, 0, 4);
+  ASSERT_EQ(::unlink(dir_.Join("data").c_str()), 0);
+  DetectAfter detect(&engine_);
+  detect.Check(*file_);
+  EXPECT_EQ(engine_.sim().pending_timers(), 1u);
+  detect.Stop();
+  EXPECT_EQ(engine_.sim().pending_timers(), 0u);
+  engine_.sim().Advance(absl::Seconds(10));
+  EXPECT_THAT(engine_.revokes(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace pinbroker::guard
