@@ -1,3 +1,7 @@
+// The gRPC edge, over 500 lines on purpose: one handler per RPC, each the same short line
+// (validate -> identify the caller -> authorize -> call the engine -> convert, with the status
+// converted once here). The handlers share the caller, visibility and cap helpers at the top;
+// splitting them by RPC group would spread one class's checks over several files.
 #include "broker/pin_broker_service.h"
 
 #include <algorithm>

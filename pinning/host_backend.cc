@@ -1,3 +1,6 @@
+// One room, over 500 lines on purpose: a file's shared mapping, the page-counted mlock ranges
+// inside it and its share of the VMA budget are one record under the mapping's mutex; every pin
+// and release changes them together, and splitting them would split that invariant.
 #include "pinning/host_backend.h"
 
 #include <fcntl.h>

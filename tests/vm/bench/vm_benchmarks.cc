@@ -1,4 +1,6 @@
-// vm_benchmarks: what a pinbroker lease costs over plain verbs, measured in the qemu guest of
+// vm_benchmarks (one program, over 500 lines on purpose: each measurement sits beside its plain
+// verbs baseline, so that both are read together): what a pinbroker lease costs over plain
+// verbs, measured in the qemu guest of
 // tests/vm (rxe0 10.77.0.1 for the broker, rxe1 10.77.0.2 for the client; see tests/vm/README.md
 // for the environment). It starts its own pinbrokerd (RDMA backend on rxe0, export on tmpfs) and
 // measures, on a 64 MiB tmpfs file that is already registered (a lease over the whole file is
