@@ -8,8 +8,6 @@
 // user code are only called without it).
 #pragma once
 
-#include <google/protobuf/duration.pb.h>
-#include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/channel.h>
 
 #include <cstdint>
@@ -28,14 +26,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "api/time_convert.h"
 #include "clients/cpp/client.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 
 namespace pinbroker::client::internal {
-
-absl::Time FromProto(const google::protobuf::Timestamp& t);
-absl::Duration FromProto(const google::protobuf::Duration& d);
-void ToProto(absl::Duration d, google::protobuf::Duration* out);
 
 class WatchReactor;
 
