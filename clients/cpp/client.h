@@ -77,6 +77,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 
 namespace pinbroker::client {
@@ -127,6 +128,12 @@ struct ClientOptions {
   // Runs (on the callback thread) once, when the session is lost, with the reason
   // (UNAUTHENTICATED). Every held lease has already been reported through on_revoked.
   std::function<void(const absl::Status& why)> on_session_lost;
+  // The library's source of time: every "now" (renewal times, local lease lapse, the session
+  // deadline, reconnect backoff) and every timed wait of its threads. Null: the real clock (one
+  // RealClock shared by the process). Tests pass a SimulatedClock, shared with an in-process
+  // broker, and move time with Advance(); it must outlive the Client. RPC deadlines
+  // (rpc_timeout) are not on this clock: they are relative, measured by gRPC's transport.
+  pinbroker::Clock* clock = nullptr;
 };
 
 struct PinOptions {

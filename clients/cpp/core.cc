@@ -1,5 +1,6 @@
 #include "clients/cpp/core.h"
 
+#include <grpc/support/time.h>
 #include <grpcpp/client_context.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "clients/cpp/lease_timing.h"
 #include "clients/cpp/watch_reactor.h"
 #include "common/log.h"
+#include "common/real_clock.h"
 
 namespace pinbroker::client::internal {
 namespace {
@@ -21,6 +23,13 @@ constexpr size_t kMaxEarlyEvents = 4096;
 
 absl::Status FromGrpc(const grpc::Status& status) { return ::pinbroker::FromGrpcStatus(status); }
 
+// The clock of clients that were given none. Never destroyed: Clients may outlive static
+// destructors' order.
+Clock* ProcessRealClock() {
+  static Clock* const clock = new RealClock();
+  return clock;
+}
+
 std::string TimeText(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
 }
@@ -29,6 +38,7 @@ std::string TimeText(absl::Time t) {
 
 Core::Core(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : ProcessRealClock()),
       channel_(std::move(channel)),
       stub_(v1::PinBroker::NewStub(channel_)) {
   absl::MutexLock lock(&mu_);
@@ -52,7 +62,8 @@ Core::~Core() {
 std::unique_ptr<grpc::ClientContext> Core::NewContext(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
   if (timeout != absl::InfiniteDuration()) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    // Relative (a time span): gRPC measures it on its own clock, so no client clock is read.
+    context->set_deadline(gpr_time_from_nanos(absl::ToInt64Nanoseconds(timeout), GPR_TIMESPAN));
   }
   return context;
 }
@@ -73,7 +84,7 @@ absl::Status Core::OpenSession() {
     ToProto(options_.session_ttl, request.mutable_ttl());
   v1::OpenSessionResponse response;
   auto context = NewContext(options_.rpc_timeout);
-  const absl::Time sent = absl::Now();
+  const absl::Time sent = clock_->Now();
   absl::Status status = FromGrpc(stub_->OpenSession(context.get(), request, &response));
   if (!status.ok()) return status;
   session_id_ = response.credentials().session_id();
@@ -96,8 +107,8 @@ absl::Status Core::Start() {
   auto first_stream_settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return watch_established_count_ > 0 || watch_failures_ > 0 || lost_;
   };
-  if (!mu_.AwaitWithDeadline(absl::Condition(&first_stream_settled),
-                             absl::Now() + options_.rpc_timeout)) {
+  if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&first_stream_settled),
+                                 clock_->Now() + options_.rpc_timeout)) {
     return absl::DeadlineExceededError(
         absl::StrCat("the broker did not start the session's Watch stream within ",
                      absl::FormatDuration(options_.rpc_timeout)));
@@ -229,7 +240,7 @@ void Core::AfterAuthenticatedRpcLocked(const absl::Status& status) {
   // renewed the session.
   if (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status) &&
       !absl::IsCancelled(status) && !watch_established_ && !lost_) {
-    session_deadline_ = std::max(session_deadline_, absl::Now() + session_ttl_);
+    session_deadline_ = std::max(session_deadline_, clock_->Now() + session_ttl_);
   }
 }
 
@@ -293,7 +304,7 @@ absl::StatusOr<std::unique_ptr<Lease>> Core::Pin(const PinOptions& options) {
     if (status.ok()) {
       const v1::Lease& granted = response.lease();
       const std::string& id = granted.lease_id();
-      const absl::Time now = absl::Now();
+      const absl::Time now = clock_->Now();
       Slot& slot = leases_[id];
       slot.handle = lease.get();
       slot.info = granted;
@@ -412,7 +423,7 @@ void Core::RenewDoneLocked(const std::string& id, const absl::Status& status,
   Slot& slot = it->second;
   if (background) slot.renewing = false;
   if (!IsLive(slot.state)) return;
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   if (status.ok()) {
     *slot.info.mutable_expires_at() = response.lease().expires_at();
     if (slot.state == LeaseState::kGranted) {
@@ -646,7 +657,7 @@ void Core::EndLocked(const std::string& id, Slot& slot, LeaseState state, std::s
   if (!IsLive(slot.state)) return;
   slot.state = state;
   slot.reason = reason;
-  slot.ended_at = absl::Now();
+  slot.ended_at = clock_->Now();
   slot.next_renew = absl::InfiniteFuture();
   if (!notify || slot.handle == nullptr || !slot.on_revoked) return;
   tasks_.push_back(Task{id, [cb = slot.on_revoked, reason = std::move(reason)](Lease* lease) {
@@ -685,7 +696,7 @@ std::shared_ptr<WatchReactor> Core::HandleWatchDoneLocked(uint64_t generation,
     SessionLostLocked(status);
     return finished;
   }
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   if (was_established) {
     // The broker starts the session's TTL when its last stream closes.
     session_deadline_ = now + session_ttl_;
@@ -751,9 +762,9 @@ absl::Time Core::NextWakeLocked() const {
 
 void Core::MaintenanceLoop() {
   mu_.Lock();
-  session_deadline_ = absl::Now() + session_ttl_;
+  session_deadline_ = clock_->Now() + session_ttl_;
   while (!stop_maintenance_) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     if (!lost_ && !watch_established_ && now >= session_deadline_) {
       SessionLostLocked(absl::UnavailableError(absl::StrCat(
           "no Watch stream or call reached the broker for longer than the session TTL (",
@@ -802,7 +813,7 @@ void Core::MaintenanceLoop() {
     auto woken = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stop_maintenance_ || wake_seq_ != seen;
     };
-    mu_.AwaitWithDeadline(absl::Condition(&woken), next);
+    clock_->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
   }
   mu_.Unlock();
 }

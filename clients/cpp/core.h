@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "api/time_convert.h"
 #include "clients/cpp/client.h"
+#include "common/clock.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 
 namespace pinbroker::client::internal {
@@ -151,6 +152,7 @@ class Core : public std::enable_shared_from_this<Core> {
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++wake_seq_; }
 
   const ClientOptions options_;
+  Clock* const clock_;  // options_.clock, or the process's real clock.
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::PinBroker::Stub> stub_;
   // Set by OpenSession() before any other thread exists; immutable afterwards.
