@@ -1,6 +1,5 @@
 #include "clients/cpp/core.h"
 
-#include <grpc/support/time.h>
 #include <grpcpp/client_context.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/status_convert.h"
 #include "clients/cpp/lease_timing.h"
+#include "clients/cpp/rpc.h"
 #include "clients/cpp/watch_reactor.h"
 #include "common/log.h"
 #include "common/real_clock.h"
@@ -20,8 +20,6 @@ namespace {
 // Events kept for leases whose Pin response has not arrived yet; beyond this the oldest are
 // dropped (only a pin that never returns could leave them behind).
 constexpr size_t kMaxEarlyEvents = 4096;
-
-absl::Status FromGrpc(const grpc::Status& status) { return ::pinbroker::FromGrpcStatus(status); }
 
 // The clock of clients that were given none. Never destroyed: Clients may outlive static
 // destructors' order.
@@ -59,15 +57,6 @@ Core::~Core() {
   if (callback_thread_.joinable()) callback_thread_.detach();
 }
 
-std::unique_ptr<grpc::ClientContext> Core::NewContext(absl::Duration timeout) const {
-  auto context = std::make_unique<grpc::ClientContext>();
-  if (timeout != absl::InfiniteDuration()) {
-    // Relative (a time span): gRPC measures it on its own clock, so no client clock is read.
-    context->set_deadline(gpr_time_from_nanos(absl::ToInt64Nanoseconds(timeout), GPR_TIMESPAN));
-  }
-  return context;
-}
-
 v1::SessionCredentials Core::Credentials() const {
   v1::SessionCredentials credentials;
   credentials.set_session_id(session_id_);
@@ -83,9 +72,9 @@ absl::Status Core::OpenSession() {
   if (options_.session_ttl > absl::ZeroDuration())
     ToProto(options_.session_ttl, request.mutable_ttl());
   v1::OpenSessionResponse response;
-  auto context = NewContext(options_.rpc_timeout);
   const absl::Time sent = clock_->Now();
-  absl::Status status = FromGrpc(stub_->OpenSession(context.get(), request, &response));
+  absl::Status status =
+      Call(&v1::PinBroker::StubInterface::OpenSession, request, &response, options_.rpc_timeout);
   if (!status.ok()) return status;
   session_id_ = response.credentials().session_id();
   token_ = response.credentials().token();
@@ -150,8 +139,8 @@ absl::Status Core::Close() {
     v1::CloseSessionRequest request;
     *request.mutable_credentials() = Credentials();
     v1::CloseSessionResponse response;
-    auto context = NewContext(options_.rpc_timeout);
-    status = FromGrpc(stub_->CloseSession(context.get(), request, &response));
+    status =
+        Call(&v1::PinBroker::StubInterface::CloseSession, request, &response, options_.rpc_timeout);
     if (!status.ok()) {
       PB_LOG(WARNING) << "closing session " << session_id_ << ": " << status
                       << "; the broker ends its leases at their TTL";
@@ -287,9 +276,9 @@ absl::StatusOr<std::unique_ptr<Lease>> Core::Pin(const PinOptions& options) {
     ToProto(options.wait_if_blocked, request.mutable_wait_if_blocked());
   }
   v1::PinResponse response;
-  auto context =
-      NewContext(options_.rpc_timeout + std::max(options.wait_if_blocked, absl::ZeroDuration()));
-  const absl::Status status = FromGrpc(stub_->Pin(context.get(), request, &response));
+  const absl::Status status =
+      Call(&v1::PinBroker::StubInterface::Pin, request, &response,
+           options_.rpc_timeout + std::max(options.wait_if_blocked, absl::ZeroDuration()));
 
   std::unique_ptr<Lease> lease;
   if (status.ok()) lease.reset(new Lease(shared_from_this(), response.lease()));
@@ -357,8 +346,8 @@ absl::Status Core::ReleaseLeaseId(absl::string_view lease_id) {
   *request.mutable_credentials() = Credentials();
   request.set_lease_id(id);
   v1::ReleaseResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Release(context.get(), request, &response));
+  const absl::Status status =
+      Call(&v1::PinBroker::StubInterface::Release, request, &response, options_.rpc_timeout);
 
   absl::MutexLock lock(&mu_);
   AfterAuthenticatedRpcLocked(status);
@@ -402,8 +391,8 @@ absl::Status Core::Renew(const std::string& id) {
   request.set_lease_id(id);
   if (ttl > absl::ZeroDuration()) ToProto(ttl, request.mutable_ttl());
   v1::RenewResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Renew(context.get(), request, &response));
+  const absl::Status status =
+      Call(&v1::PinBroker::StubInterface::Renew, request, &response, options_.rpc_timeout);
 
   absl::MutexLock lock(&mu_);
   AfterAuthenticatedRpcLocked(status);
@@ -501,8 +490,8 @@ void Core::Forget(const std::string& id) {
   *request.mutable_credentials() = Credentials();
   request.set_lease_id(id);
   v1::ReleaseResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Release(context.get(), request, &response));
+  const absl::Status status =
+      Call(&v1::PinBroker::StubInterface::Release, request, &response, options_.rpc_timeout);
   if (!status.ok() && !absl::IsNotFound(status)) {
     PB_LOG(WARNING) << "releasing lease " << id << " on destruction: " << status;
   }
@@ -684,7 +673,7 @@ std::shared_ptr<WatchReactor> Core::HandleWatchDoneLocked(uint64_t generation,
   if (generation != watch_generation_) return finished;
   finished = std::move(watch_);
   watch_ = nullptr;
-  const absl::Status status = FromGrpc(grpc_status);
+  const absl::Status status = FromGrpcStatus(grpc_status);
   const bool was_established = watch_established_;
   watch_established_ = false;
   last_watch_status_ = status;
@@ -831,8 +820,8 @@ void Core::RunRenew(const RenewJob& job) {
   request.set_lease_id(job.id);
   if (job.ttl > absl::ZeroDuration()) ToProto(job.ttl, request.mutable_ttl());
   v1::RenewResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Renew(context.get(), request, &response));
+  const absl::Status status =
+      Call(&v1::PinBroker::StubInterface::Renew, request, &response, options_.rpc_timeout);
   absl::MutexLock lock(&mu_);
   AfterAuthenticatedRpcLocked(status);
   RenewDoneLocked(job.id, status, response, /*background=*/true);
@@ -845,11 +834,8 @@ absl::StatusOr<v1::ListLeasesResponse> Core::ListLeases(const v1::ListLeasesRequ
     absl::MutexLock lock(&mu_);
     if (closing_) return UsableLocked();
   }
-  v1::ListLeasesResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  absl::Status status = FromGrpc(stub_->ListLeases(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::ListLeases, request,
+                   options_.rpc_timeout);
 }
 
 absl::StatusOr<v1::DescribeFileResponse> Core::DescribeFile(
@@ -858,11 +844,8 @@ absl::StatusOr<v1::DescribeFileResponse> Core::DescribeFile(
     absl::MutexLock lock(&mu_);
     if (closing_) return UsableLocked();
   }
-  v1::DescribeFileResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  absl::Status status = FromGrpc(stub_->DescribeFile(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::DescribeFile, request,
+                   options_.rpc_timeout);
 }
 
 void Core::FillLayoutOptions(const LayoutOptions& in, v1::LayoutOptions* out) const {
@@ -878,11 +861,8 @@ absl::StatusOr<v1::LayoutChangeResponse> Core::Truncate(v1::TruncateRequest requ
     if (closing_) return UsableLocked();
   }
   // No client deadline: the broker bounds the change by its layout timeout and grace.
-  v1::LayoutChangeResponse response;
-  auto context = NewContext(absl::InfiniteDuration());
-  absl::Status status = FromGrpc(stub_->Truncate(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::Truncate, request,
+                   absl::InfiniteDuration());
 }
 
 absl::StatusOr<v1::LayoutChangeResponse> Core::PunchHole(v1::PunchHoleRequest request) {
@@ -890,11 +870,8 @@ absl::StatusOr<v1::LayoutChangeResponse> Core::PunchHole(v1::PunchHoleRequest re
     absl::MutexLock lock(&mu_);
     if (closing_) return UsableLocked();
   }
-  v1::LayoutChangeResponse response;
-  auto context = NewContext(absl::InfiniteDuration());
-  absl::Status status = FromGrpc(stub_->PunchHole(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::PunchHole, request,
+                   absl::InfiniteDuration());
 }
 
 absl::StatusOr<v1::GetInfoResponse> Core::GetInfo() {
@@ -903,11 +880,8 @@ absl::StatusOr<v1::GetInfoResponse> Core::GetInfo() {
     if (closing_) return UsableLocked();
   }
   v1::GetInfoRequest request;
-  v1::GetInfoResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  absl::Status status = FromGrpc(stub_->GetInfo(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::GetInfo, request,
+                   options_.rpc_timeout);
 }
 
 }  // namespace pinbroker::client::internal

@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "api/time_convert.h"
 #include "clients/cpp/client.h"
+#include "clients/cpp/rpc.h"
 #include "common/clock.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 
@@ -138,7 +139,12 @@ class Core : public std::enable_shared_from_this<Core> {
   // Bookkeeping after every authenticated RPC: keeps the session deadline, and loses the
   // session on UNAUTHENTICATED.
   void AfterAuthenticatedRpcLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout) const;
+  // One unary RPC on this client's stub (clients/cpp/rpc.h).
+  template <typename Request, typename Response>
+  absl::Status Call(UnaryMethod<Request, Response> method, const Request& request,
+                    Response* response, absl::Duration timeout) const {
+    return CallUnary(stub_.get(), method, request, response, timeout);
+  }
   v1::SessionCredentials Credentials() const;
 
   void ApplyEventLocked(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
