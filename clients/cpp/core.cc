@@ -47,14 +47,12 @@ Core::~Core() {
   // Close() ran (from ~Client, or from Start() failing); threads are gone. Leases' callbacks
   // are destroyed here, without the lock.
   absl::flat_hash_map<std::string, Slot> leases;
-  std::deque<Task> tasks;
   {
     absl::MutexLock lock(&mu_);
     leases.swap(leases_);
-    tasks.swap(tasks_);
   }
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
-  if (callback_thread_.joinable()) callback_thread_.detach();
+  // callbacks_ is destroyed after this body: it drops what is left, without the lock.
 }
 
 v1::SessionCredentials Core::Credentials() const {
@@ -89,8 +87,7 @@ absl::Status Core::OpenSession() {
 }
 
 absl::Status Core::Start() {
-  std::shared_ptr<Core> self = shared_from_this();
-  callback_thread_ = std::thread([self] { self->CallbackLoop(); });
+  callbacks_.Start();
   maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
   absl::MutexLock lock(&mu_);
   auto first_stream_settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -117,7 +114,7 @@ absl::Status Core::Close() {
     if (closing_) {
       // A second Close() waits for the first, unless it is a callback (which the first may be
       // waiting for).
-      if (std::this_thread::get_id() != callback_thread_id_) {
+      if (!callbacks_.OnExecutorThread()) {
         auto closed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_; };
         mu_.Await(absl::Condition(&closed));
       }
@@ -169,28 +166,16 @@ absl::Status Core::Close() {
   if (watch != nullptr) watch->Cancel();
   watch.reset();
 
-  std::deque<Task> dropped;
-  bool on_callback_thread;
   {
     absl::MutexLock lock(&mu_);
     auto no_stream = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return watch_ == nullptr && live_reactors_ == 0;
     };
     mu_.Await(absl::Condition(&no_stream));
-    stop_callbacks_ = true;
-    dropped.swap(tasks_);
-    on_callback_thread = std::this_thread::get_id() == callback_thread_id_;
   }
-  dropped.clear();  // User callbacks are destroyed without the lock.
-  if (callback_thread_.joinable()) {
-    // Closing from a callback: the thread cannot join itself. It holds a reference to the
-    // Core, so it may finish on its own after the callback returns.
-    if (on_callback_thread) {
-      callback_thread_.detach();
-    } else {
-      callback_thread_.join();
-    }
-  }
+  // Drops the callbacks not yet started; waits for a running one, or, closing from a callback,
+  // lets the thread finish by itself after it (the task holds a reference to the Core).
+  callbacks_.Stop();
   absl::MutexLock lock(&mu_);
   closed_ = true;
   return status;
@@ -249,8 +234,7 @@ void Core::SessionLostLocked(absl::Status why) {
               /*notify=*/true);
   }
   if (options_.on_session_lost) {
-    tasks_.push_back(
-        Task{"", [cb = options_.on_session_lost, status = lost_status_](Lease*) { cb(status); }});
+    callbacks_.Post("", [cb = options_.on_session_lost, status = lost_status_] { cb(status); });
   }
   WakeLocked();  // The maintenance thread cancels the stream and stops renewing.
 }
@@ -468,14 +452,14 @@ void Core::Forget(const std::string& id) {
     absl::MutexLock lock(&mu_);
     auto it = leases_.find(id);
     if (it == leases_.end()) return;
-    it->second.handle = nullptr;  // No callback of this lease starts from now on.
-    if (std::this_thread::get_id() != callback_thread_id_) {
-      auto not_running = [this, &id]()
-                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_lease_ != id; };
-      mu_.Await(absl::Condition(&not_running));
-      it = leases_.find(id);  // The table may have changed while we waited.
-      if (it == leases_.end()) return;
-    }
+    it->second.handle = nullptr;  // No callback of this lease is posted from now on.
+  }
+  // Drops its queued callbacks and waits for a running one (unless this is it).
+  callbacks_.Forget(id);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = leases_.find(id);  // The table may have changed meanwhile.
+    if (it == leases_.end()) return;
     if (IsLive(it->second.state) && UsableLocked().ok()) {
       release = true;
       it->second.releasing = true;
@@ -620,13 +604,15 @@ void Core::RecallLocked(const std::string& id, Slot& slot, std::string reason,
   slot.recall_deadline = deadline;
   slot.next_renew = absl::InfiniteFuture();
   if (slot.handle == nullptr || (!slot.on_recall && !slot.release_on_recall)) return;
-  tasks_.push_back(Task{id, [this, id, cb = slot.on_recall, release = slot.release_on_recall,
-                             reason = std::move(reason), deadline](Lease* lease) {
-                          if (cb) cb(*lease, reason, deadline);
-                          // By id, not through `lease`: the callback may have destroyed it (and
-                          // ~Lease released it then).
-                          if (release) ReleaseIfRecalling(id);
-                        }});
+  // The handle stays valid while the task may run: ~Lease forgets the lease's tasks first. The
+  // Core reference keeps it alive if the callback closes and drops the client.
+  callbacks_.Post(id, [self = shared_from_this(), lease = slot.handle, id, cb = slot.on_recall,
+                       release = slot.release_on_recall, reason = std::move(reason), deadline] {
+    if (cb) cb(*lease, reason, deadline);
+    // By id, not through `lease`: the callback may have destroyed it (and ~Lease released it
+    // then).
+    if (release) self->ReleaseIfRecalling(id);
+  });
 }
 
 void Core::ReleaseIfRecalling(const std::string& id) {
@@ -649,9 +635,9 @@ void Core::EndLocked(const std::string& id, Slot& slot, LeaseState state, std::s
   slot.ended_at = clock_->Now();
   slot.next_renew = absl::InfiniteFuture();
   if (!notify || slot.handle == nullptr || !slot.on_revoked) return;
-  tasks_.push_back(Task{id, [cb = slot.on_revoked, reason = std::move(reason)](Lease* lease) {
-                          cb(*lease, reason);
-                        }});
+  callbacks_.Post(id, [lease = slot.handle, cb = slot.on_revoked, reason = std::move(reason)] {
+    cb(*lease, reason);
+  });
 }
 
 void Core::OnWatchDone(uint64_t generation, const grpc::Status& grpc_status) {
@@ -704,37 +690,6 @@ std::shared_ptr<WatchReactor> Core::HandleWatchDoneLocked(uint64_t generation,
 }
 
 // --- threads -----------------------------------------------------------------------------------
-
-void Core::CallbackLoop() {
-  mu_.Lock();
-  callback_thread_id_ = std::this_thread::get_id();
-  while (true) {
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stop_callbacks_ || !tasks_.empty();
-    };
-    mu_.Await(absl::Condition(&ready));
-    if (stop_callbacks_) break;
-    Task task = std::move(tasks_.front());
-    tasks_.pop_front();
-    Lease* handle = nullptr;
-    bool run = true;
-    if (!task.lease_id.empty()) {
-      auto it = leases_.find(task.lease_id);
-      if (it == leases_.end() || it->second.handle == nullptr) {
-        run = false;
-      } else {
-        handle = it->second.handle;
-        running_lease_ = task.lease_id;
-      }
-    }
-    mu_.Unlock();
-    if (run) task.run(handle);
-    task.run = nullptr;  // The user's callback copies are destroyed without the lock.
-    mu_.Lock();
-    running_lease_.clear();
-  }
-  mu_.Unlock();
-}
 
 absl::Time Core::NextWakeLocked() const {
   absl::Time next = absl::InfiniteFuture();

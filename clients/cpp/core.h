@@ -1,11 +1,12 @@
 // internal::Core: the state a Client shares with its Leases and its Watch stream: the session,
-// the table of leases, the callback queue, and the two library threads (see client.h for the
-// threading model). Not part of the public API.
+// the table of leases, the maintenance thread, and the callback thread (CallbackExecutor) it
+// posts user callbacks to (see client.h for the threading model). Not part of the public API.
 //
 // Thread-safety: every method is safe to call concurrently. All mutable state is guarded by
 // one mutex, `mu_`, which is never held while calling gRPC (RPCs, StartCall, TryCancel) or user
-// code, and never while destroying user callbacks. Lock order: Core::mu_ is a leaf (gRPC and
-// user code are only called without it).
+// code, and never while destroying user callbacks. Lock order: Core::mu_, then the
+// CallbackExecutor's lock (callbacks are posted under mu_); gRPC and user code are only called
+// without either.
 #pragma once
 
 #include <grpcpp/channel.h>
@@ -27,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "api/time_convert.h"
+#include "clients/cpp/callback_executor.h"
 #include "clients/cpp/client.h"
 #include "clients/cpp/rpc.h"
 #include "common/clock.h"
@@ -108,18 +110,11 @@ class Core : public std::enable_shared_from_this<Core> {
     std::function<void(Lease&, absl::string_view, absl::Time)> on_recall;
     std::function<void(Lease&, absl::string_view)> on_revoked;
   };
-  // A unit of work for the callback thread. With a lease id, it runs only if that lease still
-  // has a handle, and receives it.
-  struct Task {
-    std::string lease_id;
-    absl::AnyInvocable<void(Lease*)> run;
-  };
   struct RenewJob {
     std::string id;
     absl::Duration ttl;
   };
 
-  void CallbackLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void MaintenanceLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void RunRenew(const RenewJob& job) ABSL_LOCKS_EXCLUDED(mu_);
   // Applies the answer to a renewal (background or Lease::Renew()) to the lease's slot.
@@ -205,15 +200,14 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // Threads.
   bool stop_maintenance_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_callbacks_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
-  std::string running_lease_ ABSL_GUARDED_BY(mu_);  // Lease whose callback runs now, or "".
-  std::thread::id callback_thread_id_ ABSL_GUARDED_BY(mu_);
-  // Not guarded: written by Start() before any other thread can see them, then touched only by
+  // Not guarded: written by Start() before any other thread can see it, then touched only by
   // the first Close() (and ~Core, after it).
-  std::thread callback_thread_;     // Joined by Close(), or detached if it closes the client.
   std::thread maintenance_thread_;  // Joined by Close().
+  // The callback thread (internally synchronized). Tasks are keyed by lease id; a lease's
+  // callbacks are posted only while it has a handle, and Forget() drops them. Stopped by
+  // Close(), which detaches it if it closes the client from a callback.
+  CallbackExecutor callbacks_;
 };
 
 }  // namespace pinbroker::client::internal
