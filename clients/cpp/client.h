@@ -48,7 +48,8 @@
 // Threading model and thread-safety:
 //   - Client and Lease are thread-safe: any method may be called from any thread, concurrently.
 //     RPCs are synchronous and run on the calling thread.
-//   - The library runs two threads per Client, plus gRPC's own:
+//   - The library runs two threads per Client, plus gRPC's own (and, for clients on the default
+//     clock, the process's one RealClock timer thread, which the library never schedules on):
 //       * the callback thread runs every user callback (on_recall, on_revoked, on_session_lost),
 //         one at a time, in the order the events happened, and never while a library lock is
 //         held. Callbacks may call back into the Client and the Lease (Release(), Pin(), ...).
