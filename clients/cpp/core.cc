@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/status_convert.h"
+#include "clients/cpp/lease_state.h"
 #include "clients/cpp/lease_timing.h"
 #include "clients/cpp/rpc.h"
 #include "clients/cpp/watch_reactor.h"
@@ -46,7 +47,7 @@ Core::Core(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
 Core::~Core() {
   // Close() ran (from ~Client, or from Start() failing); threads are gone. Leases' callbacks
   // are destroyed here, without the lock.
-  absl::flat_hash_map<std::string, Slot> leases;
+  LeaseSlots leases;
   {
     absl::MutexLock lock(&mu_);
     leases.swap(leases_);
@@ -277,16 +278,9 @@ absl::StatusOr<std::unique_ptr<Lease>> Core::Pin(const PinOptions& options) {
     if (status.ok()) {
       const v1::Lease& granted = response.lease();
       const std::string& id = granted.lease_id();
-      const absl::Time now = clock_->Now();
-      Slot& slot = leases_[id];
+      LeaseSlot& slot = leases_[id];
       slot.handle = lease.get();
-      slot.info = granted;
-      slot.ttl = FromProto(granted.expires_at()) - FromProto(granted.granted_at());
-      if (slot.ttl > absl::ZeroDuration()) {
-        const LeaseTimes times = AfterRenewal(now, slot.ttl, options_.renew_fraction);
-        slot.next_renew = times.next_renew;
-        slot.local_expiry = times.local_expiry;
-      }
+      OnGranted(slot, granted, clock_->Now(), options_.renew_fraction);
       slot.registered_seq = ++seq_;
       slot.release_on_recall = options.release_on_recall;
       slot.on_recall = std::move(on_recall);
@@ -337,7 +331,7 @@ absl::Status Core::ReleaseLeaseId(absl::string_view lease_id) {
   AfterAuthenticatedRpcLocked(status);
   auto it = leases_.find(id);
   if (it == leases_.end()) return status;
-  Slot& slot = it->second;
+  LeaseSlot& slot = it->second;
   slot.releasing = false;
   if (status.ok()) {
     EndLocked(id, slot, LeaseState::kReleased, "released by the holder", /*notify=*/false);
@@ -359,7 +353,7 @@ absl::Status Core::Renew(const std::string& id) {
     if (it == leases_.end()) {
       return absl::NotFoundError(absl::StrCat("lease ", id, " is not held by this client"));
     }
-    const Slot& slot = it->second;
+    const LeaseSlot& slot = it->second;
     if (!IsLive(slot.state)) return EndedErrorLocked(id, slot);
     if (absl::Status s = UsableLocked(); !s.ok()) return s;
     if (slot.state == LeaseState::kRecalling) {
@@ -393,38 +387,19 @@ void Core::RenewDoneLocked(const std::string& id, const absl::Status& status,
                            const v1::RenewResponse& response, bool background) {
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
-  Slot& slot = it->second;
-  if (background) slot.renewing = false;
-  if (!IsLive(slot.state)) return;
-  const absl::Time now = clock_->Now();
-  if (status.ok()) {
-    *slot.info.mutable_expires_at() = response.lease().expires_at();
-    if (slot.state == LeaseState::kGranted) {
-      const LeaseTimes times = AfterRenewal(now, slot.ttl, options_.renew_fraction);
-      slot.next_renew = times.next_renew;
-      slot.local_expiry = times.local_expiry;
-    }
+  LeaseSlot& slot = it->second;
+  const bool live = IsLive(slot.state);
+  if (OnRenewAnswer(slot, status, response.lease(), background, clock_->Now(),
+                    options_.renew_fraction)) {
+    // Being recalled. The RECALLED event (with the deadline) normally arrived first; if the
+    // stream missed it, this is how the holder learns.
+    RecallLocked(id, slot, absl::StrCat("the broker refused a renewal: ", status.message()),
+                 absl::InfiniteFuture());
     return;
   }
-  switch (status.code()) {
-    case absl::StatusCode::kFailedPrecondition:
-      // Being recalled. The RECALLED event (with the deadline) normally arrived first; if the
-      // stream missed it, this is how the holder learns.
-      RecallLocked(id, slot, absl::StrCat("the broker refused a renewal: ", status.message()),
-                   absl::InfiniteFuture());
-      slot.next_renew = absl::InfiniteFuture();
-      return;
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kInvalidArgument:
-      // Ended (the stream, or the next snapshot, says how), or the session is lost.
-      slot.next_renew = absl::InfiniteFuture();
-      return;
-    default:
-      if (!background) return;
-      slot.next_renew = NextRetryAfterFailure(now, slot.local_expiry);
-      PB_LOG(WARNING) << "renewing lease " << id << ": " << status << "; retrying";
-      return;
+  if (live && background && !status.ok() && !absl::IsNotFound(status) &&
+      !absl::IsUnauthenticated(status) && !absl::IsInvalidArgument(status)) {
+    PB_LOG(WARNING) << "renewing lease " << id << ": " << status << "; retrying";
   }
 }
 
@@ -436,7 +411,7 @@ LeaseView Core::View(const std::string& id) const {
     view.state = LeaseState::kReleased;
     return view;
   }
-  const Slot& slot = it->second;
+  const LeaseSlot& slot = it->second;
   view.state = slot.state;
   view.reason = slot.reason;
   view.expires_at = FromProto(slot.info.expires_at());
@@ -446,7 +421,7 @@ LeaseView Core::View(const std::string& id) const {
 }
 
 void Core::Forget(const std::string& id) {
-  Slot forgotten;  // Destroyed (with the user's callbacks) after the lock is released.
+  LeaseSlot forgotten;  // Destroyed (with the user's callbacks) after the lock is released.
   bool release = false;
   {
     absl::MutexLock lock(&mu_);
@@ -487,7 +462,7 @@ void Core::Forget(const std::string& id) {
   }
 }
 
-absl::Status Core::EndedErrorLocked(const std::string& id, const Slot& slot) const {
+absl::Status Core::EndedErrorLocked(const std::string& id, const LeaseSlot& slot) const {
   const std::string why = slot.reason.empty() ? "" : absl::StrCat(" (", slot.reason, ")");
   switch (slot.state) {
     case LeaseState::kLost:
@@ -538,7 +513,7 @@ void Core::ApplyEventLocked(const v1::WatchEvent& event) {
     }
     return;
   }
-  Slot& slot = it->second;
+  LeaseSlot& slot = it->second;
   const v1::Lease& lease = event.lease();
   switch (event.type()) {
     case v1::WatchEvent::GRANTED:
@@ -596,14 +571,9 @@ void Core::ReconcileSnapshotLocked() {
   snapshot_.clear();
 }
 
-void Core::RecallLocked(const std::string& id, Slot& slot, std::string reason,
+void Core::RecallLocked(const std::string& id, LeaseSlot& slot, std::string reason,
                         absl::Time deadline) {
-  if (slot.state != LeaseState::kGranted) return;
-  slot.state = LeaseState::kRecalling;
-  slot.reason = reason;
-  slot.recall_deadline = deadline;
-  slot.next_renew = absl::InfiniteFuture();
-  if (slot.handle == nullptr || (!slot.on_recall && !slot.release_on_recall)) return;
+  if (!Recall(slot, reason, deadline)) return;
   // The handle stays valid while the task may run: ~Lease forgets the lease's tasks first. The
   // Core reference keeps it alive if the callback closes and drops the client.
   callbacks_.Post(id, [self = shared_from_this(), lease = slot.handle, id, cb = slot.on_recall,
@@ -627,14 +597,9 @@ void Core::ReleaseIfRecalling(const std::string& id) {
   }
 }
 
-void Core::EndLocked(const std::string& id, Slot& slot, LeaseState state, std::string reason,
+void Core::EndLocked(const std::string& id, LeaseSlot& slot, LeaseState state, std::string reason,
                      bool notify) {
-  if (!IsLive(slot.state)) return;
-  slot.state = state;
-  slot.reason = reason;
-  slot.ended_at = clock_->Now();
-  slot.next_renew = absl::InfiniteFuture();
-  if (!notify || slot.handle == nullptr || !slot.on_revoked) return;
+  if (!End(slot, state, reason, clock_->Now(), notify)) return;
   callbacks_.Post(id, [lease = slot.handle, cb = slot.on_revoked, reason = std::move(reason)] {
     cb(*lease, reason);
   });
@@ -696,12 +661,7 @@ absl::Time Core::NextWakeLocked() const {
   if (lost_) return next;
   if (!watch_established_) next = std::min(next, session_deadline_);
   if (watch_ == nullptr) next = std::min(next, reconnect_at_);
-  for (const auto& [id, slot] : leases_) {
-    if (slot.state == LeaseState::kGranted && !slot.renewing) {
-      next = std::min(next, slot.next_renew);
-    }
-  }
-  return next;
+  return std::min(next, NextRenewal(leases_));
 }
 
 void Core::MaintenanceLoop() {
@@ -734,14 +694,7 @@ void Core::MaintenanceLoop() {
       ++live_reactors_;
     }
     std::vector<RenewJob> jobs;
-    if (!lost_) {
-      for (auto& [id, slot] : leases_) {
-        if (slot.state == LeaseState::kGranted && !slot.renewing && slot.next_renew <= now) {
-          slot.renewing = true;
-          jobs.push_back(RenewJob{id, slot.ttl});
-        }
-      }
-    }
+    if (!lost_) jobs = TakeDueRenewals(leases_, now);
     if (cancel != nullptr || start != nullptr || !jobs.empty()) {
       mu_.Unlock();
       if (cancel != nullptr) cancel->Cancel();

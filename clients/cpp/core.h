@@ -30,6 +30,7 @@
 #include "api/time_convert.h"
 #include "clients/cpp/callback_executor.h"
 #include "clients/cpp/client.h"
+#include "clients/cpp/lease_state.h"
 #include "clients/cpp/rpc.h"
 #include "common/clock.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
@@ -92,28 +93,6 @@ class Core : public std::enable_shared_from_this<Core> {
   std::shared_ptr<WatchReactor> HandleWatchDoneLocked(uint64_t generation,
                                                       const grpc::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One lease of this session that the client knows about.
-  struct Slot {
-    Lease* handle = nullptr;  // Null once ~Lease began: no callbacks any more.
-    v1::Lease info;
-    LeaseState state = LeaseState::kGranted;
-    std::string reason;
-    absl::Time ended_at = absl::InfiniteFuture();
-    absl::Time recall_deadline = absl::InfiniteFuture();
-    absl::Duration ttl;                              // Requested with every renewal.
-    absl::Time next_renew = absl::InfiniteFuture();  // Local time; Infinite: not renewed.
-    absl::Time local_expiry = absl::InfiniteFuture();
-    bool renewing = false;   // A background renewal is in flight.
-    bool releasing = false;  // A Release RPC is in flight.
-    uint64_t registered_seq = 0;
-    bool release_on_recall = false;
-    std::function<void(Lease&, absl::string_view, absl::Time)> on_recall;
-    std::function<void(Lease&, absl::string_view)> on_revoked;
-  };
-  struct RenewJob {
-    std::string id;
-    absl::Duration ttl;
-  };
 
   void MaintenanceLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void RunRenew(const RenewJob& job) ABSL_LOCKS_EXCLUDED(mu_);
@@ -129,7 +108,7 @@ class Core : public std::enable_shared_from_this<Core> {
   // OK if RPCs on the session may be made; the loss or closed error otherwise.
   absl::Status UsableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The error for an operation on a lease that is no longer live.
-  absl::Status EndedErrorLocked(const std::string& id, const Slot& slot) const
+  absl::Status EndedErrorLocked(const std::string& id, const LeaseSlot& slot) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Bookkeeping after every authenticated RPC: keeps the session deadline, and loses the
   // session on UNAUTHENTICATED.
@@ -144,10 +123,10 @@ class Core : public std::enable_shared_from_this<Core> {
 
   void ApplyEventLocked(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReconcileSnapshotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecallLocked(const std::string& id, Slot& slot, std::string reason, absl::Time deadline)
+  void RecallLocked(const std::string& id, LeaseSlot& slot, std::string reason, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a live lease to `state` (terminal); queues on_revoked if `notify`.
-  void EndLocked(const std::string& id, Slot& slot, LeaseState state, std::string reason,
+  void EndLocked(const std::string& id, LeaseSlot& slot, LeaseState state, std::string reason,
                  bool notify) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SessionLostLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++wake_seq_; }
@@ -163,7 +142,7 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Duration session_ttl_ = absl::Seconds(30);
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Slot> leases_ ABSL_GUARDED_BY(mu_);
+  LeaseSlots leases_ ABSL_GUARDED_BY(mu_);
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;  // Orders lease registrations and watch starts.
   // Pins whose response has not been registered yet, and the events that arrived for leases
   // not (yet) in `leases_` meanwhile; cleared whenever no pin is in flight.
