@@ -22,7 +22,7 @@
 #include "broker/session_table.h"
 #include "broker/unix_listener.h"
 #include "pinbroker/v1/config.pb.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/guard/file_guard.h"
 #include "pinning/pin_backend.h"
 #include "pinning/pin_service.h"

@@ -6,27 +6,6 @@
 
 namespace pinbroker::broker {
 
-void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
-  if (t == absl::InfiniteFuture() || t == absl::InfinitePast()) {
-    out->Clear();
-    return;
-  }
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  out->set_seconds(seconds);
-  out->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-}
-
-void ToProto(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
 absl::StatusOr<absl::Duration> NonNegative(const google::protobuf::Duration& d,
                                            absl::string_view field) {
   const absl::Duration value = FromProto(d);

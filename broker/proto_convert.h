@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/time_convert.h"
 #include "broker/lease_id_codec.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 #include "pinning/layout_coordinator.h"
@@ -21,9 +22,9 @@ namespace pinbroker::broker {
 
 namespace pb = ::pinbroker::v1;
 
-void ToProto(absl::Time t, google::protobuf::Timestamp* out);
-void ToProto(absl::Duration d, google::protobuf::Duration* out);
-absl::Duration FromProto(const google::protobuf::Duration& d);
+// The time conversions (api/time_convert.h) join the overloads below.
+using ::pinbroker::FromProto;
+using ::pinbroker::ToProto;
 // A duration field that must not be negative; `field` names it in the error.
 absl::StatusOr<absl::Duration> NonNegative(const google::protobuf::Duration& d,
                                            absl::string_view field);

@@ -23,7 +23,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 
 namespace pinbroker::broker {
 

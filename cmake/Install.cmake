@@ -42,6 +42,7 @@ install(TARGETS ${_pb_export_targets} EXPORT pinbrokerTargets
 # Public headers. Nothing here includes a header that is not installed (ctest
 # scripts.client_layering checks it).
 set(_pb_public_headers include/pinbroker/channel_security.h include/pinbroker/client.h
+    include/pinbroker/clock.h
     include/pinbroker/log_sink.h
     include/pinbroker/rdma_wire.h)
 if(TARGET pinbroker_rdma_client)

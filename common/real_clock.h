@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "absl/container/btree_map.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 
 namespace pinbroker {
 

@@ -18,7 +18,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 
 namespace pinbroker {
 

@@ -30,7 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/btree_interval_index.h"
 #include "pinning/lease.h"
 #include "pinning/page_range.h"

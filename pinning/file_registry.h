@@ -16,7 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "pinning/busy_range_map.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/file_info.h"
 
 namespace pinbroker {

@@ -34,7 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/file_registry.h"
 #include "pinning/layout_policy.h"
 #include "pinning/lease_lifecycle.h"

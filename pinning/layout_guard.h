@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/export.h"
 #include "pinning/file_info.h"
 #include "pinning/layout_coordinator.h"

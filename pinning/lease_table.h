@@ -47,7 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/event_queue.h"
 #include "pinning/lease.h"
 

@@ -28,7 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/busy_range_map.h"
 #include "pinning/credentials.h"
 #include "pinning/export.h"

@@ -80,7 +80,7 @@ Lease::Lease(std::shared_ptr<internal::Core> core, const v1::Lease& granted)
       range_{granted.range().offset(), granted.range().length()},
       access_(granted.access()),
       mode_(granted.mode()),
-      granted_at_(internal::FromProto(granted.granted_at())) {}
+      granted_at_(FromProto(granted.granted_at())) {}
 
 Lease::~Lease() { core_->Forget(id_); }
 

@@ -8,41 +8,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/status_convert.h"
+#include "clients/cpp/lease_state.h"
 #include "clients/cpp/lease_timing.h"
+#include "clients/cpp/rpc.h"
 #include "clients/cpp/watch_reactor.h"
 #include "common/log.h"
+#include "common/real_clock.h"
 
 namespace pinbroker::client::internal {
 namespace {
 
-// Events kept for leases whose Pin response has not arrived yet; beyond this the oldest are
-// dropped (only a pin that never returns could leave them behind).
-constexpr size_t kMaxEarlyEvents = 4096;
-
-absl::Status FromGrpc(const grpc::Status& status) { return ::pinbroker::FromGrpcStatus(status); }
-
-std::string TimeText(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+// The clock of clients that were given none. Never destroyed: Clients may outlive static
+// destructors' order.
+Clock* ProcessRealClock() {
+  static Clock* const clock = new RealClock();
+  return clock;
 }
 
 }  // namespace
 
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-void ToProto(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
-}
-
 Core::Core(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : ProcessRealClock()),
       channel_(std::move(channel)),
       stub_(v1::PinBroker::NewStub(channel_)) {
   absl::MutexLock lock(&mu_);
@@ -52,23 +39,13 @@ Core::Core(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
 Core::~Core() {
   // Close() ran (from ~Client, or from Start() failing); threads are gone. Leases' callbacks
   // are destroyed here, without the lock.
-  absl::flat_hash_map<std::string, Slot> leases;
-  std::deque<Task> tasks;
+  LeaseSlots leases;
   {
     absl::MutexLock lock(&mu_);
     leases.swap(leases_);
-    tasks.swap(tasks_);
   }
   if (maintenance_thread_.joinable()) maintenance_thread_.join();
-  if (callback_thread_.joinable()) callback_thread_.detach();
-}
-
-std::unique_ptr<grpc::ClientContext> Core::NewContext(absl::Duration timeout) const {
-  auto context = std::make_unique<grpc::ClientContext>();
-  if (timeout != absl::InfiniteDuration()) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  }
-  return context;
+  // callbacks_ is destroyed after this body: it drops what is left, without the lock.
 }
 
 v1::SessionCredentials Core::Credentials() const {
@@ -86,9 +63,9 @@ absl::Status Core::OpenSession() {
   if (options_.session_ttl > absl::ZeroDuration())
     ToProto(options_.session_ttl, request.mutable_ttl());
   v1::OpenSessionResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Time sent = absl::Now();
-  absl::Status status = FromGrpc(stub_->OpenSession(context.get(), request, &response));
+  const absl::Time sent = clock_->Now();
+  absl::Status status =
+      Call(&v1::PinBroker::StubInterface::OpenSession, request, &response, options_.rpc_timeout);
   if (!status.ok()) return status;
   session_id_ = response.credentials().session_id();
   token_ = response.credentials().token();
@@ -103,15 +80,14 @@ absl::Status Core::OpenSession() {
 }
 
 absl::Status Core::Start() {
-  std::shared_ptr<Core> self = shared_from_this();
-  callback_thread_ = std::thread([self] { self->CallbackLoop(); });
+  callbacks_.Start();
   maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
   absl::MutexLock lock(&mu_);
   auto first_stream_settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return watch_established_count_ > 0 || watch_failures_ > 0 || lost_;
   };
-  if (!mu_.AwaitWithDeadline(absl::Condition(&first_stream_settled),
-                             absl::Now() + options_.rpc_timeout)) {
+  if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&first_stream_settled),
+                                 clock_->Now() + options_.rpc_timeout)) {
     return absl::DeadlineExceededError(
         absl::StrCat("the broker did not start the session's Watch stream within ",
                      absl::FormatDuration(options_.rpc_timeout)));
@@ -131,7 +107,7 @@ absl::Status Core::Close() {
     if (closing_) {
       // A second Close() waits for the first, unless it is a callback (which the first may be
       // waiting for).
-      if (std::this_thread::get_id() != callback_thread_id_) {
+      if (!callbacks_.OnExecutorThread()) {
         auto closed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_; };
         mu_.Await(absl::Condition(&closed));
       }
@@ -153,8 +129,8 @@ absl::Status Core::Close() {
     v1::CloseSessionRequest request;
     *request.mutable_credentials() = Credentials();
     v1::CloseSessionResponse response;
-    auto context = NewContext(options_.rpc_timeout);
-    status = FromGrpc(stub_->CloseSession(context.get(), request, &response));
+    status =
+        Call(&v1::PinBroker::StubInterface::CloseSession, request, &response, options_.rpc_timeout);
     if (!status.ok()) {
       PB_LOG(WARNING) << "closing session " << session_id_ << ": " << status
                       << "; the broker ends its leases at their TTL";
@@ -183,28 +159,16 @@ absl::Status Core::Close() {
   if (watch != nullptr) watch->Cancel();
   watch.reset();
 
-  std::deque<Task> dropped;
-  bool on_callback_thread;
   {
     absl::MutexLock lock(&mu_);
     auto no_stream = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return watch_ == nullptr && live_reactors_ == 0;
     };
     mu_.Await(absl::Condition(&no_stream));
-    stop_callbacks_ = true;
-    dropped.swap(tasks_);
-    on_callback_thread = std::this_thread::get_id() == callback_thread_id_;
   }
-  dropped.clear();  // User callbacks are destroyed without the lock.
-  if (callback_thread_.joinable()) {
-    // Closing from a callback: the thread cannot join itself. It holds a reference to the
-    // Core, so it may finish on its own after the callback returns.
-    if (on_callback_thread) {
-      callback_thread_.detach();
-    } else {
-      callback_thread_.join();
-    }
-  }
+  // Drops the callbacks not yet started; waits for a running one, or, closing from a callback,
+  // lets the thread finish by itself after it (the task holds a reference to the Core).
+  callbacks_.Stop();
   absl::MutexLock lock(&mu_);
   closed_ = true;
   return status;
@@ -243,7 +207,7 @@ void Core::AfterAuthenticatedRpcLocked(const absl::Status& status) {
   // renewed the session.
   if (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status) &&
       !absl::IsCancelled(status) && !watch_established_ && !lost_) {
-    session_deadline_ = std::max(session_deadline_, absl::Now() + session_ttl_);
+    session_deadline_ = std::max(session_deadline_, clock_->Now() + session_ttl_);
   }
 }
 
@@ -263,511 +227,26 @@ void Core::SessionLostLocked(absl::Status why) {
               /*notify=*/true);
   }
   if (options_.on_session_lost) {
-    tasks_.push_back(
-        Task{"", [cb = options_.on_session_lost, status = lost_status_](Lease*) { cb(status); }});
+    callbacks_.Post("", [cb = options_.on_session_lost, status = lost_status_] { cb(status); });
   }
   WakeLocked();  // The maintenance thread cancels the stream and stops renewing.
 }
 
-// --- leases ------------------------------------------------------------------------------------
-
-absl::StatusOr<std::unique_ptr<Lease>> Core::Pin(const PinOptions& options) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (absl::Status s = UsableLocked(); !s.ok()) return s;
-    ++pins_in_flight_;
-  }
-  v1::PinRequest request;
-  *request.mutable_credentials() = Credentials();
-  request.set_export_name(options.export_name);
-  request.set_path(options.path);
-  request.set_offset(options.offset);
-  request.set_length(options.length);
-  request.set_access(options.access);
-  request.set_rdma(options.rdma);
-  if (options.ttl != absl::ZeroDuration()) ToProto(options.ttl, request.mutable_ttl());
-  if (options.wait_if_blocked != absl::ZeroDuration()) {
-    ToProto(options.wait_if_blocked, request.mutable_wait_if_blocked());
-  }
-  v1::PinResponse response;
-  auto context =
-      NewContext(options_.rpc_timeout + std::max(options.wait_if_blocked, absl::ZeroDuration()));
-  const absl::Status status = FromGrpc(stub_->Pin(context.get(), request, &response));
-
-  std::unique_ptr<Lease> lease;
-  if (status.ok()) lease.reset(new Lease(shared_from_this(), response.lease()));
-  // Copies of the user's callbacks are made (and, on failure, destroyed) without the lock.
-  auto on_recall = options.on_recall;
-  auto on_revoked = options.on_revoked;
-  std::vector<v1::WatchEvent> early;
-  {
-    absl::MutexLock lock(&mu_);
-    --pins_in_flight_;
-    AfterAuthenticatedRpcLocked(status);
-    if (status.ok()) {
-      const v1::Lease& granted = response.lease();
-      const std::string& id = granted.lease_id();
-      const absl::Time now = absl::Now();
-      Slot& slot = leases_[id];
-      slot.handle = lease.get();
-      slot.info = granted;
-      slot.ttl = FromProto(granted.expires_at()) - FromProto(granted.granted_at());
-      if (slot.ttl > absl::ZeroDuration()) {
-        const LeaseTimes times = AfterRenewal(now, slot.ttl, options_.renew_fraction);
-        slot.next_renew = times.next_renew;
-        slot.local_expiry = times.local_expiry;
-      }
-      slot.registered_seq = ++seq_;
-      slot.release_on_recall = options.release_on_recall;
-      slot.on_recall = std::move(on_recall);
-      slot.on_revoked = std::move(on_revoked);
-      if (lost_) {
-        EndLocked(id, slot, LeaseState::kLost, "the session was lost while the pin was granted",
-                  /*notify=*/false);
-      } else if (closing_) {
-        EndLocked(id, slot, LeaseState::kReleased, "released when the client closed its session",
-                  /*notify=*/false);
-      }
-      // Events the Watch stream delivered before this response.
-      if (auto it = early_events_.find(id); it != early_events_.end()) {
-        early = std::move(it->second);
-        early_event_count_ -= early.size();
-        early_events_.erase(it);
-        for (const v1::WatchEvent& event : early) ApplyEventLocked(event);
-      }
-    }
-    if (pins_in_flight_ == 0) {
-      early_events_.clear();
-      early_event_count_ = 0;
-    }
-    WakeLocked();
-  }
-  if (!status.ok()) return status;
-  return lease;
-}
-
-absl::Status Core::ReleaseLeaseId(absl::string_view lease_id) {
-  const std::string id(lease_id);
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = leases_.find(id);
-    // An ended lease says how it ended, even after the session is lost or closed.
-    if (it != leases_.end() && !IsLive(it->second.state)) return EndedErrorLocked(id, it->second);
-    if (absl::Status s = UsableLocked(); !s.ok()) return s;
-    if (it != leases_.end()) it->second.releasing = true;
-  }
-  v1::ReleaseRequest request;
-  *request.mutable_credentials() = Credentials();
-  request.set_lease_id(id);
-  v1::ReleaseResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Release(context.get(), request, &response));
-
-  absl::MutexLock lock(&mu_);
-  AfterAuthenticatedRpcLocked(status);
-  auto it = leases_.find(id);
-  if (it == leases_.end()) return status;
-  Slot& slot = it->second;
-  slot.releasing = false;
-  if (status.ok()) {
-    EndLocked(id, slot, LeaseState::kReleased, "released by the holder", /*notify=*/false);
-    return status;
-  }
-  // The lease ended meanwhile (revoked, expired) and the stream said so already: say how.
-  if (absl::IsNotFound(status) && !IsLive(slot.state)) return EndedErrorLocked(id, slot);
-  if (lost_) return lost_status_;
-  return status;
-}
-
-absl::Status Core::Release(const std::string& id) { return ReleaseLeaseId(id); }
-
-absl::Status Core::Renew(const std::string& id) {
-  absl::Duration ttl;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = leases_.find(id);
-    if (it == leases_.end()) {
-      return absl::NotFoundError(absl::StrCat("lease ", id, " is not held by this client"));
-    }
-    const Slot& slot = it->second;
-    if (!IsLive(slot.state)) return EndedErrorLocked(id, slot);
-    if (absl::Status s = UsableLocked(); !s.ok()) return s;
-    if (slot.state == LeaseState::kRecalling) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("lease ", id, " is being recalled (", slot.reason,
-                       ") and cannot be renewed; stop I/O on it and release it before ",
-                       TimeText(slot.recall_deadline)));
-    }
-    ttl = slot.ttl;
-  }
-  v1::RenewRequest request;
-  *request.mutable_credentials() = Credentials();
-  request.set_lease_id(id);
-  if (ttl > absl::ZeroDuration()) ToProto(ttl, request.mutable_ttl());
-  v1::RenewResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Renew(context.get(), request, &response));
-
-  absl::MutexLock lock(&mu_);
-  AfterAuthenticatedRpcLocked(status);
-  RenewDoneLocked(id, status, response, /*background=*/false);
-  auto it = leases_.find(id);
-  if (!status.ok() && it != leases_.end() && !IsLive(it->second.state)) {
-    return EndedErrorLocked(id, it->second);
-  }
-  if (!status.ok() && lost_) return lost_status_;
-  return status;
-}
-
-void Core::RenewDoneLocked(const std::string& id, const absl::Status& status,
-                           const v1::RenewResponse& response, bool background) {
-  auto it = leases_.find(id);
-  if (it == leases_.end()) return;
-  Slot& slot = it->second;
-  if (background) slot.renewing = false;
-  if (!IsLive(slot.state)) return;
-  const absl::Time now = absl::Now();
-  if (status.ok()) {
-    *slot.info.mutable_expires_at() = response.lease().expires_at();
-    if (slot.state == LeaseState::kGranted) {
-      const LeaseTimes times = AfterRenewal(now, slot.ttl, options_.renew_fraction);
-      slot.next_renew = times.next_renew;
-      slot.local_expiry = times.local_expiry;
-    }
-    return;
-  }
-  switch (status.code()) {
-    case absl::StatusCode::kFailedPrecondition:
-      // Being recalled. The RECALLED event (with the deadline) normally arrived first; if the
-      // stream missed it, this is how the holder learns.
-      RecallLocked(id, slot, absl::StrCat("the broker refused a renewal: ", status.message()),
-                   absl::InfiniteFuture());
-      slot.next_renew = absl::InfiniteFuture();
-      return;
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kInvalidArgument:
-      // Ended (the stream, or the next snapshot, says how), or the session is lost.
-      slot.next_renew = absl::InfiniteFuture();
-      return;
-    default:
-      if (!background) return;
-      slot.next_renew = NextRetryAfterFailure(now, slot.local_expiry);
-      PB_LOG(WARNING) << "renewing lease " << id << ": " << status << "; retrying";
-      return;
-  }
-}
-
-LeaseView Core::View(const std::string& id) const {
-  absl::MutexLock lock(&mu_);
-  LeaseView view;
-  auto it = leases_.find(id);
-  if (it == leases_.end()) {
-    view.state = LeaseState::kReleased;
-    return view;
-  }
-  const Slot& slot = it->second;
-  view.state = slot.state;
-  view.reason = slot.reason;
-  view.expires_at = FromProto(slot.info.expires_at());
-  view.recall_deadline = slot.recall_deadline;
-  view.info = slot.info;
-  return view;
-}
-
-void Core::Forget(const std::string& id) {
-  Slot forgotten;  // Destroyed (with the user's callbacks) after the lock is released.
-  bool release = false;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = leases_.find(id);
-    if (it == leases_.end()) return;
-    it->second.handle = nullptr;  // No callback of this lease starts from now on.
-    if (std::this_thread::get_id() != callback_thread_id_) {
-      auto not_running = [this, &id]()
-                             ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_lease_ != id; };
-      mu_.Await(absl::Condition(&not_running));
-      it = leases_.find(id);  // The table may have changed while we waited.
-      if (it == leases_.end()) return;
-    }
-    if (IsLive(it->second.state) && UsableLocked().ok()) {
-      release = true;
-      it->second.releasing = true;
-    } else {
-      forgotten = std::move(it->second);
-      leases_.erase(it);
-    }
-  }
-  if (!release) return;
-
-  v1::ReleaseRequest request;
-  *request.mutable_credentials() = Credentials();
-  request.set_lease_id(id);
-  v1::ReleaseResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Release(context.get(), request, &response));
-  if (!status.ok() && !absl::IsNotFound(status)) {
-    PB_LOG(WARNING) << "releasing lease " << id << " on destruction: " << status;
-  }
-  absl::MutexLock lock(&mu_);
-  AfterAuthenticatedRpcLocked(status);
-  if (auto it = leases_.find(id); it != leases_.end()) {
-    forgotten = std::move(it->second);
-    leases_.erase(it);
-  }
-}
-
-absl::Status Core::EndedErrorLocked(const std::string& id, const Slot& slot) const {
-  const std::string why = slot.reason.empty() ? "" : absl::StrCat(" (", slot.reason, ")");
-  switch (slot.state) {
-    case LeaseState::kLost:
-      return absl::UnauthenticatedError(
-          absl::StrCat("lease ", id, " is no longer usable by this client", why));
-    case LeaseState::kReleased:
-    case LeaseState::kRevoked:
-    case LeaseState::kExpired:
-      return absl::NotFoundError(
-          absl::StrCat("lease ", id, " is no longer held: ", LeaseStateName(slot.state), " at ",
-                       TimeText(slot.ended_at), why, "; pin the range again if you still need it"));
-    default:
-      return absl::OkStatus();
-  }
-}
-
-// --- events ------------------------------------------------------------------------------------
-
-void Core::OnWatchEvent(uint64_t generation, const v1::WatchEvent& event) {
-  absl::MutexLock lock(&mu_);
-  if (generation != watch_generation_ || lost_) return;
-  switch (event.type()) {
-    case v1::WatchEvent::SNAPSHOT:
-      snapshot_[event.lease().lease_id()] = event.lease();
-      return;
-    case v1::WatchEvent::SNAPSHOT_COMPLETE:
-      ReconcileSnapshotLocked();
-      watch_established_ = true;
-      ++watch_established_count_;
-      backoff_ = options_.reconnect_backoff_min;
-      session_deadline_ = absl::InfiniteFuture();
-      WakeLocked();
-      return;
-    default:
-      ApplyEventLocked(event);
-      return;
-  }
-}
-
-void Core::ApplyEventLocked(const v1::WatchEvent& event) {
-  const std::string& id = event.lease().lease_id();
-  auto it = leases_.find(id);
-  if (it == leases_.end()) {
-    // Maybe a pin whose response has not been processed yet: keep the event for it.
-    if (pins_in_flight_ > 0 && early_event_count_ < kMaxEarlyEvents) {
-      early_events_[id].push_back(event);
-      ++early_event_count_;
-    }
-    return;
-  }
-  Slot& slot = it->second;
-  const v1::Lease& lease = event.lease();
-  switch (event.type()) {
-    case v1::WatchEvent::GRANTED:
-      return;
-    case v1::WatchEvent::RECALLED:
-      if (IsLive(slot.state)) slot.info = lease;
-      RecallLocked(id, slot, lease.reason(),
-                   lease.has_recall_deadline() ? FromProto(lease.recall_deadline())
-                                               : absl::InfiniteFuture());
-      return;
-    case v1::WatchEvent::RELEASED:
-      if (IsLive(slot.state)) slot.info = lease;
-      EndLocked(id, slot, LeaseState::kReleased,
-                lease.reason().empty() ? "released" : lease.reason(), /*notify=*/false);
-      return;
-    case v1::WatchEvent::REVOKED:
-      if (IsLive(slot.state)) slot.info = lease;
-      EndLocked(id, slot, LeaseState::kRevoked, lease.reason(), /*notify=*/true);
-      return;
-    case v1::WatchEvent::EXPIRED:
-      if (IsLive(slot.state)) slot.info = lease;
-      EndLocked(id, slot, LeaseState::kExpired, lease.reason(), /*notify=*/true);
-      return;
-    default:
-      return;
-  }
-}
-
-void Core::ReconcileSnapshotLocked() {
-  for (auto& [id, slot] : leases_) {
-    if (!IsLive(slot.state)) continue;
-    auto it = snapshot_.find(id);
-    if (it == snapshot_.end()) {
-      // Absence means "ended" only for leases registered before this stream started; a lease
-      // registered since may have been granted after the snapshot was taken.
-      if (slot.registered_seq > watch_start_seq_) continue;
-      if (slot.releasing) {
-        EndLocked(id, slot, LeaseState::kReleased, "released by the holder", /*notify=*/false);
-      } else {
-        EndLocked(id, slot, LeaseState::kRevoked,
-                  "ended while the Watch stream was down: the broker's snapshot no longer lists "
-                  "it (revoked or expired)",
-                  /*notify=*/true);
-      }
-      continue;
-    }
-    const v1::Lease& current = it->second;
-    slot.info = current;
-    if (current.state() == v1::LEASE_STATE_RECALLING) {
-      RecallLocked(id, slot, current.reason(),
-                   current.has_recall_deadline() ? FromProto(current.recall_deadline())
-                                                 : absl::InfiniteFuture());
-    }
-  }
-  snapshot_.clear();
-}
-
-void Core::RecallLocked(const std::string& id, Slot& slot, std::string reason,
-                        absl::Time deadline) {
-  if (slot.state != LeaseState::kGranted) return;
-  slot.state = LeaseState::kRecalling;
-  slot.reason = reason;
-  slot.recall_deadline = deadline;
-  slot.next_renew = absl::InfiniteFuture();
-  if (slot.handle == nullptr || (!slot.on_recall && !slot.release_on_recall)) return;
-  tasks_.push_back(Task{id, [this, id, cb = slot.on_recall, release = slot.release_on_recall,
-                             reason = std::move(reason), deadline](Lease* lease) {
-                          if (cb) cb(*lease, reason, deadline);
-                          // By id, not through `lease`: the callback may have destroyed it (and
-                          // ~Lease released it then).
-                          if (release) ReleaseIfRecalling(id);
-                        }});
-}
-
-void Core::ReleaseIfRecalling(const std::string& id) {
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = leases_.find(id);
-    if (it == leases_.end() || it->second.state != LeaseState::kRecalling) return;
-  }
-  absl::Status status = ReleaseLeaseId(id);
-  if (!status.ok() && !absl::IsNotFound(status)) {
-    PB_LOG(WARNING) << "releasing recalled lease " << id << ": " << status;
-  }
-}
-
-void Core::EndLocked(const std::string& id, Slot& slot, LeaseState state, std::string reason,
-                     bool notify) {
-  if (!IsLive(slot.state)) return;
-  slot.state = state;
-  slot.reason = reason;
-  slot.ended_at = absl::Now();
-  slot.next_renew = absl::InfiniteFuture();
-  if (!notify || slot.handle == nullptr || !slot.on_revoked) return;
-  tasks_.push_back(Task{id, [cb = slot.on_revoked, reason = std::move(reason)](Lease* lease) {
-                          cb(*lease, reason);
-                        }});
-}
-
-void Core::OnWatchDone(uint64_t generation, const grpc::Status& grpc_status) {
-  std::shared_ptr<WatchReactor> finished;
-  {
-    absl::MutexLock lock(&mu_);
-    finished = HandleWatchDoneLocked(generation, grpc_status);
-  }
-  // Drop the reactor (and the channel reference of its ClientContext) while Close() still
-  // waits for it, so the Core's own channel reference outlives it; only then let Close() go on.
-  finished.reset();
-  absl::MutexLock lock(&mu_);
-  --live_reactors_;
-}
-
-std::shared_ptr<WatchReactor> Core::HandleWatchDoneLocked(uint64_t generation,
-                                                          const grpc::Status& grpc_status) {
-  std::shared_ptr<WatchReactor> finished;
-  if (generation != watch_generation_) return finished;
-  finished = std::move(watch_);
-  watch_ = nullptr;
-  const absl::Status status = FromGrpc(grpc_status);
-  const bool was_established = watch_established_;
-  watch_established_ = false;
-  last_watch_status_ = status;
-  snapshot_.clear();
-  if (!was_established) ++watch_failures_;
-  WakeLocked();
-  if (closing_ || lost_ || watch_cancelled_) return finished;
-  if (status.code() == absl::StatusCode::kUnauthenticated) {
-    SessionLostLocked(status);
-    return finished;
-  }
-  const absl::Time now = absl::Now();
-  if (was_established) {
-    // The broker starts the session's TTL when its last stream closes.
-    session_deadline_ = now + session_ttl_;
-  }
-  // Not at once even after an established stream: a broker that ended every stream is usually
-  // shutting down, and thousands of clients should not all dial it (or its replacement) in the
-  // same millisecond.
-  const Backoff next =
-      AfterStreamEnded(now, was_established, backoff_, options_.reconnect_backoff_min,
-                       options_.reconnect_backoff_max);
-  reconnect_at_ = next.reconnect_at;
-  backoff_ = next.next_backoff;
-  PB_LOG(WARNING) << "session " << session_id_ << ": the Watch stream ended (" << status
-                  << "); reopening it";
-  return finished;
-}
-
 // --- threads -----------------------------------------------------------------------------------
-
-void Core::CallbackLoop() {
-  mu_.Lock();
-  callback_thread_id_ = std::this_thread::get_id();
-  while (true) {
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stop_callbacks_ || !tasks_.empty();
-    };
-    mu_.Await(absl::Condition(&ready));
-    if (stop_callbacks_) break;
-    Task task = std::move(tasks_.front());
-    tasks_.pop_front();
-    Lease* handle = nullptr;
-    bool run = true;
-    if (!task.lease_id.empty()) {
-      auto it = leases_.find(task.lease_id);
-      if (it == leases_.end() || it->second.handle == nullptr) {
-        run = false;
-      } else {
-        handle = it->second.handle;
-        running_lease_ = task.lease_id;
-      }
-    }
-    mu_.Unlock();
-    if (run) task.run(handle);
-    task.run = nullptr;  // The user's callback copies are destroyed without the lock.
-    mu_.Lock();
-    running_lease_.clear();
-  }
-  mu_.Unlock();
-}
 
 absl::Time Core::NextWakeLocked() const {
   absl::Time next = absl::InfiniteFuture();
   if (lost_) return next;
   if (!watch_established_) next = std::min(next, session_deadline_);
   if (watch_ == nullptr) next = std::min(next, reconnect_at_);
-  for (const auto& [id, slot] : leases_) {
-    if (slot.state == LeaseState::kGranted && !slot.renewing) {
-      next = std::min(next, slot.next_renew);
-    }
-  }
-  return next;
+  return std::min(next, NextRenewal(leases_));
 }
 
 void Core::MaintenanceLoop() {
   mu_.Lock();
-  session_deadline_ = absl::Now() + session_ttl_;
+  session_deadline_ = clock_->Now() + session_ttl_;
   while (!stop_maintenance_) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     if (!lost_ && !watch_established_ && now >= session_deadline_) {
       SessionLostLocked(absl::UnavailableError(absl::StrCat(
           "no Watch stream or call reached the broker for longer than the session TTL (",
@@ -793,14 +272,7 @@ void Core::MaintenanceLoop() {
       ++live_reactors_;
     }
     std::vector<RenewJob> jobs;
-    if (!lost_) {
-      for (auto& [id, slot] : leases_) {
-        if (slot.state == LeaseState::kGranted && !slot.renewing && slot.next_renew <= now) {
-          slot.renewing = true;
-          jobs.push_back(RenewJob{id, slot.ttl});
-        }
-      }
-    }
+    if (!lost_) jobs = TakeDueRenewals(leases_, now);
     if (cancel != nullptr || start != nullptr || !jobs.empty()) {
       mu_.Unlock();
       if (cancel != nullptr) cancel->Cancel();
@@ -816,7 +288,7 @@ void Core::MaintenanceLoop() {
     auto woken = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stop_maintenance_ || wake_seq_ != seen;
     };
-    mu_.AwaitWithDeadline(absl::Condition(&woken), next);
+    clock_->AwaitWithDeadline(&mu_, absl::Condition(&woken), next);
   }
   mu_.Unlock();
 }
@@ -834,8 +306,8 @@ void Core::RunRenew(const RenewJob& job) {
   request.set_lease_id(job.id);
   if (job.ttl > absl::ZeroDuration()) ToProto(job.ttl, request.mutable_ttl());
   v1::RenewResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  const absl::Status status = FromGrpc(stub_->Renew(context.get(), request, &response));
+  const absl::Status status =
+      Call(&v1::PinBroker::StubInterface::Renew, request, &response, options_.rpc_timeout);
   absl::MutexLock lock(&mu_);
   AfterAuthenticatedRpcLocked(status);
   RenewDoneLocked(job.id, status, response, /*background=*/true);
@@ -848,11 +320,8 @@ absl::StatusOr<v1::ListLeasesResponse> Core::ListLeases(const v1::ListLeasesRequ
     absl::MutexLock lock(&mu_);
     if (closing_) return UsableLocked();
   }
-  v1::ListLeasesResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  absl::Status status = FromGrpc(stub_->ListLeases(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::ListLeases, request,
+                   options_.rpc_timeout);
 }
 
 absl::StatusOr<v1::DescribeFileResponse> Core::DescribeFile(
@@ -861,11 +330,8 @@ absl::StatusOr<v1::DescribeFileResponse> Core::DescribeFile(
     absl::MutexLock lock(&mu_);
     if (closing_) return UsableLocked();
   }
-  v1::DescribeFileResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  absl::Status status = FromGrpc(stub_->DescribeFile(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::DescribeFile, request,
+                   options_.rpc_timeout);
 }
 
 void Core::FillLayoutOptions(const LayoutOptions& in, v1::LayoutOptions* out) const {
@@ -881,11 +347,8 @@ absl::StatusOr<v1::LayoutChangeResponse> Core::Truncate(v1::TruncateRequest requ
     if (closing_) return UsableLocked();
   }
   // No client deadline: the broker bounds the change by its layout timeout and grace.
-  v1::LayoutChangeResponse response;
-  auto context = NewContext(absl::InfiniteDuration());
-  absl::Status status = FromGrpc(stub_->Truncate(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::Truncate, request,
+                   absl::InfiniteDuration());
 }
 
 absl::StatusOr<v1::LayoutChangeResponse> Core::PunchHole(v1::PunchHoleRequest request) {
@@ -893,11 +356,8 @@ absl::StatusOr<v1::LayoutChangeResponse> Core::PunchHole(v1::PunchHoleRequest re
     absl::MutexLock lock(&mu_);
     if (closing_) return UsableLocked();
   }
-  v1::LayoutChangeResponse response;
-  auto context = NewContext(absl::InfiniteDuration());
-  absl::Status status = FromGrpc(stub_->PunchHole(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::PunchHole, request,
+                   absl::InfiniteDuration());
 }
 
 absl::StatusOr<v1::GetInfoResponse> Core::GetInfo() {
@@ -906,11 +366,8 @@ absl::StatusOr<v1::GetInfoResponse> Core::GetInfo() {
     if (closing_) return UsableLocked();
   }
   v1::GetInfoRequest request;
-  v1::GetInfoResponse response;
-  auto context = NewContext(options_.rpc_timeout);
-  absl::Status status = FromGrpc(stub_->GetInfo(context.get(), request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return CallUnary(stub_.get(), &v1::PinBroker::StubInterface::GetInfo, request,
+                   options_.rpc_timeout);
 }
 
 }  // namespace pinbroker::client::internal

@@ -1,15 +1,14 @@
 // internal::Core: the state a Client shares with its Leases and its Watch stream: the session,
-// the table of leases, the callback queue, and the two library threads (see client.h for the
-// threading model). Not part of the public API.
+// the table of leases, the maintenance thread, and the callback thread (CallbackExecutor) it
+// posts user callbacks to (see client.h for the threading model). Not part of the public API.
 //
 // Thread-safety: every method is safe to call concurrently. All mutable state is guarded by
 // one mutex, `mu_`, which is never held while calling gRPC (RPCs, StartCall, TryCancel) or user
-// code, and never while destroying user callbacks. Lock order: Core::mu_ is a leaf (gRPC and
-// user code are only called without it).
+// code, and never while destroying user callbacks. Lock order: Core::mu_, then the
+// CallbackExecutor's lock (callbacks are posted under mu_); gRPC and user code are only called
+// without either.
 #pragma once
 
-#include <google/protobuf/duration.pb.h>
-#include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/channel.h>
 
 #include <cstdint>
@@ -28,14 +27,15 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "api/time_convert.h"
+#include "clients/cpp/callback_executor.h"
+#include "clients/cpp/lease_state.h"
+#include "clients/cpp/rpc.h"
+#include "pinbroker/clock.h"
 #include "pinbroker/client.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 
 namespace pinbroker::client::internal {
-
-absl::Time FromProto(const google::protobuf::Timestamp& t);
-absl::Duration FromProto(const google::protobuf::Duration& d);
-void ToProto(absl::Duration d, google::protobuf::Duration* out);
 
 class WatchReactor;
 
@@ -93,36 +93,7 @@ class Core : public std::enable_shared_from_this<Core> {
   std::shared_ptr<WatchReactor> HandleWatchDoneLocked(uint64_t generation,
                                                       const grpc::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One lease of this session that the client knows about.
-  struct Slot {
-    Lease* handle = nullptr;  // Null once ~Lease began: no callbacks any more.
-    v1::Lease info;
-    LeaseState state = LeaseState::kGranted;
-    std::string reason;
-    absl::Time ended_at = absl::InfiniteFuture();
-    absl::Time recall_deadline = absl::InfiniteFuture();
-    absl::Duration ttl;                              // Requested with every renewal.
-    absl::Time next_renew = absl::InfiniteFuture();  // Local time; Infinite: not renewed.
-    absl::Time local_expiry = absl::InfiniteFuture();
-    bool renewing = false;   // A background renewal is in flight.
-    bool releasing = false;  // A Release RPC is in flight.
-    uint64_t registered_seq = 0;
-    bool release_on_recall = false;
-    std::function<void(Lease&, absl::string_view, absl::Time)> on_recall;
-    std::function<void(Lease&, absl::string_view)> on_revoked;
-  };
-  // A unit of work for the callback thread. With a lease id, it runs only if that lease still
-  // has a handle, and receives it.
-  struct Task {
-    std::string lease_id;
-    absl::AnyInvocable<void(Lease*)> run;
-  };
-  struct RenewJob {
-    std::string id;
-    absl::Duration ttl;
-  };
 
-  void CallbackLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void MaintenanceLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void RunRenew(const RenewJob& job) ABSL_LOCKS_EXCLUDED(mu_);
   // Applies the answer to a renewal (background or Lease::Renew()) to the lease's slot.
@@ -137,25 +108,31 @@ class Core : public std::enable_shared_from_this<Core> {
   // OK if RPCs on the session may be made; the loss or closed error otherwise.
   absl::Status UsableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The error for an operation on a lease that is no longer live.
-  absl::Status EndedErrorLocked(const std::string& id, const Slot& slot) const
+  absl::Status EndedErrorLocked(const std::string& id, const LeaseSlot& slot) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Bookkeeping after every authenticated RPC: keeps the session deadline, and loses the
   // session on UNAUTHENTICATED.
   void AfterAuthenticatedRpcLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout) const;
+  // One unary RPC on this client's stub (clients/cpp/rpc.h).
+  template <typename Request, typename Response>
+  absl::Status Call(UnaryMethod<Request, Response> method, const Request& request,
+                    Response* response, absl::Duration timeout) const {
+    return CallUnary(stub_.get(), method, request, response, timeout);
+  }
   v1::SessionCredentials Credentials() const;
 
   void ApplyEventLocked(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReconcileSnapshotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecallLocked(const std::string& id, Slot& slot, std::string reason, absl::Time deadline)
+  void RecallLocked(const std::string& id, LeaseSlot& slot, std::string reason, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a live lease to `state` (terminal); queues on_revoked if `notify`.
-  void EndLocked(const std::string& id, Slot& slot, LeaseState state, std::string reason,
+  void EndLocked(const std::string& id, LeaseSlot& slot, LeaseState state, std::string reason,
                  bool notify) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SessionLostLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ++wake_seq_; }
 
   const ClientOptions options_;
+  Clock* const clock_;  // options_.clock, or the process's real clock.
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::PinBroker::Stub> stub_;
   // Set by OpenSession() before any other thread exists; immutable afterwards.
@@ -165,7 +142,7 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Duration session_ttl_ = absl::Seconds(30);
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Slot> leases_ ABSL_GUARDED_BY(mu_);
+  LeaseSlots leases_ ABSL_GUARDED_BY(mu_);
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;  // Orders lease registrations and watch starts.
   // Pins whose response has not been registered yet, and the events that arrived for leases
   // not (yet) in `leases_` meanwhile; cleared whenever no pin is in flight.
@@ -202,15 +179,14 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // Threads.
   bool stop_maintenance_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_callbacks_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wake_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
-  std::string running_lease_ ABSL_GUARDED_BY(mu_);  // Lease whose callback runs now, or "".
-  std::thread::id callback_thread_id_ ABSL_GUARDED_BY(mu_);
-  // Not guarded: written by Start() before any other thread can see them, then touched only by
+  // Not guarded: written by Start() before any other thread can see it, then touched only by
   // the first Close() (and ~Core, after it).
-  std::thread callback_thread_;     // Joined by Close(), or detached if it closes the client.
   std::thread maintenance_thread_;  // Joined by Close().
+  // The callback thread (internally synchronized). Tasks are keyed by lease id; a lease's
+  // callbacks are posted only while it has a handle, and Forget() drops them. Stopped by
+  // Close(), which detaches it if it closes the client from a callback.
+  CallbackExecutor callbacks_;
 };
 
 }  // namespace pinbroker::client::internal

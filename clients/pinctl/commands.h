@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "api/time_convert.h"
 #include "clients/pinctl/cli.h"
 #include "clients/pinctl/connection.h"
 #include "clients/pinctl/output.h"
@@ -71,10 +72,9 @@ std::optional<pinbroker::v1::SessionCredentials> RequireCredentials(Invocation& 
 // Reads a typed flag or reports the usage error: `if (!Get(inv, v, ...)) return kExitUsage;`
 bool GetSize(Invocation& inv, const char* flag, uint64_t fallback, uint64_t* value);
 bool GetDuration(Invocation& inv, const char* flag, absl::Duration fallback, absl::Duration* value);
-// Conversions between protobuf's and abseil's time types.
-void SetDuration(absl::Duration d, google::protobuf::Duration* out);
-absl::Duration FromProto(const google::protobuf::Duration& d);
-absl::Time FromProto(const google::protobuf::Timestamp& t);
+// Conversions between protobuf's and abseil's time types (api/time_convert.h).
+using ::pinbroker::FromProto;
+using ::pinbroker::ToProto;
 // The JSON object pinctl prints for session credentials:
 // {"session_id":..,"token":..,"expires_at":..,"broker_epoch":..}
 std::string SessionJson(const pinbroker::v1::OpenSessionResponse& opened);

@@ -39,20 +39,6 @@ bool GetDuration(Invocation& inv, const char* flag, absl::Duration fallback,
   return true;
 }
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 std::string SessionJson(const pinbroker::v1::OpenSessionResponse& opened) {
   return absl::StrCat("{\"session_id\":", JsonQuote(opened.credentials().session_id()),
                       ",\"token\":", JsonQuote(opened.credentials().token()), ",\"expires_at\":",

@@ -31,11 +31,11 @@ bool MakeLayoutOptions(Invocation& inv, v1::LayoutOptions* options) {
   absl::Duration d;
   if (inv.args.Has("grace")) {
     if (!GetDuration(inv, "grace", absl::ZeroDuration(), &d)) return false;
-    SetDuration(d, options->mutable_grace());
+    ToProto(d, options->mutable_grace());
   }
   if (inv.args.Has("timeout")) {
     if (!GetDuration(inv, "timeout", absl::ZeroDuration(), &d)) return false;
-    SetDuration(d, options->mutable_timeout());
+    ToProto(d, options->mutable_timeout());
   }
   options->set_initiator(inv.args.Get("initiator").value_or("pinctl"));
   return true;

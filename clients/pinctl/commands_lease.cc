@@ -34,8 +34,8 @@ bool MakePinRequest(Invocation& inv, v1::PinRequest* request) {
   request->set_path(inv.args.positional()[1]);
   request->set_offset(offset);
   request->set_length(length);
-  if (ttl > absl::ZeroDuration()) SetDuration(ttl, request->mutable_ttl());
-  if (wait > absl::ZeroDuration()) SetDuration(wait, request->mutable_wait_if_blocked());
+  if (ttl > absl::ZeroDuration()) ToProto(ttl, request->mutable_ttl());
+  if (wait > absl::ZeroDuration()) ToProto(wait, request->mutable_wait_if_blocked());
   return true;
 }
 
@@ -46,7 +46,7 @@ grpc::Status OpenOwnSession(Invocation& inv, v1::OpenSessionResponse* opened) {
   }
   v1::OpenSessionRequest request;
   request.set_client_name(inv.args.Get("name").value_or("pinctl"));
-  SetDuration(*ttl, request.mutable_ttl());
+  ToProto(*ttl, request.mutable_ttl());
   return inv.connection.broker().OpenSession(inv.connection.Context().get(), request, opened);
 }
 
@@ -108,7 +108,7 @@ int RunLeaseRenew(Invocation& inv) {
   v1::RenewRequest request;
   *request.mutable_credentials() = *credentials;
   request.set_lease_id(inv.args.positional()[0]);
-  if (ttl > absl::ZeroDuration()) SetDuration(ttl, request.mutable_ttl());
+  if (ttl > absl::ZeroDuration()) ToProto(ttl, request.mutable_ttl());
   v1::RenewResponse response;
   const grpc::Status status =
       inv.connection.broker().Renew(inv.connection.Context().get(), request, &response);
@@ -187,7 +187,7 @@ int RunLeaseRevoke(Invocation& inv) {
   if (!GetDuration(inv, "grace", absl::ZeroDuration(), &grace)) return kExitUsage;
   v1::RevokeLeaseRequest request;
   request.set_lease_id(inv.args.positional()[0]);
-  SetDuration(grace, request.mutable_grace());
+  ToProto(grace, request.mutable_grace());
   request.set_reason(inv.args.Get("reason").value_or(""));
   v1::RevokeLeaseResponse response;
   // The broker answers after the grace period.

@@ -15,7 +15,7 @@ int RunSessionOpen(Invocation& inv) {
   if (!GetDuration(inv, "ttl", absl::ZeroDuration(), &ttl)) return kExitUsage;
   v1::OpenSessionRequest request;
   request.set_client_name(inv.args.Get("name").value_or("pinctl"));
-  SetDuration(ttl, request.mutable_ttl());
+  ToProto(ttl, request.mutable_ttl());
   v1::OpenSessionResponse response;
   const grpc::Status status =
       inv.connection.broker().OpenSession(inv.connection.Context().get(), request, &response);

@@ -7,16 +7,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "api/time_convert.h"
 
 namespace pinctl {
 
 namespace v1 = ::pinbroker::v1;
 
 namespace {
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 // "LEASE_STATE_GRANTED" -> "granted" after stripping `prefix`.
 std::string Lower(const std::string& name, absl::string_view prefix) {
@@ -33,11 +30,11 @@ std::string Yes(bool b) { return b ? "yes" : "no"; }
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", ToTime(t), absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", ::pinbroker::FromProto(t), absl::UTCTimeZone());
 }
 
 std::string FormatDuration(const google::protobuf::Duration& d) {
-  return absl::FormatDuration(absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos()));
+  return absl::FormatDuration(::pinbroker::FromProto(d));
 }
 
 std::string FormatRange(const v1::ByteRange& range) {
@@ -71,8 +68,7 @@ void PrintLeaseTable(Output& out, const std::vector<const v1::Lease*>& leases) {
                "EXPIRES", "TTL"});
   const absl::Time now = absl::Now();
   for (const v1::Lease* l : leases) {
-    const absl::Time expires = absl::FromUnixSeconds(l->expires_at().seconds()) +
-                               absl::Nanoseconds(l->expires_at().nanos());
+    const absl::Time expires = ::pinbroker::FromProto(l->expires_at());
     table.Add({l->lease_id(), l->session_id(), l->holder().empty() ? "-" : l->holder(),
                l->export_name(), l->path(), FormatRange(l->range()), ShortName(l->access()),
                ShortName(l->mode()), ShortName(l->state()), FormatTimestamp(l->expires_at()),

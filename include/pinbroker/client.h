@@ -48,7 +48,8 @@
 // Threading model and thread-safety:
 //   - Client and Lease are thread-safe: any method may be called from any thread, concurrently.
 //     RPCs are synchronous and run on the calling thread.
-//   - The library runs two threads per Client, plus gRPC's own:
+//   - The library runs two threads per Client, plus gRPC's own (and, for clients on the default
+//     clock, the process's one RealClock timer thread, which the library never schedules on):
 //       * the callback thread runs every user callback (on_recall, on_revoked, on_session_lost),
 //         one at a time, in the order the events happened, and never while a library lock is
 //         held. Callbacks may call back into the Client and the Lease (Release(), Pin(), ...).
@@ -78,6 +79,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "pinbroker/channel_security.h"
+#include "pinbroker/clock.h"
 #include "pinbroker/log_sink.h"
 #include "pinbroker/v1/pinbroker.pb.h"
 
@@ -134,6 +136,12 @@ struct ClientOptions {
   // Runs (on the callback thread) once, when the session is lost, with the reason
   // (UNAUTHENTICATED). Every held lease has already been reported through on_revoked.
   std::function<void(const absl::Status& why)> on_session_lost;
+  // The library's source of time: every "now" (renewal times, local lease lapse, the session
+  // deadline, reconnect backoff) and every timed wait of its threads. Null: the real clock (one
+  // RealClock shared by the process). Tests pass a SimulatedClock, shared with an in-process
+  // broker, and move time with Advance(); it must outlive the Client. RPC deadlines
+  // (rpc_timeout) are not on this clock: they are relative, measured by gRPC's transport.
+  pinbroker::Clock* clock = nullptr;
 };
 
 struct PinOptions {

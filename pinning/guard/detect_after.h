@@ -20,7 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "pinning/guard/guarded_file.h"
 #include "pinning/layout_guard.h"
 

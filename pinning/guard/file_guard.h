@@ -79,7 +79,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "common/scoped_fd.h"
 #include "pinning/guard/armed_files.h"
 #include "pinning/guard/caller.h"

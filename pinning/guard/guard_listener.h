@@ -24,7 +24,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "common/clock.h"
+#include "pinbroker/clock.h"
 #include "common/scoped_fd.h"
 #include "pinning/guard/armed_files.h"
 #include "pinning/guard/caller.h"

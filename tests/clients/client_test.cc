@@ -1,7 +1,8 @@
 // Tests of the C++ client library (clients/cpp) against an in-process broker on a Unix socket,
-// with a RealClock and the host backend. Waits are event-driven (absl::Notification set by a
-// callback) or poll the broker's engine state, always with a generous bound; none sleeps for a
-// timer.
+// with the host backend. The broker and the clients share one clock: a RealClock, or, for the
+// tests about TTLs, grace periods and lapses (ClientSimTest), a SimulatedClock that only the
+// test moves. Waits are event-driven (absl::Notification set by a callback) or poll the
+// broker's engine or the client's state, always with a generous bound; none sleeps for a timer.
 
 #include "pinbroker/client.h"
 
@@ -19,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "broker/broker.h"
 #include "common/real_clock.h"
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/clients/unix_proxy.h"
@@ -78,7 +80,7 @@ class ClientTest : public ::testing::Test {
   }
 
   void StartBroker() {
-    auto broker = broker::Broker::Start(config_, &clock_);
+    auto broker = broker::Broker::Start(config_, clock_);
     ASSERT_THAT(broker.status(), IsOk());
     broker_ = *std::move(broker);
   }
@@ -89,6 +91,7 @@ class ClientTest : public ::testing::Test {
   std::unique_ptr<Client> Connect(const std::string& name, ClientOptions options = {},
                                   std::string endpoint = "") {
     options.client_name = name;
+    options.clock = clock_;
     auto client = Client::Connect(endpoint.empty() ? this->endpoint() : endpoint, options);
     EXPECT_THAT(client.status(), IsOk());
     return client.ok() ? *std::move(client) : nullptr;
@@ -107,9 +110,18 @@ class ClientTest : public ::testing::Test {
   std::vector<LeaseInfo> EngineLeases() { return broker_->engine().ListLeases(LeaseFilter{}); }
 
   TempDir dir_{"/tmp"};
-  RealClock clock_;
+  RealClock real_clock_;
+  SimulatedClock sim_clock_;
+  Clock* clock_ = &real_clock_;  // The broker's and every client's.
   v1::BrokerConfig config_;
   std::unique_ptr<broker::Broker> broker_;
+};
+
+// The broker and the clients on a SimulatedClock: TTLs, grace periods and the session's lapse
+// pass only when the test advances time.
+class ClientSimTest : public ClientTest {
+ protected:
+  ClientSimTest() { clock_ = &sim_clock_; }
 };
 
 TEST_F(ClientTest, PinAndRelease) {
@@ -175,7 +187,7 @@ TEST_F(ClientTest, ExplicitCloseIsIdempotentAndLaterCallsFail) {
   EXPECT_THAT(client->GetInfo().status(), StatusIs(absl::StatusCode::kFailedPrecondition, _));
 }
 
-TEST_F(ClientTest, BackgroundRenewalKeepsShortLeaseAlivePastItsTtl) {
+TEST_F(ClientSimTest, BackgroundRenewalKeepsShortLeaseAlivePastItsTtl) {
   auto client = Connect("renewer");
   ASSERT_NE(client, nullptr);
   PinOptions o = Pin("f");
@@ -186,14 +198,19 @@ TEST_F(ClientTest, BackgroundRenewalKeepsShortLeaseAlivePastItsTtl) {
   const absl::Time first_expiry = lease->expires_at();
   EXPECT_LE(first_expiry - lease->granted_at(), absl::Seconds(1));
 
-  // The original TTL has run out, and the broker's expiry has moved by at least two renewals
-  // (one every half TTL).
-  ASSERT_TRUE(WaitUntil([&] {
-    const std::vector<LeaseInfo> leases = EngineLeases();
-    return absl::Now() > first_expiry + absl::Milliseconds(100) && leases.size() == 1 &&
-           leases[0].expires_at >= first_expiry + absl::Milliseconds(900) &&
-           lease->expires_at() > first_expiry;
-  }));
+  // Every half TTL the library renews the lease by its whole TTL. Four half TTLs take time a
+  // whole TTL past the first expiry, each step waiting for that step's renewal to come back.
+  for (int i = 0; i < 4; ++i) {
+    sim_clock_.Advance(absl::Milliseconds(500));
+    const absl::Time renewed_until = sim_clock_.Now() + absl::Seconds(1);
+    ASSERT_TRUE(WaitUntil([&] { return lease->expires_at() >= renewed_until; })) << "renewal " << i;
+  }
+  // The original TTL has run out, and the broker's expiry has moved with the renewals.
+  EXPECT_GT(sim_clock_.Now(), first_expiry + absl::Milliseconds(100));
+  const std::vector<LeaseInfo> leases = EngineLeases();
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_GE(leases[0].expires_at, first_expiry + absl::Milliseconds(900));
+  EXPECT_GT(lease->expires_at(), first_expiry);
   EXPECT_EQ(lease->state(), LeaseState::kGranted);
   EXPECT_EQ(revoked.load(), 0);
   ASSERT_OK_AND_ASSIGN(v1::ListLeasesResponse listed, client->ListLeases());
@@ -239,7 +256,7 @@ TEST_F(ClientTest, RecallRunsCallbackAndReleaseInsideItCompletesTheTruncate) {
   EXPECT_EQ(lease->state(), LeaseState::kReleased);
 }
 
-TEST_F(ClientTest, IgnoredRecallIsRevokedAfterGraceAndOperationsNameTheLease) {
+TEST_F(ClientSimTest, IgnoredRecallIsRevokedAfterGraceAndOperationsNameTheLease) {
   auto holder = Connect("ignorer");
   auto other = Connect("truncater");
   ASSERT_NE(holder, nullptr);
@@ -258,11 +275,17 @@ TEST_F(ClientTest, IgnoredRecallIsRevokedAfterGraceAndOperationsNameTheLease) {
   };
   ASSERT_OK_AND_ASSIGN(auto lease, holder->Pin(o));
 
-  ASSERT_OK_AND_ASSIGN(v1::LayoutChangeResponse result,
-                       other->Truncate("e", "f", 0, Revoke(absl::Milliseconds(200))));
-  EXPECT_THAT(result.revoked_lease_ids(), ElementsAre(lease->id()));
+  // The truncate returns once the grace has run out.
+  absl::StatusOr<v1::LayoutChangeResponse> result;
+  std::thread truncater(
+      [&] { result = other->Truncate("e", "f", 0, Revoke(absl::Milliseconds(200))); });
   ASSERT_TRUE(Wait(recalled));
+  EXPECT_FALSE(revoked.HasBeenNotified());
+  sim_clock_.Advance(absl::Milliseconds(200));
   ASSERT_TRUE(Wait(revoked));
+  truncater.join();
+  ASSERT_THAT(result.status(), IsOk());
+  EXPECT_THAT(result->revoked_lease_ids(), ElementsAre(lease->id()));
   EXPECT_EQ(state_in_callback, LeaseState::kRevoked);
   EXPECT_EQ(lease->state(), LeaseState::kRevoked);
   EXPECT_THAT(revoke_reason, HasSubstr("truncate"));
@@ -294,7 +317,7 @@ TEST_F(ClientTest, ReleaseOnRecallReleasesWithoutAnyCallback) {
   ASSERT_TRUE(WaitUntil([&] { return lease->state() == LeaseState::kReleased; }));
 }
 
-TEST_F(ClientTest, RecalledLeaseIsNotRenewedAndExpires) {
+TEST_F(ClientSimTest, RecalledLeaseIsNotRenewedAndExpires) {
   auto holder = Connect("recalled-expires");
   auto other = Connect("truncater");
   ASSERT_NE(holder, nullptr);
@@ -304,12 +327,17 @@ TEST_F(ClientTest, RecalledLeaseIsNotRenewedAndExpires) {
   o.ttl = absl::Seconds(1);
   o.on_revoked = [&](Lease&, absl::string_view) { ended.Notify(); };
   ASSERT_OK_AND_ASSIGN(auto lease, holder->Pin(o));
-  // The grace is far longer than the TTL: the lease can only end this soon by expiring, which
-  // it does only if the library stopped renewing it when it was recalled.
-  ASSERT_OK_AND_ASSIGN(v1::LayoutChangeResponse result,
-                       other->Truncate("e", "f", 0, Revoke(absl::Seconds(60))));
-  EXPECT_THAT(result.expired_lease_ids(), ElementsAre(lease->id()));
+  absl::StatusOr<v1::LayoutChangeResponse> result;
+  std::thread truncater([&] { result = other->Truncate("e", "f", 0, Revoke(absl::Seconds(60))); });
+  ASSERT_TRUE(WaitUntil([&] { return lease->state() == LeaseState::kRecalling; }));
+  // The grace is far longer than the TTL: once the TTL has passed, the lease can only have
+  // ended by expiring, which it does only if the library stopped renewing it when it was
+  // recalled.
+  sim_clock_.Advance(absl::Seconds(1));
   ASSERT_TRUE(Wait(ended));
+  truncater.join();
+  ASSERT_THAT(result.status(), IsOk());
+  EXPECT_THAT(result->expired_lease_ids(), ElementsAre(lease->id()));
   EXPECT_EQ(lease->state(), LeaseState::kExpired);
   EXPECT_THAT(lease->Release(), StatusIs(absl::StatusCode::kNotFound, HasSubstr("expired")));
 }
@@ -433,7 +461,7 @@ TEST_F(ClientTest, RegressionDestroyingClientsNeverDropsTheLastChannelOnAGrpcThr
   EXPECT_THAT(EngineLeases(), IsEmpty());
 }
 
-TEST_F(ClientTest, BrokerShutdownRevokesLeasesThenSessionIsLost) {
+TEST_F(ClientSimTest, BrokerShutdownRevokesLeasesThenSessionIsLost) {
   absl::Notification recalled;
   absl::Notification revoked;
   absl::Notification lost;
@@ -451,13 +479,21 @@ TEST_F(ClientTest, BrokerShutdownRevokesLeasesThenSessionIsLost) {
   o.on_revoked = [&](Lease&, absl::string_view) { revoked.Notify(); };
   ASSERT_OK_AND_ASSIGN(auto lease, client->Pin(o));
 
-  EXPECT_EQ(broker_->Shutdown(absl::Milliseconds(200)), 1u);
+  size_t revoked_count = 0;
+  std::thread shutdown([&] { revoked_count = broker_->Shutdown(absl::Milliseconds(200)); });
   ASSERT_TRUE(Wait(recalled));
+  sim_clock_.Advance(absl::Milliseconds(200));  // The shutdown's grace runs out.
   ASSERT_TRUE(Wait(revoked));
+  shutdown.join();
+  EXPECT_EQ(revoked_count, 1u);
   EXPECT_EQ(lease->state(), LeaseState::kRevoked);
   EXPECT_THAT(lease->reason(), HasSubstr("shutting down"));
 
   // Nothing answers any more; once the session TTL has passed without contact, it is lost.
+  ASSERT_TRUE(WaitUntil([&] { return !client->watching(); }));
+  EXPECT_FALSE(lost.HasBeenNotified());
+  EXPECT_OK(client->session_status());
+  sim_clock_.Advance(absl::Seconds(1));
   ASSERT_TRUE(Wait(lost));
   EXPECT_THAT(lost_status, StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("session")));
   EXPECT_THAT(client->session_status(), StatusIs(absl::StatusCode::kUnauthenticated, _));

@@ -3,7 +3,8 @@
 // Everything in pinning/ that needs "now", a deadline or a delayed action goes through a Clock,
 // so that tests can run the whole engine on SimulatedClock: time moves only when the test calls
 // Advance(), which fires due timers and wakes timed waits, and no test sleeps for real.
-// RealClock is the production implementation.
+// RealClock is the production implementation. The C++ client library takes one too
+// (ClientOptions::clock), which is why this header is public (installed as pinbroker/clock.h).
 //
 // Thread-safety: all methods are safe to call concurrently.
 #pragma once
