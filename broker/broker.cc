@@ -16,8 +16,8 @@
 #include "broker/config.h"
 #include "broker/proto_convert.h"
 #include "common/build_info.h"
-#include "pinning/host_backend.h"
 #include "common/log.h"
+#include "pinning/host_backend.h"
 #include "pinning/rdma/verbs_backend.h"
 #include "pinning/routing_backend.h"
 
@@ -171,8 +171,14 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
 
   auto exports = ExportsFromConfig(config);
   if (!exports.ok()) return exports.status();
+  auto budget = PinnedBytesBudgetFromConfig(config);
+  if (!budget.ok()) return budget.status();
+  auto quotas = QuotaOptionsFromConfig(config, *budget);
+  if (!quotas.ok()) return quotas.status();
+  broker->quotas_ = std::make_unique<QuotaLedger>(*std::move(quotas));
   PinService::Options engine_options;
   engine_options.table.id_prefix = broker->ids_->epoch() + "-";
+  engine_options.pinned_bytes_budget = *budget;
   auto engine =
       PinService::Create(clock, broker->backend_.get(), *std::move(exports), engine_options);
   if (!engine.ok()) return engine.status();
@@ -212,7 +218,7 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
       broker->authorizer_.get(),
       PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(),
                              RdmaInfoOf(broker->verbs_), broker->verbs_ == nullptr ? no_rdma : "",
-                             *std::move(layout_caps)});
+                             *std::move(layout_caps), broker->quotas_.get()});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
     SessionTable* sessions = broker->sessions_.get();

@@ -26,6 +26,7 @@
 #include "pinning/guard/file_guard.h"
 #include "pinning/pin_backend.h"
 #include "pinning/pin_service.h"
+#include "pinning/quota.h"
 
 namespace pinbroker::rdma {
 class VerbsBackend;
@@ -53,6 +54,7 @@ class Broker {
   // The RDMA backend inside backend(), or nullptr when RDMA pins are not served.
   rdma::VerbsBackend* verbs() const { return verbs_; }
   SessionTable& sessions() { return *sessions_; }
+  QuotaLedger& quotas() { return *quotas_; }
   // The file guard (docs/GUARD.md), or nullptr when the configuration disables it.
   guard::FileGuard* file_guard() const { return guard_.get(); }
 
@@ -69,6 +71,7 @@ class Broker {
   std::unique_ptr<PinBackend> backend_;
   rdma::VerbsBackend* verbs_ = nullptr;  // Inside backend_, if RDMA is served.
   std::unique_ptr<LeaseIdCodec> ids_;
+  std::unique_ptr<QuotaLedger> quotas_;  // Accounts outlive it through their holds.
   std::unique_ptr<PinService> engine_;
   std::unique_ptr<guard::FileGuard> guard_;  // Before engine_ in destruction order.
   std::unique_ptr<SessionTable> sessions_;

@@ -4,11 +4,14 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -16,10 +19,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "broker/proto_convert.h"
 #include "common/errno_status.h"
 
@@ -148,6 +153,95 @@ absl::StatusOr<absl::flat_hash_map<std::string, LayoutCaps>> LayoutCapsFromConfi
     out[e.name()] = caps;
   }
   return out;
+}
+
+uint64_t DefaultPinnedBytesBudget() {
+  bool ipc_lock = false;
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (!absl::StartsWith(line, "CapEff:")) continue;
+    uint64_t caps = 0;
+    if (absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &caps)) {
+      ipc_lock = (caps >> CAP_IPC_LOCK) & 1;
+    }
+  }
+  rlimit memlock{};
+  if (!ipc_lock && getrlimit(RLIMIT_MEMLOCK, &memlock) == 0 && memlock.rlim_cur != RLIM_INFINITY) {
+    return memlock.rlim_cur;
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return kUnlimited;
+  return static_cast<uint64_t>(pages) / 2 * static_cast<uint64_t>(page);
+}
+
+absl::StatusOr<uint64_t> PinnedBytesBudgetFromConfig(const v1::BrokerConfig& config) {
+  if (!config.has_max_pinned_bytes_total()) return DefaultPinnedBytesBudget();
+  if (config.max_pinned_bytes_total() == 0) {
+    return absl::InvalidArgumentError("max_pinned_bytes_total must be positive");
+  }
+  return config.max_pinned_bytes_total();
+}
+
+absl::StatusOr<QuotaLedger::Options> QuotaOptionsFromConfig(const v1::BrokerConfig& config,
+                                                            uint64_t budget) {
+  QuotaLedger::Options options;
+  QuotaLimits& limits = options.per_identity;
+  limits.max_sessions = kDefaultMaxSessions;
+  limits.max_leases = kDefaultMaxLeases;
+  limits.max_pinned_bytes =
+      budget == kUnlimited ? kUnlimited : std::max<uint64_t>(1, budget / kDefaultPinnedBytesShare);
+  limits.max_watches = kDefaultMaxWatches;
+  limits.max_blocked_calls = kDefaultMaxBlockedCalls;
+  const auto take = [](absl::string_view where, absl::string_view field, bool has, uint64_t value,
+                       uint64_t* out) -> absl::Status {
+    if (!has) return absl::OkStatus();
+    if (value == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, field, " must be positive (leave it unset for the default)"));
+    }
+    *out = value;
+    return absl::OkStatus();
+  };
+  const v1::QuotaConfig& q = config.quotas();
+  for (absl::Status s : {
+           take("quotas.", "max_sessions", q.has_max_sessions(), q.max_sessions(),
+                &limits.max_sessions),
+           take("quotas.", "max_leases", q.has_max_leases(), q.max_leases(), &limits.max_leases),
+           take("quotas.", "max_pinned_bytes", q.has_max_pinned_bytes(), q.max_pinned_bytes(),
+                &limits.max_pinned_bytes),
+           take("quotas.", "max_watches", q.has_max_watches(), q.max_watches(),
+                &limits.max_watches),
+           take("quotas.", "max_blocked_calls", q.has_max_blocked_calls(), q.max_blocked_calls(),
+                &limits.max_blocked_calls),
+       }) {
+    if (!s.ok()) return s;
+  }
+  for (const v1::ExportConfig& e : config.exports()) {
+    if (!e.has_quotas()) continue;
+    const v1::QuotaConfig& eq = e.quotas();
+    const std::string where = absl::StrCat("export '", e.name(), "': quotas.");
+    if (eq.has_max_sessions() || eq.has_max_watches() || eq.has_max_blocked_calls()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where,
+                       "max_sessions, max_watches and max_blocked_calls are per identity only (set "
+                       "them in the top-level quotas); an export limits max_leases and "
+                       "max_pinned_bytes"));
+    }
+    ExportQuotaLimits export_limits;
+    if (absl::Status s = take(where, "max_leases", eq.has_max_leases(), eq.max_leases(),
+                              &export_limits.max_leases);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = take(where, "max_pinned_bytes", eq.has_max_pinned_bytes(),
+                              eq.max_pinned_bytes(), &export_limits.max_pinned_bytes);
+        !s.ok()) {
+      return s;
+    }
+    options.per_export[e.name()] = export_limits;
+  }
+  return options;
 }
 
 absl::StatusOr<BackendChoice> BackendFromConfig(const v1::BrokerConfig& config) {

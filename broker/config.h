@@ -16,6 +16,7 @@
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
+#include "pinning/quota.h"
 #include "pinning/rdma/verbs_backend.h"
 
 namespace pinbroker::broker {
@@ -26,6 +27,16 @@ inline constexpr absl::Duration kDefaultMaxSessionTtl = absl::Minutes(10);
 inline constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(2);
 inline constexpr absl::Duration kDefaultMaxGrace = absl::Minutes(10);
 inline constexpr absl::Duration kDefaultMaxLayoutTimeout = absl::Minutes(10);
+
+// Per-identity quota defaults: generous for one real application (a few processes, each with a
+// handful of sessions, tens of thousands of leases, one Watch stream per session), small enough
+// that one identity cannot take the broker's capacity from the others.
+inline constexpr uint64_t kDefaultMaxSessions = 1024;
+inline constexpr uint64_t kDefaultMaxLeases = 131072;
+inline constexpr uint64_t kDefaultMaxWatches = 256;
+inline constexpr uint64_t kDefaultMaxBlockedCalls = 64;
+// max_pinned_bytes defaults to the budget divided by this: no identity can hold more than half.
+inline constexpr uint64_t kDefaultPinnedBytesShare = 2;
 
 // The longest grace and layout timeout callers may ask for in one export.
 struct LayoutCaps {
@@ -52,6 +63,19 @@ absl::StatusOr<std::vector<ExportOptions>> ExportsFromConfig(const v1::BrokerCon
 // export for a non-positive cap or one below the export's own grace / layout_timeout.
 absl::StatusOr<absl::flat_hash_map<std::string, LayoutCaps>> LayoutCapsFromConfig(
     const v1::BrokerConfig& config);
+
+// The broker-wide budget of pinned bytes when the configuration sets none: RLIMIT_MEMLOCK when
+// the kernel enforces it on this process (finite, and no CAP_IPC_LOCK: beyond it mlock and
+// RDMA registration fail anyway), else half the physical memory (pinned pages cannot be
+// reclaimed or swapped; the other half stays for the host).
+uint64_t DefaultPinnedBytesBudget();
+// config.max_pinned_bytes_total, else DefaultPinnedBytesBudget(). INVALID_ARGUMENT for 0.
+absl::StatusOr<uint64_t> PinnedBytesBudgetFromConfig(const v1::BrokerConfig& config);
+// Per-identity quotas from config.quotas and each export's quotas, defaults filled in
+// (max_pinned_bytes: `budget` / kDefaultPinnedBytesShare). INVALID_ARGUMENT naming the field
+// for a 0, or for an export's quota other than max_leases / max_pinned_bytes.
+absl::StatusOr<QuotaLedger::Options> QuotaOptionsFromConfig(const v1::BrokerConfig& config,
+                                                            uint64_t budget);
 
 // The pin backend config.backend() asks for. INVALID_ARGUMENT for anything but "" / "auto" (RDMA
 // devices if usable, else host), "host" and "rdma" (fail to start without a usable device).

@@ -78,6 +78,17 @@ ABSL_FLAG(absl::Duration, session_ttl, absl::ZeroDuration(),
           "How long a session lives without a watch stream or renewal");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::ZeroDuration(),
           "On SIGTERM/SIGINT: grace for holders to release");
+// Quotas: 0 means "not given" (the configuration file's value, else the default --help shows).
+ABSL_FLAG(uint64_t, max_pinned_bytes_total, 0,
+          "Bytes all leases together may pin (default: RLIMIT_MEMLOCK where the kernel enforces "
+          "it on the broker, else half the physical memory)");
+ABSL_FLAG(uint64_t, max_sessions, 0, "Open sessions per identity (uid or TLS principal)");
+ABSL_FLAG(uint64_t, max_leases, 0, "Live leases per identity");
+ABSL_FLAG(uint64_t, max_pinned_bytes, 0,
+          "Pinned bytes per identity (default: half of --max-pinned-bytes-total)");
+ABSL_FLAG(uint64_t, max_watches, 0, "Open Watch streams per identity");
+ABSL_FLAG(uint64_t, max_blocked_calls, 0,
+          "Concurrent Truncate, PunchHole and RevokeLease-with-grace calls per identity");
 ABSL_FLAG(std::string, state_dir, "",
           "Embedded default's export parent (default /var/lib/pinbroker as root, else "
           "$XDG_DATA_HOME/pinbroker)");
@@ -167,6 +178,20 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
     ToProto(absl::GetFlag(FLAGS_session_ttl), config.mutable_session_ttl());
   }
   if (!absl::GetFlag(FLAGS_guard)) config.mutable_guard()->set_disabled(true);
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_pinned_bytes_total); v > 0) {
+    config.set_max_pinned_bytes_total(v);
+  }
+  v1::QuotaConfig* quotas = config.mutable_quotas();
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_sessions); v > 0) quotas->set_max_sessions(v);
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_leases); v > 0) quotas->set_max_leases(v);
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_pinned_bytes); v > 0) {
+    quotas->set_max_pinned_bytes(v);
+  }
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_watches); v > 0) quotas->set_max_watches(v);
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_blocked_calls); v > 0) {
+    quotas->set_max_blocked_calls(v);
+  }
+  if (quotas->ByteSizeLong() == 0) config.clear_quotas();
   if (absl::GetFlag(FLAGS_shutdown_grace) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_shutdown_grace), config.mutable_shutdown_grace());
   }
@@ -266,6 +291,14 @@ std::string ShownDefault(const absl::CommandLineFlag& flag) {
   if (name == "shutdown_grace") return absl::FormatDuration(kDefaultShutdownGrace);
   if (name == "rdma_port") return absl::StrCat(rdma_wire::kDefaultPort);
   if (name == "backend") return "auto";
+  if (name == "max_sessions") return absl::StrCat(kDefaultMaxSessions);
+  if (name == "max_leases") return absl::StrCat(kDefaultMaxLeases);
+  if (name == "max_watches") return absl::StrCat(kDefaultMaxWatches);
+  if (name == "max_blocked_calls") return absl::StrCat(kDefaultMaxBlockedCalls);
+  if (name == "max_pinned_bytes_total") return absl::StrCat(DefaultPinnedBytesBudget());
+  if (name == "max_pinned_bytes") {
+    return absl::StrCat(DefaultPinnedBytesBudget() / kDefaultPinnedBytesShare);
+  }
   return flag.DefaultValue();
 }
 

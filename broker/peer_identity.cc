@@ -1,6 +1,9 @@
 #include "broker/peer_identity.h"
 
 #include <grp.h>
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/auth_context.h>
+#include <grpcpp/server_context.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,10 +12,6 @@
 #include <cstring>
 #include <fstream>
 #include <vector>
-
-#include <grpc/grpc_security_constants.h>
-#include <grpcpp/security/auth_context.h>
-#include <grpcpp/server_context.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -84,6 +83,18 @@ std::string PeerIdentity::Key() const {
       return absl::StrCat("uid:", unix.uid);
     case Kind::kTls:
       return absl::StrCat("tls:", principal);
+    case Kind::kAnonymous:
+      break;
+  }
+  return "anonymous";
+}
+
+std::string PeerIdentity::Label() const {
+  switch (kind) {
+    case Kind::kUnix:
+      return absl::StrCat("uid ", unix.uid);
+    case Kind::kTls:
+      return absl::StrCat("tls ", principal);
     case Kind::kAnonymous:
       break;
   }

@@ -55,6 +55,9 @@ struct PeerIdentity {
 
   // What a session is bound to: "uid:1000", "tls:spiffe://example.org/job", "anonymous".
   std::string Key() const;
+  // The identity alone, as quota messages name it: "uid 1000", "tls spiffe://...", "anonymous"
+  // (one per Key()).
+  std::string Label() const;
   // For messages and audit lines: "uid 1000 (pid 42 pinctl)", "tls spiffe://...",
   // "anonymous (ipv4:127.0.0.1:5555)".
   std::string Describe() const;

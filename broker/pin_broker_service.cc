@@ -94,6 +94,18 @@ absl::Status PinBrokerService::CheckAccepting() const {
   return absl::OkStatus();
 }
 
+std::shared_ptr<QuotaAccount> PinBrokerService::AccountOf(const PeerIdentity& caller) const {
+  if (info_.quotas == nullptr) return nullptr;
+  return info_.quotas->AccountFor(caller.Key(), caller.Label());
+}
+
+absl::StatusOr<QuotaHold> PinBrokerService::Reserve(const PeerIdentity& caller,
+                                                    QuotaKind kind) const {
+  std::shared_ptr<QuotaAccount> account = AccountOf(caller);
+  if (account == nullptr) return QuotaHold();
+  return account->Reserve(kind);
+}
+
 absl::StatusOr<std::string> PinBrokerService::Authenticate(
     const v1::SessionCredentials& credentials, const PeerIdentity& caller) {
   const SessionTable::Owner owner = OwnerOf(caller);
@@ -126,7 +138,10 @@ Status PinBrokerService::OpenSession(Ctx* context, const v1::OpenSessionRequest*
   auto ttl = NonNegative(request->ttl(), "ttl");
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
   const PeerIdentity caller = Caller(context);
-  auto opened = sessions_->Open(SafeText(request->client_name()), *ttl, OwnerOf(caller));
+  auto quota = Reserve(caller, QuotaKind::kSessions);
+  if (!quota.ok()) return ToGrpcStatus(quota.status());
+  auto opened =
+      sessions_->Open(SafeText(request->client_name()), *ttl, OwnerOf(caller), *std::move(quota));
   if (!opened.ok()) return ToGrpcStatus(opened.status());
   response->mutable_credentials()->set_session_id(opened->id);
   response->mutable_credentials()->set_token(opened->token);
@@ -208,6 +223,8 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
   // Granted only if the session is still open then: CloseSession closes it before listing its
   // leases, so no lease can appear after that list.
   pin.admit = [sessions = sessions_, id = *session] { return sessions->CheckOpen(id); };
+  pin.account = AccountOf(caller);
+  pin.holder = caller.Label();
   auto lease = engine_->Pin(pin);
   if (!lease.ok()) return ToGrpcStatus(NamingCaller(caller, lease.status()));
   ToProto(*lease, *ids_, response->mutable_lease());
@@ -367,6 +384,9 @@ Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* reque
   auto layout =
       AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  // Held while the change may wait (queued behind others, defer, revoke grace).
+  auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
+  if (!blocked.ok()) return ToGrpcStatus(blocked.status());
   return AnswerLayout("truncate", caller, request->export_name(), request->path(),
                       engine_->Truncate(*layout, request->new_size()), response);
 }
@@ -378,6 +398,8 @@ Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* req
   auto layout =
       AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
   if (!layout.ok()) return ToGrpcStatus(layout.status());
+  auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
+  if (!blocked.ok()) return ToGrpcStatus(blocked.status());
   return AnswerLayout("punchhole", caller, request->export_name(), request->path(),
                       engine_->PunchHole(*layout, request->offset(), request->length()), response);
 }
@@ -407,6 +429,13 @@ Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest*
           CheckCap("grace", *grace, CapsOf(lease->export_name).max_grace, lease->export_name);
       !s.ok()) {
     return ToGrpcStatus(s);
+  }
+  // A revoke with a grace waits for it: it counts as a blocked call meanwhile.
+  QuotaHold blocked;
+  if (*grace > absl::ZeroDuration()) {
+    auto reserved = Reserve(caller, QuotaKind::kBlockedCalls);
+    if (!reserved.ok()) return ToGrpcStatus(reserved.status());
+    blocked = *std::move(reserved);
   }
   const std::string reason =
       absl::StrCat("revoked by ", caller.Describe(), request->reason().empty() ? "" : ": ",
@@ -494,6 +523,25 @@ Status PinBrokerService::GetInfo(Ctx* context, const v1::GetInfoRequest*,
   ToProto(sessions_->default_ttl(), response->mutable_session_ttl());
   response->set_live_leases(engine_->live_lease_count());
   response->set_pinned_bytes(engine_->backend().pinned_bytes());
+  const uint64_t budget = engine_->pinned_bytes_budget();
+  response->set_max_pinned_bytes_total(budget == kUnlimited ? 0 : budget);
+  if (std::shared_ptr<QuotaAccount> account = AccountOf(caller)) {
+    v1::QuotaUsage* quota = response->mutable_quota();
+    quota->set_identity(account->label());
+    const auto limit = [&](QuotaKind kind) {
+      return account->limit(kind) == kUnlimited ? 0 : account->limit(kind);
+    };
+    quota->set_sessions(account->used(QuotaKind::kSessions));
+    quota->set_max_sessions(limit(QuotaKind::kSessions));
+    quota->set_leases(account->used(QuotaKind::kLeases));
+    quota->set_max_leases(limit(QuotaKind::kLeases));
+    quota->set_pinned_bytes(account->used(QuotaKind::kPinnedBytes));
+    quota->set_max_pinned_bytes(limit(QuotaKind::kPinnedBytes));
+    quota->set_watches(account->used(QuotaKind::kWatches));
+    quota->set_max_watches(limit(QuotaKind::kWatches));
+    quota->set_blocked_calls(account->used(QuotaKind::kBlockedCalls));
+    quota->set_max_blocked_calls(limit(QuotaKind::kBlockedCalls));
+  }
   if (info_.rdma) {
     const RdmaInfo rdma = info_.rdma();
     for (const RdmaDeviceInfo& device : rdma.devices) {
@@ -537,6 +585,15 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
     if (accepting.ok()) accepting = service_->CheckAccepting();
     auto session = accepting.ok() ? service_->Authenticate(request->credentials(), caller)
                                   : absl::StatusOr<std::string>(accepting);
+    if (session.ok()) {
+      // Held until the stream is done (OnDone deletes the reactor).
+      auto quota = service_->Reserve(caller, QuotaKind::kWatches);
+      if (quota.ok()) {
+        quota_ = *std::move(quota);
+      } else {
+        session = quota.status();
+      }
+    }
     if (!session.ok()) {
       // Through FinishLocked: a cancellation arriving later must not finish the call twice.
       absl::MutexLock lock(&mu_);
@@ -657,6 +714,7 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
   }
 
   PinBrokerService* const service_;
+  QuotaHold quota_;  // The identity's Watch stream, given back with the reactor.
   std::string session_;
   std::shared_ptr<Link> link_;
   absl::Mutex mu_;

@@ -11,6 +11,10 @@
 // opened with the caller's filesystem credentials (PinRequest::caller, LayoutRequest::caller),
 // so the kernel decides what the caller may read and write.
 //
+// Quotas: every session, lease, Watch stream and possibly blocking call (Truncate, PunchHole,
+// RevokeLease with a grace) counts against its identity's quotas (Info::quotas), reserved before
+// it is created and given back by whatever holds it when it ends.
+//
 // Thread-safety: safe for gRPC's concurrent calls. The PinService, SessionTable and clock must
 // outlive the service.
 #pragma once
@@ -29,6 +33,7 @@
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/backend_info.h"
 #include "pinning/pin_service.h"
+#include "pinning/quota.h"
 
 namespace pinbroker::broker {
 
@@ -47,6 +52,9 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
     std::string rdma_unavailable;
     // Per export: the longest grace and layout timeout a caller may ask for (absent: defaults).
     absl::flat_hash_map<std::string, LayoutCaps> layout_caps;
+    // Each identity's quotas (sessions, leases, pinned bytes, Watch streams, blocked calls);
+    // null: none. Must outlive the service.
+    QuotaLedger* quotas = nullptr;
   };
 
   // `peers` names each call's caller, `authorizer` decides its rights; both must outlive the
@@ -109,6 +117,10 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   // The export's layout caps (defaults for an unknown export).
   LayoutCaps CapsOf(const std::string& export_name) const;
   absl::Status CheckAccepting() const;
+  // `caller`'s quota account (null without quotas), and one unit of `kind` reserved on it
+  // (an empty hold without quotas).
+  std::shared_ptr<QuotaAccount> AccountOf(const PeerIdentity& caller) const;
+  absl::StatusOr<QuotaHold> Reserve(const PeerIdentity& caller, QuotaKind kind) const;
 
   PinService* const engine_;
   SessionTable* const sessions_;

@@ -51,8 +51,8 @@ SessionTable::~SessionTable() {
   for (Clock::TimerId id : timers) clock_->Cancel(id);
 }
 
-absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
-                                                        absl::Duration ttl, Owner owner) {
+absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name, absl::Duration ttl,
+                                                        Owner owner, QuotaHold quota) {
   if (ttl < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("session ttl must not be negative");
   }
@@ -63,9 +63,8 @@ absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
   opened.id = absl::StrCat(epoch_, "-s", next_++);
   opened.token = RandomToken();
   opened.expires_at = clock_->Now() + ttl;
-  sessions_.emplace(opened.id,
-                    Session{opened.token, std::move(client_name), std::move(owner), ttl,
-                            opened.expires_at, 0});
+  sessions_.emplace(opened.id, Session{opened.token, std::move(client_name), std::move(owner), ttl,
+                                       opened.expires_at, 0, std::move(quota)});
   ArmLocked(opened.expires_at);
   return opened;
 }
@@ -75,8 +74,7 @@ absl::StatusOr<SessionTable::Opened> SessionTable::Open(std::string client_name,
   return Open(std::move(client_name), ttl, Owner());
 }
 
-absl::StatusOr<absl::Time> SessionTable::Authenticate(absl::string_view id,
-                                                      absl::string_view token,
+absl::StatusOr<absl::Time> SessionTable::Authenticate(absl::string_view id, absl::string_view token,
                                                       const Owner* caller) {
   if (id.empty() || token.empty()) {
     return absl::UnauthenticatedError(

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "pinbroker/clock.h"
+#include "pinning/quota.h"
 
 namespace pinbroker::broker {
 
@@ -31,8 +32,8 @@ class SessionTable {
  public:
   // Who opened a session.
   struct Owner {
-    std::string key;          // Compared on every call (PeerIdentity::Key()).
-    std::string description;  // For listings and messages (PeerIdentity::Describe()).
+    std::string key;              // Compared on every call (PeerIdentity::Key()).
+    std::string description;      // For listings and messages (PeerIdentity::Describe()).
     std::optional<uint32_t> uid;  // Unix peers: uid, pid and command at connect.
     int pid = 0;
     std::string command;
@@ -58,12 +59,13 @@ class SessionTable {
   SessionTable(const SessionTable&) = delete;
   SessionTable& operator=(const SessionTable&) = delete;
 
-  // ttl zero: the default; capped at the maximum; negative: INVALID_ARGUMENT.
-  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl, Owner owner)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // ttl zero: the default; capped at the maximum; negative: INVALID_ARGUMENT. `quota` (the
+  // owner's session reservation) is kept with the session and given back when it closes or
+  // lapses, or at once if it does not open.
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl, Owner owner,
+                              QuotaHold quota = QuotaHold()) ABSL_LOCKS_EXCLUDED(mu_);
   // An owner-less session (tests; the token alone proves it).
-  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<Opened> Open(std::string client_name, absl::Duration ttl) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Checks the credentials and renews the session. UNAUTHENTICATED, saying what to do, for a
   // missing, unknown or lapsed session or a wrong token; PERMISSION_DENIED when `caller` is
@@ -101,6 +103,7 @@ class SessionTable {
     absl::Duration ttl;
     absl::Time expires_at;
     int watchers = 0;
+    QuotaHold quota;
   };
   void ArmLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnTimer(absl::Time due) ABSL_LOCKS_EXCLUDED(mu_);

@@ -51,7 +51,8 @@ void LeaseTable::DiscardId(LeaseId id) {
   issued_.erase(id);
 }
 
-absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Status()>& admit) {
+absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Status()>& admit,
+                                QuotaHold quota) {
   absl::MutexLock lock(&mu_);
   if (lease.state != LeaseState::kGranted) {
     return absl::FailedPreconditionError(
@@ -66,7 +67,8 @@ absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Statu
   issued_.erase(lease.id);
   const LeaseId id = lease.id;
   const absl::Time expires_at = lease.expires_at;
-  Record& record = leases_.emplace(id, Record{std::move(lease), false}).first->second;
+  Record& record =
+      leases_.emplace(id, Record{std::move(lease), false, std::move(quota)}).first->second;
   by_owner_.insert({record.info.owner, id});
   by_file_.insert({record.info.file, id});
   SetExpiryLocked(record, expires_at);

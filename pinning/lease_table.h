@@ -14,8 +14,8 @@
 //
 // Events reach subscribers per owner, in the order the table applied them, through bounded
 // EventQueues (see event_queue.h): a recall fanned out over all of an owner's leases never
-// overflows them by count, only past their byte bound. Subscribe() returns the owner's live leases and the queue
-// atomically: nothing is missed between the snapshot and the first event.
+// overflows them by count, only past their byte bound. Subscribe() returns the owner's live leases
+// and the queue atomically: nothing is missed between the snapshot and the first event.
 //
 // Ended leases leave a tombstone so that NOT_FOUND can say what happened to a lease its owner
 // still names. Tombstones are bounded in count and in bytes (owner and reason strings; a reason
@@ -50,6 +50,7 @@
 #include "pinbroker/clock.h"
 #include "pinning/event_queue.h"
 #include "pinning/lease.h"
+#include "pinning/quota.h"
 
 namespace pinbroker {
 
@@ -103,8 +104,10 @@ class LeaseTable {
   // the lease goes in, and a non-OK result is returned instead of inserting: a caller that ends
   // an owner first (so `admit` fails from then on) and lists its leases afterwards sees every
   // lease that will ever exist for it. `admit` must not call back into the table.
-  absl::Status Insert(LeaseInfo lease, const std::function<absl::Status()>& admit = nullptr)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // `quota` (the lease's quota reservations) is kept with the lease and given back when it is
+  // retired (Finish()), or at once if it is not inserted.
+  absl::Status Insert(LeaseInfo lease, const std::function<absl::Status()>& admit = nullptr,
+                      QuotaHold quota = QuotaHold()) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The live lease `id`. NOT_FOUND (with what became of it, if known) otherwise.
   absl::StatusOr<LeaseInfo> Get(LeaseId id) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -158,6 +161,7 @@ class LeaseTable {
   struct Record {
     LeaseInfo info;
     bool ending = false;  // Terminal state claimed; waiting for Finish().
+    QuotaHold quota;      // Given back when the record goes.
   };
   struct Tombstone {
     std::string owner;

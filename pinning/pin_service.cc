@@ -61,6 +61,7 @@ PinService::PinService(Clock* clock, PinBackend* backend, Options options)
       backend_(backend),
       page_size_(SystemPageSize()),
       files_(clock),
+      budget_(options.pinned_bytes_budget),
       table_(
           clock, [this](const LeaseInfo& lease) { lifecycle_.OnExpired(lease); }, options.table),
       lifecycle_(&table_, backend, &files_,
@@ -151,6 +152,20 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   file.info.size = static_cast<uint64_t>(st.st_size);
 
   const ByteRange bytes = ToBytes(*pages, page_size_);
+  // Counted before the backend pins, given back by the lease record when it is retired (or
+  // here, by `quota` going out of scope, when the pin fails).
+  QuotaHold quota;
+  if (request.account != nullptr) {
+    ASSIGN_OR_RETURN(quota, request.account->ReserveLease(exp->name(), bytes.length));
+  }
+  uint64_t budgeted = 0;
+  if (!budget_.TryAdd(bytes.length, &budgeted)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the broker holds ", budgeted, " pinned bytes and this pin",
+        request.holder.empty() ? "" : absl::StrCat(" by ", request.holder), " needs ", bytes.length,
+        " more; its budget max_pinned_bytes_total is ", budget_.limit()));
+  }
+  quota.Add(&budget_, bytes.length);
   PinSpec spec;
   spec.lease = id;
   spec.owner = request.owner;
@@ -182,8 +197,8 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
                                                           MayWrite(file.fd.get(), request.caller));
 
   absl::Status inserted;
-  const absl::Status commit =
-      state->busy.Commit(id, [&] { inserted = table_.Insert(lease, request.admit); });
+  const absl::Status commit = state->busy.Commit(
+      id, [&] { inserted = table_.Insert(lease, request.admit, std::move(quota)); });
   if (!commit.ok() || !inserted.ok()) {
     backend_->Release(pin.handle).IgnoreError();
     return commit.ok() ? inserted : commit;

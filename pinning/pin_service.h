@@ -38,6 +38,7 @@
 #include "pinning/lease_lifecycle.h"
 #include "pinning/lease_table.h"
 #include "pinning/pin_backend.h"
+#include "pinning/quota.h"
 
 namespace pinbroker {
 
@@ -64,6 +65,12 @@ struct PinRequest {
   // fails the pin with it and leaves nothing behind. The service uses it to refuse pins of a
   // session closed while they were being set up. Must not call into the engine.
   std::function<absl::Status()> admit;
+  // The holder's quota account: the lease counts against its leases and pinned bytes (and the
+  // export's per-identity limits) from before the backend pins until the lease is retired.
+  // Unset: only the broker-wide budget applies.
+  std::shared_ptr<QuotaAccount> account;
+  // Names the holder in a refusal by the broker-wide budget ("uid 1001"); may be empty.
+  std::string holder;
 };
 
 // Which layout change, on what, with which policy. Unset policy/grace/timeout take the export's.
@@ -99,6 +106,9 @@ class PinService final : public GuardEngine {
     LeaseTable::Options table;
     // See LayoutCoordinator::ApplyObserver.
     LayoutCoordinator::ApplyObserver on_layout_apply;
+    // Bytes all leases together may pin (page-rounded lease lengths); a pin past it is refused
+    // with RESOURCE_EXHAUSTED before the backend pins anything.
+    uint64_t pinned_bytes_budget = kUnlimited;
   };
 
   // Opens every export (names must be unique). The clock and backend must outlive the service.
@@ -117,7 +127,8 @@ class PinService final : public GuardEngine {
   // Grants a lease. Errors: INVALID_ARGUMENT (no owner, zero or overflowing length, negative
   // TTL), NOT_FOUND (export or file), OUT_OF_RANGE (range not within the file), the export's
   // path errors (see Export::OpenFile), PERMISSION_DENIED (write on a read-only export),
-  // ABORTED (blocked by, or raced with, a layout change), and the backend's errors.
+  // ABORTED (blocked by, or raced with, a layout change), RESOURCE_EXHAUSTED (the holder's
+  // quota or the broker-wide budget of pinned bytes), and the backend's errors.
   absl::StatusOr<LeaseInfo> Pin(const PinRequest& request);
 
   // Extends a lease by `ttl` from now (zero: the export's default; capped at its max).
@@ -139,6 +150,9 @@ class PinService final : public GuardEngine {
   // Whether `file` has a live lease, without listing them (O(log n)): for the guard, which
   // must not list a file's leases on every lease end (that makes teardown quadratic).
   bool HasLiveLeases(const FileId& file) const { return table_.HasLiveLeases(file); }
+  // The broker-wide budget of pinned bytes and what leases hold of it now.
+  uint64_t pinned_bytes_budget() const { return budget_.limit(); }
+  uint64_t budgeted_bytes() const { return budget_.used(); }
   // Granted or recalling leases, without copying them.
   size_t live_lease_count() const { return table_.live_count(); }
   // `caller` (if set) needs read permission on the file.
@@ -193,6 +207,7 @@ class PinService final : public GuardEngine {
   const uint64_t page_size_;
   absl::btree_map<std::string, std::unique_ptr<Export>, std::less<>> exports_;
   FileRegistry files_;
+  QuotaCounter budget_;  // Before table_: lease records give their bytes back to it.
   LeaseTable table_;
   LeaseLifecycle lifecycle_;
   LayoutCoordinator coordinator_;

@@ -185,6 +185,22 @@ void PrintInfo(Output& out, const v1::GetInfoResponse& info) {
   t.Add({"session ttl:", FormatDuration(info.session_ttl())});
   t.Add({"live leases:", absl::StrCat(info.live_leases())});
   t.Add({"pinned bytes:", absl::StrCat(info.pinned_bytes())});
+  if (info.max_pinned_bytes_total() != 0) {
+    t.Add({"pin budget:", absl::StrCat(info.max_pinned_bytes_total(), " bytes")});
+  }
+  if (info.has_quota()) {
+    const v1::QuotaUsage& q = info.quota();
+    const auto of = [](uint64_t used, uint64_t limit) {
+      return absl::StrCat(used, " of ",
+                          limit == 0 ? std::string("unlimited") : absl::StrCat(limit));
+    };
+    t.Add({"quota of:", q.identity()});
+    t.Add({"  sessions:", of(q.sessions(), q.max_sessions())});
+    t.Add({"  leases:", of(q.leases(), q.max_leases())});
+    t.Add({"  pinned bytes:", of(q.pinned_bytes(), q.max_pinned_bytes())});
+    t.Add({"  watches:", of(q.watches(), q.max_watches())});
+    t.Add({"  blocked calls:", of(q.blocked_calls(), q.max_blocked_calls())});
+  }
   for (const v1::DeviceInfo& d : info.devices()) {
     t.Add({"device:", absl::StrCat(d.name(), d.odp() ? " (odp)" : "")});
   }

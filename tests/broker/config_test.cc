@@ -201,5 +201,53 @@ TEST(ConfigTest, ListenModeAndGroupAreParsed) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a group")));
 }
 
+TEST(ConfigTest, QuotasTakeDefaultsOverridesAndPerExportLimits) {
+  auto config = ParseConfig(R"pb(
+    quotas { max_sessions: 8 max_watches: 2 }
+    max_pinned_bytes_total: 1000
+    exports {
+      name: "a"
+      root: "/tmp"
+      quotas { max_leases: 3 max_pinned_bytes: 100 }
+    }
+    exports { name: "b" root: "/tmp" }
+  )pb");
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto budget = PinnedBytesBudgetFromConfig(*config);
+  ASSERT_TRUE(budget.ok());
+  EXPECT_EQ(*budget, 1000u);
+  auto quotas = QuotaOptionsFromConfig(*config, *budget);
+  ASSERT_TRUE(quotas.ok()) << quotas.status();
+  EXPECT_EQ(quotas->per_identity.max_sessions, 8u);
+  EXPECT_EQ(quotas->per_identity.max_watches, 2u);
+  EXPECT_EQ(quotas->per_identity.max_leases, kDefaultMaxLeases);
+  EXPECT_EQ(quotas->per_identity.max_blocked_calls, kDefaultMaxBlockedCalls);
+  EXPECT_EQ(quotas->per_identity.max_pinned_bytes, 500u);  // Half the budget.
+  ASSERT_TRUE(quotas->per_export.contains("a"));
+  EXPECT_EQ(quotas->per_export.at("a").max_leases, 3u);
+  EXPECT_EQ(quotas->per_export.at("a").max_pinned_bytes, 100u);
+  EXPECT_FALSE(quotas->per_export.contains("b"));
+}
+
+TEST(ConfigTest, QuotaValuesAreChecked) {
+  auto zero = ParseConfig("quotas { max_leases: 0 }");
+  ASSERT_TRUE(zero.ok());
+  EXPECT_THAT(QuotaOptionsFromConfig(*zero, 1000).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("quotas.max_leases")));
+  auto per_export = ParseConfig(R"pb(exports {
+                                       name: "a"
+                                       quotas { max_sessions: 1 }
+                                     })pb");
+  ASSERT_TRUE(per_export.ok());
+  EXPECT_THAT(QuotaOptionsFromConfig(*per_export, 1000).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("export 'a'")));
+  auto no_budget = ParseConfig("max_pinned_bytes_total: 0");
+  ASSERT_TRUE(no_budget.ok());
+  EXPECT_THAT(PinnedBytesBudgetFromConfig(*no_budget).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_pinned_bytes_total")));
+  // Unset: derived from the machine, never zero.
+  EXPECT_GT(*PinnedBytesBudgetFromConfig(v1::BrokerConfig()), 0u);
+}
+
 }  // namespace
 }  // namespace pinbroker::broker

@@ -1,0 +1,361 @@
+// Quotas through a real in-process Broker: each identity (here: real kernel uids) is bounded in
+// sessions, leases, pinned bytes, Watch streams and blocked calls; exceeding one is
+// RESOURCE_EXHAUSTED naming the quota, the identity, its use and the limit, leaves nothing
+// behind, and does not affect another identity. Counts come back on release, close, lapse and
+// expiry; the broker-wide budget refuses a pin before the backend pins anything.
+//
+// Callers with other uids connect from a thread that took that uid for itself alone (see
+// identity_test.cc); that needs root, and the tests skip with the reason otherwise.
+#include <fcntl.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/create_channel_posix.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "api/status_convert.h"
+#include "broker/broker.h"
+#include "common/simulated_clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "tests/testing/fake_backend.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace pinbroker::broker {
+namespace {
+
+namespace v1 = ::pinbroker::v1;
+using ::pinbroker::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr uid_t kUserA = 61011;
+constexpr uid_t kUserB = 61012;
+
+// A Unix-socket connection to `path` whose peer is uid/gid `id`, or -1.
+int ConnectAs(const std::string& path, uid_t id) {
+  int fd = -1;
+  std::thread([&] {
+    const gid_t groups[] = {id};
+    if (syscall(SYS_setgroups, 1, groups) != 0) return;
+    if (syscall(SYS_setresgid, -1, id, -1) != 0) return;
+    if (syscall(SYS_setresuid, -1, id, -1) != 0) return;
+    const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(s);
+      return;
+    }
+    fd = s;
+  }).join();
+  return fd;
+}
+
+class Client {
+ public:
+  explicit Client(int fd)
+      : stub_(v1::PinBroker::NewStub(grpc::CreateInsecureChannelFromFd("broker", fd))) {}
+
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (v1::PinBroker::Stub::*method)(grpc::ClientContext*,
+                                                                            const Request&,
+                                                                            Response*),
+                                const Request& request) {
+    grpc::ClientContext context;
+    Response response;
+    const grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response;
+  }
+
+  absl::StatusOr<v1::SessionCredentials> OpenSession() {
+    v1::OpenSessionRequest request;
+    request.set_client_name("quota-test");
+    auto response = Call(&v1::PinBroker::Stub::OpenSession, request);
+    if (!response.ok()) return response.status();
+    return response->credentials();
+  }
+  absl::Status CloseSession(const v1::SessionCredentials& creds) {
+    v1::CloseSessionRequest request;
+    *request.mutable_credentials() = creds;
+    return Call(&v1::PinBroker::Stub::CloseSession, request).status();
+  }
+  absl::StatusOr<v1::Lease> Pin(const v1::SessionCredentials& creds, uint64_t first_page,
+                                uint64_t pages, const std::string& export_name = "exp") {
+    v1::PinRequest request;
+    *request.mutable_credentials() = creds;
+    request.set_export_name(export_name);
+    request.set_path("data");
+    request.set_offset(first_page * SystemPageSize());
+    request.set_length(pages * SystemPageSize());
+    request.set_access(v1::ACCESS_READ);
+    request.mutable_ttl()->set_seconds(60);
+    auto response = Call(&v1::PinBroker::Stub::Pin, request);
+    if (!response.ok()) return response.status();
+    return response->lease();
+  }
+  absl::Status Release(const v1::SessionCredentials& creds, const v1::Lease& lease) {
+    v1::ReleaseRequest request;
+    *request.mutable_credentials() = creds;
+    request.set_lease_id(lease.lease_id());
+    return Call(&v1::PinBroker::Stub::Release, request).status();
+  }
+  v1::QuotaUsage Usage() {
+    auto info = Call(&v1::PinBroker::Stub::GetInfo, v1::GetInfoRequest());
+    EXPECT_TRUE(info.ok()) << info.status();
+    return info.ok() ? info->quota() : v1::QuotaUsage();
+  }
+  absl::StatusOr<v1::GetInfoResponse> Info() {
+    return Call(&v1::PinBroker::Stub::GetInfo, v1::GetInfoRequest());
+  }
+  v1::PinBroker::Stub* stub() { return stub_.get(); }
+
+ private:
+  std::unique_ptr<v1::PinBroker::Stub> stub_;
+};
+
+class QuotaTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kPages = 16;
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: callers take other uids (CAP_SETUID)";
+    ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+    dir_.WriteFile("data", std::string(kPages * page_, 'q'));
+    ASSERT_EQ(chmod(dir_.Join("data").c_str(), 0666), 0);
+    v1::BrokerConfig config;
+    socket_ = dir_.Join("s.sock");
+    config.add_listen("unix:" + socket_);
+    config.set_listen_mode("0666");
+    for (const char* name : {"exp", "small"}) {
+      v1::ExportConfig* e = config.add_exports();
+      e->set_name(name);
+      e->set_root(dir_.path());
+    }
+    config.mutable_exports(1)->mutable_quotas()->set_max_leases(1);
+    config.mutable_session_ttl()->set_seconds(30);
+    v1::QuotaConfig* q = config.mutable_quotas();
+    q->set_max_sessions(2);
+    q->set_max_leases(3);
+    q->set_max_pinned_bytes(6 * page_);
+    q->set_max_watches(1);
+    q->set_max_blocked_calls(1);
+    config.set_max_pinned_bytes_total(8 * page_);
+    auto backend = std::make_unique<pinbroker::testing::FakeBackend>();
+    backend_ = backend.get();
+    auto broker = Broker::Start(config, &clock_, std::move(backend));
+    ASSERT_TRUE(broker.ok()) << broker.status();
+    broker_ = *std::move(broker);
+  }
+
+  Client As(uid_t uid) {
+    const int fd = ConnectAs(socket_, uid);
+    EXPECT_GE(fd, 0) << "connect as uid " << uid;
+    return Client(fd);
+  }
+
+  const uint64_t page_ = SystemPageSize();
+  SimulatedClock clock_;
+  pinbroker::testing::TempDir dir_{"/tmp"};
+  std::string socket_;
+  pinbroker::testing::FakeBackend* backend_ = nullptr;
+  std::unique_ptr<Broker> broker_;
+};
+
+TEST_F(QuotaTest, SessionsAreBoundedPerIdentityAndComeBackOnCloseAndLapse) {
+  Client a = As(kUserA);
+  Client b = As(kUserB);
+  auto s1 = a.OpenSession();
+  auto s2 = a.OpenSession();
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  EXPECT_THAT(a.OpenSession().status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("uid ", kUserA, " holds 2 sessions; quota max_sessions is 2")));
+  EXPECT_EQ(broker_->sessions().size(), 2u);  // Nothing half-opened.
+  auto other = b.OpenSession();
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_TRUE(b.Pin(*other, 0, 1).ok());
+
+  ASSERT_TRUE(a.CloseSession(*s1).ok());
+  EXPECT_EQ(a.Usage().sessions(), 1u);
+  auto s3 = a.OpenSession();
+  ASSERT_TRUE(s3.ok()) << s3.status();
+  clock_.Advance(absl::Seconds(31));  // Both of A's sessions lapse.
+  const v1::QuotaUsage usage = a.Usage();
+  EXPECT_EQ(usage.identity(), absl::StrCat("uid ", kUserA));
+  EXPECT_EQ(usage.sessions(), 0u);
+  EXPECT_EQ(usage.max_sessions(), 2u);
+  EXPECT_TRUE(a.OpenSession().ok());
+}
+
+TEST_F(QuotaTest, LeasesAreBoundedPerIdentityAndComeBackOnReleaseCloseAndExpiry) {
+  Client a = As(kUserA);
+  Client b = As(kUserB);
+  auto session = a.OpenSession();
+  ASSERT_TRUE(session.ok());
+  auto first = a.Pin(*session, 0, 1);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(a.Pin(*session, 1, 1).ok());
+  ASSERT_TRUE(a.Pin(*session, 2, 1).ok());
+  const size_t pins = backend_->count(pinbroker::testing::FakeBackend::Call::Kind::kPin);
+  EXPECT_THAT(a.Pin(*session, 3, 1).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("uid ", kUserA, " holds 3 leases; quota max_leases is 3")));
+  EXPECT_EQ(backend_->count(pinbroker::testing::FakeBackend::Call::Kind::kPin), pins);
+  EXPECT_EQ(broker_->engine().live_lease_count(), 3u);
+  auto theirs = b.OpenSession();
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_TRUE(b.Pin(*theirs, 3, 1).ok());
+
+  ASSERT_TRUE(a.Release(*session, *first).ok());
+  EXPECT_EQ(a.Usage().leases(), 2u);
+  EXPECT_TRUE(a.Pin(*session, 0, 1).ok());
+  ASSERT_TRUE(a.CloseSession(*session).ok());
+  v1::QuotaUsage usage = a.Usage();
+  EXPECT_EQ(usage.leases(), 0u);
+  EXPECT_EQ(usage.pinned_bytes(), 0u);
+
+  auto again = a.OpenSession();
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(a.Pin(*again, 4, 2).ok());
+  EXPECT_EQ(a.Usage().pinned_bytes(), 2 * page_);
+  clock_.Advance(absl::Seconds(61));  // The lease (and both sessions) run out.
+  usage = a.Usage();
+  EXPECT_EQ(usage.leases(), 0u);
+  EXPECT_EQ(usage.pinned_bytes(), 0u);
+  EXPECT_EQ(b.Usage().leases(), 0u);
+}
+
+TEST_F(QuotaTest, PinnedBytesPerIdentityPerExportAndTheBrokerBudget) {
+  Client a = As(kUserA);
+  Client b = As(kUserB);
+  auto mine = a.OpenSession();
+  auto theirs = b.OpenSession();
+  ASSERT_TRUE(mine.ok() && theirs.ok());
+  ASSERT_TRUE(a.Pin(*mine, 0, 5).ok());
+  EXPECT_THAT(a.Pin(*mine, 5, 2).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("uid ", kUserA, " holds ", 5 * page_,
+                                    " pinned bytes and this pin needs ", 2 * page_,
+                                    " more; quota max_pinned_bytes is ", 6 * page_)));
+  // Export "small" allows each identity one lease.
+  ASSERT_TRUE(a.Pin(*mine, 5, 1, "small").ok());
+  EXPECT_THAT(b.Pin(*theirs, 6, 1, "small").status(), ::absl::OkStatus());
+  EXPECT_THAT(b.Pin(*theirs, 7, 1, "small").status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("uid ", kUserB,
+                                    " holds 1 leases on export small; quota max_leases of "
+                                    "export small is 1")));
+  // 7 of the broker's 8 pages are held; B's 2-page pin would pass its own quota, not the budget.
+  const size_t pins = backend_->count(pinbroker::testing::FakeBackend::Call::Kind::kPin);
+  EXPECT_THAT(b.Pin(*theirs, 8, 2).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("the broker holds ", 7 * page_,
+                                    " pinned bytes and this pin by "
+                                    "uid ",
+                                    kUserB, " needs ", 2 * page_,
+                                    " more; its budget max_pinned_bytes_total is ", 8 * page_)));
+  EXPECT_EQ(backend_->count(pinbroker::testing::FakeBackend::Call::Kind::kPin), pins);
+  EXPECT_EQ(b.Usage().leases(), 1u);  // The refused pin left nothing behind.
+  EXPECT_TRUE(b.Pin(*theirs, 8, 1).ok());
+  auto info = b.Info();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->max_pinned_bytes_total(), 8 * page_);
+  EXPECT_EQ(info->quota().pinned_bytes(), 2 * page_);
+  EXPECT_EQ(info->quota().max_pinned_bytes(), 6 * page_);
+}
+
+TEST_F(QuotaTest, WatchStreamsAreBoundedPerIdentity) {
+  Client a = As(kUserA);
+  Client b = As(kUserB);
+  auto s1 = a.OpenSession();
+  auto s2 = a.OpenSession();
+  auto theirs = b.OpenSession();
+  ASSERT_TRUE(s1.ok() && s2.ok() && theirs.ok());
+  v1::WatchRequest request;
+  *request.mutable_credentials() = *s1;
+  auto first_context = std::make_unique<grpc::ClientContext>();
+  auto first = a.stub()->Watch(first_context.get(), request);
+  v1::WatchEvent event;
+  ASSERT_TRUE(first->Read(&event));  // SNAPSHOT_COMPLETE: the stream is open.
+  EXPECT_EQ(event.type(), v1::WatchEvent::SNAPSHOT_COMPLETE);
+
+  *request.mutable_credentials() = *s2;
+  grpc::ClientContext second_context;
+  auto second = a.stub()->Watch(&second_context, request);
+  EXPECT_FALSE(second->Read(&event));
+  const grpc::Status refused = second->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(refused.error_message(),
+            absl::StrCat("uid ", kUserA, " holds 1 Watch streams; quota max_watches is 1"));
+
+  *request.mutable_credentials() = *theirs;
+  grpc::ClientContext their_context;
+  auto their_stream = b.stub()->Watch(&their_context, request);
+  ASSERT_TRUE(their_stream->Read(&event));
+  EXPECT_EQ(b.Usage().watches(), 1u);
+  their_context.TryCancel();
+  while (their_stream->Read(&event)) {
+  }
+  their_stream->Finish().IgnoreError();
+
+  first_context->TryCancel();
+  while (first->Read(&event)) {
+  }
+  first->Finish().IgnoreError();
+  // The stream's end reaches the broker asynchronously: wait for its count to come back.
+  for (int i = 0; i < 500 && a.Usage().watches() != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(a.Usage().watches(), 0u);
+}
+
+TEST_F(QuotaTest, BlockedCallsAreBoundedPerIdentity) {
+  Client a = As(kUserA);
+  auto session = a.OpenSession();
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(a.Pin(*session, 0, 1).ok());
+  const auto truncate = [](Client& client) {
+    v1::TruncateRequest request;
+    request.set_export_name("exp");
+    request.set_path("data");
+    request.set_new_size(0);
+    request.mutable_options()->set_policy(v1::LAYOUT_POLICY_REVOKE);
+    request.mutable_options()->mutable_grace()->set_seconds(10);
+    return client.Call(&v1::PinBroker::Stub::Truncate, request).status();
+  };
+  // A's own lease holds the truncate in its revoke grace (on the simulated clock).
+  absl::Status waited;
+  Client a2 = As(kUserA);
+  std::thread blocked([&] { waited = truncate(a2); });
+  const auto recalling = [&] {
+    for (const LeaseInfo& lease : broker_->engine().ListLeases(LeaseFilter())) {
+      if (lease.state == LeaseState::kRecalling) return true;
+    }
+    return false;
+  };
+  // Until the truncate has recalled the lease (its grace deadline is set then).
+  for (int i = 0; i < 500 && !recalling(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(a.Usage().blocked_calls(), 1u);
+  EXPECT_THAT(truncate(a),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("uid ", kUserA,
+                                    " holds 1 blocked calls; quota max_blocked_calls is 1")));
+  // Another identity's calls are not held back by A's.
+  Client b = As(kUserB);
+  EXPECT_EQ(b.Usage().blocked_calls(), 0u);
+  clock_.Advance(absl::Seconds(11));
+  blocked.join();
+  EXPECT_TRUE(waited.ok()) << waited;
+  EXPECT_EQ(a.Usage().blocked_calls(), 0u);
+}
+
+}  // namespace
+}  // namespace pinbroker::broker

@@ -1,0 +1,263 @@
+// The quota accounting (pinning/quota.h) on its own, and the engine's use of it: a lease counts
+// against its account and the broker-wide budget from before the backend pins until it ends,
+// however it ends.
+#include "pinning/quota.h"
+
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pinning/pin_service.h"
+#include "tests/testing/engine_fixture.h"
+#include "tests/testing/status_matchers.h"
+
+namespace pinbroker {
+namespace {
+
+using ::pinbroker::testing::StatusIs;
+using ::testing::HasSubstr;
+
+QuotaLimits Limits(uint64_t sessions, uint64_t leases, uint64_t bytes) {
+  QuotaLimits limits;
+  limits.max_sessions = sessions;
+  limits.max_leases = leases;
+  limits.max_pinned_bytes = bytes;
+  limits.max_watches = 1;
+  limits.max_blocked_calls = 1;
+  return limits;
+}
+
+std::shared_ptr<QuotaAccount> Account(
+    const QuotaLimits& limits, absl::flat_hash_map<std::string, ExportQuotaLimits> per = {}) {
+  return std::make_shared<QuotaAccount>("uid 1001", limits, per);
+}
+
+TEST(QuotaCounterTest, RefusesPastTheLimitAndReportsTheUse) {
+  QuotaCounter counter(10);
+  uint64_t before = 0;
+  EXPECT_TRUE(counter.TryAdd(7, &before));
+  EXPECT_EQ(before, 0u);
+  EXPECT_FALSE(counter.TryAdd(4, &before));
+  EXPECT_EQ(before, 7u);
+  EXPECT_EQ(counter.used(), 7u);
+  EXPECT_TRUE(counter.TryAdd(3));
+  EXPECT_FALSE(counter.TryAdd(1));
+  counter.Sub(10);
+  EXPECT_EQ(counter.used(), 0u);
+  QuotaCounter unlimited;
+  EXPECT_TRUE(unlimited.TryAdd(kUnlimited - 1));
+  EXPECT_FALSE(unlimited.TryAdd(2));  // No wrap-around.
+}
+
+TEST(QuotaCounterTest, RacingReservationsNeverPassTheLimit) {
+  QuotaCounter counter(1000);
+  std::atomic<int> granted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) {
+        if (counter.TryAdd(1)) granted.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(granted.load(), 1000);
+  EXPECT_EQ(counter.used(), 1000u);
+}
+
+TEST(QuotaHoldTest, GivesBackOnceWhenDestroyedResetOrMovedFrom) {
+  QuotaCounter a(10), b(10);
+  {
+    QuotaHold hold;
+    ASSERT_TRUE(a.TryAdd(2));
+    hold.Add(&a, 2);
+    QuotaHold other;
+    ASSERT_TRUE(b.TryAdd(3));
+    other.Add(&b, 3);
+    hold.Absorb(std::move(other));
+    EXPECT_EQ(b.used(), 3u);
+    QuotaHold moved = std::move(hold);
+    EXPECT_TRUE(hold.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty.
+    EXPECT_EQ(a.used(), 2u);
+    EXPECT_EQ(b.used(), 3u);
+  }
+  EXPECT_EQ(a.used(), 0u);
+  EXPECT_EQ(b.used(), 0u);
+  QuotaHold hold;
+  ASSERT_TRUE(a.TryAdd(1));
+  hold.Add(&a, 1);
+  hold.Reset();
+  hold.Reset();
+  EXPECT_EQ(a.used(), 0u);
+}
+
+TEST(QuotaAccountTest, RefusalNamesTheQuotaTheIdentityTheUseAndTheLimit) {
+  auto account = Account(Limits(2, 10, 100));
+  auto first = account->Reserve(QuotaKind::kSessions);
+  auto second = account->Reserve(QuotaKind::kSessions);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_THAT(account->Reserve(QuotaKind::kSessions).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 2 sessions; quota max_sessions is 2"));
+  EXPECT_EQ(account->used(QuotaKind::kSessions), 2u);
+  second->Reset();
+  EXPECT_TRUE(account->Reserve(QuotaKind::kSessions).ok());  // And given back at once.
+  EXPECT_EQ(account->used(QuotaKind::kSessions), 1u);
+
+  auto watch = account->Reserve(QuotaKind::kWatches);
+  ASSERT_TRUE(watch.ok());
+  EXPECT_THAT(account->Reserve(QuotaKind::kWatches).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 1 Watch streams; quota max_watches is 1"));
+  auto blocked = account->Reserve(QuotaKind::kBlockedCalls);
+  ASSERT_TRUE(blocked.ok());
+  EXPECT_THAT(account->Reserve(QuotaKind::kBlockedCalls).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 1 blocked calls; quota max_blocked_calls is 1"));
+}
+
+TEST(QuotaAccountTest, LeaseReservationIsAllOrNothing) {
+  auto account = Account(Limits(1, 2, 100));
+  auto lease = account->ReserveLease("exp", 60);
+  ASSERT_TRUE(lease.ok());
+  EXPECT_THAT(account->ReserveLease("exp", 50).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 60 pinned bytes and this pin needs 50 more; quota "
+                       "max_pinned_bytes is 100"));
+  EXPECT_EQ(account->used(QuotaKind::kLeases), 1u);  // The refused pin's lease is not counted.
+  auto second = account->ReserveLease("exp", 40);
+  ASSERT_TRUE(second.ok());
+  EXPECT_THAT(account->ReserveLease("exp", 1).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 2 leases; quota max_leases is 2"));
+  EXPECT_EQ(account->used(QuotaKind::kPinnedBytes), 100u);
+  *lease = QuotaHold();
+  *second = QuotaHold();
+  EXPECT_EQ(account->used(QuotaKind::kLeases), 0u);
+  EXPECT_EQ(account->used(QuotaKind::kPinnedBytes), 0u);
+}
+
+TEST(QuotaAccountTest, ExportLimitsApplyOnTopOfTheIdentitysOwn) {
+  auto account = Account(Limits(1, 10, 1000), {{"small", ExportQuotaLimits{1, 50}}});
+  auto on_small = account->ReserveLease("small", 10);
+  ASSERT_TRUE(on_small.ok());
+  EXPECT_THAT(account->ReserveLease("small", 10).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 1 leases on export small; quota max_leases of export "
+                       "small is 1"));
+  auto elsewhere = account->ReserveLease("big", 500);
+  EXPECT_TRUE(elsewhere.ok());
+  EXPECT_EQ(account->used(QuotaKind::kLeases), 2u);
+  on_small->Reset();
+  EXPECT_THAT(account->ReserveLease("small", 60).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_pinned_bytes of "
+                                                                       "export small is 50")));
+  EXPECT_EQ(account->used(QuotaKind::kLeases), 1u);
+  EXPECT_EQ(account->used(QuotaKind::kPinnedBytes), 500u);
+}
+
+TEST(QuotaLedgerTest, OneAccountPerIdentityWhileAnythingHoldsIt) {
+  QuotaLedger ledger({Limits(1, 1, 1), {}});
+  auto a = ledger.AccountFor("uid:1", "uid 1");
+  EXPECT_EQ(ledger.AccountFor("uid:1", "uid 1"), a);
+  auto b = ledger.AccountFor("uid:2", "uid 2");
+  EXPECT_NE(a, b);
+  auto held = a->Reserve(QuotaKind::kSessions);
+  ASSERT_TRUE(held.ok());
+  EXPECT_FALSE(ledger.AccountFor("uid:1", "uid 1")->Reserve(QuotaKind::kSessions).ok());
+  EXPECT_TRUE(b->Reserve(QuotaKind::kSessions).ok());  // Another identity is not affected.
+  a.reset();
+  b.reset();
+  EXPECT_EQ(ledger.account_count(), 1u);  // The hold keeps uid 1's account.
+  held->Reset();
+  EXPECT_EQ(ledger.account_count(), 0u);
+  EXPECT_TRUE(ledger.AccountFor("uid:1", "uid 1")->Reserve(QuotaKind::kSessions).ok());
+}
+
+// The engine: leases against an account and the budget.
+class PinQuotaTest : public ::pinbroker::testing::EngineTest {
+ protected:
+  void StartWithBudget(uint64_t budget) {
+    ExportOptions exp;
+    exp.name = "exp";
+    exp.root = dir_.path();
+    exp.default_ttl = absl::Seconds(60);
+    exp.max_ttl = absl::Seconds(600);
+    PinService::Options options;
+    options.pinned_bytes_budget = budget;
+    service_.reset();
+    auto service = PinService::Create(&clock_, &backend_, {exp}, options);
+    ASSERT_TRUE(service.ok()) << service.status();
+    service_ = *std::move(service);
+  }
+  PinRequest Charged(uint64_t first, uint64_t count, absl::Duration ttl = absl::ZeroDuration()) {
+    PinRequest r = Request(first * page_, count * page_);
+    r.account = account_;
+    r.holder = "uid 1001";
+    r.ttl = ttl;
+    return r;
+  }
+  std::shared_ptr<QuotaAccount> account_ = Account(Limits(1, 3, 4 * SystemPageSize()));
+};
+
+TEST_F(PinQuotaTest, LeaseCountsFromPinUntilReleaseRevokeOrExpiry) {
+  StartWithBudget(kUnlimited);
+  auto released = service_->Pin(Charged(0, 1));
+  auto revoked = service_->Pin(Charged(1, 1));
+  auto expiring = service_->Pin(Charged(2, 2, absl::Seconds(10)));
+  ASSERT_TRUE(released.ok() && revoked.ok() && expiring.ok());
+  EXPECT_EQ(account_->used(QuotaKind::kLeases), 3u);
+  EXPECT_EQ(account_->used(QuotaKind::kPinnedBytes), 4 * page_);
+  const size_t pins = backend_.count(testing::FakeBackend::Call::Kind::kPin);
+  EXPECT_THAT(service_->Pin(Charged(4, 1)).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "uid 1001 holds 3 leases; quota max_leases is 3"));
+  EXPECT_EQ(backend_.count(testing::FakeBackend::Call::Kind::kPin), pins);  // Never pinned.
+  EXPECT_EQ(service_->live_lease_count(), 3u);
+
+  ASSERT_TRUE(service_->Release("s1", released->id).ok());
+  EXPECT_EQ(account_->used(QuotaKind::kLeases), 2u);
+  EXPECT_EQ(service_->RevokeLeases({revoked->id}, "test"), 1u);
+  EXPECT_EQ(account_->used(QuotaKind::kLeases), 1u);
+  EXPECT_EQ(account_->used(QuotaKind::kPinnedBytes), 2 * page_);
+  clock_.Advance(absl::Seconds(11));
+  EXPECT_FALSE(service_->IsLive(expiring->id));
+  EXPECT_EQ(account_->used(QuotaKind::kLeases), 0u);
+  EXPECT_EQ(account_->used(QuotaKind::kPinnedBytes), 0u);
+  EXPECT_EQ(service_->budgeted_bytes(), 0u);
+}
+
+TEST_F(PinQuotaTest, BudgetRefusesAPinBeforeTheBackendPinsAnything) {
+  StartWithBudget(3 * page_);
+  auto lease = service_->Pin(Request(0, 2 * page_));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(service_->budgeted_bytes(), 2 * page_);
+  const size_t pins = backend_.count(testing::FakeBackend::Call::Kind::kPin);
+  EXPECT_THAT(
+      service_->Pin(Charged(2, 2)).status(),
+      StatusIs(absl::StatusCode::kResourceExhausted,
+               absl::StrCat("the broker holds ", 2 * page_,
+                            " pinned bytes and this pin by uid "
+                            "1001 needs ",
+                            2 * page_, " more; its budget max_pinned_bytes_total is ", 3 * page_)));
+  EXPECT_EQ(backend_.count(testing::FakeBackend::Call::Kind::kPin), pins);
+  EXPECT_EQ(service_->live_lease_count(), 1u);
+  // The refused pin gave its account reservation back, and its busy range.
+  EXPECT_EQ(account_->used(QuotaKind::kLeases), 0u);
+  EXPECT_EQ(account_->used(QuotaKind::kPinnedBytes), 0u);
+  EXPECT_TRUE(service_->Pin(Charged(2, 1)).ok());
+  EXPECT_EQ(service_->budgeted_bytes(), 3 * page_);
+}
+
+TEST_F(PinQuotaTest, AFailedBackendPinGivesEverythingBack) {
+  StartWithBudget(8 * page_);
+  backend_.FailNextPin(absl::InternalError("injected"));
+  EXPECT_EQ(service_->Pin(Charged(0, 2)).status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(account_->used(QuotaKind::kLeases), 0u);
+  EXPECT_EQ(account_->used(QuotaKind::kPinnedBytes), 0u);
+  EXPECT_EQ(service_->budgeted_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace pinbroker
