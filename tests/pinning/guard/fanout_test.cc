@@ -15,13 +15,15 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
+#include "common/real_clock.h"
 #include "gtest/gtest.h"
 #include "pinning/guard/file_guard.h"
-#include "common/log.h"
 #include "pinning/pin_service.h"
-#include "common/real_clock.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -53,13 +55,29 @@ class Holder {
   int revoked() const { return revoked_.load(); }
   int failed_releases() const { return failed_.load(); }
   bool overflowed() const { return overflowed_.load(); }
+  // Waits (up to `bound`, a safety bound) until this holder has answered `recalls` recalls. A
+  // Release the broker has counted may return to the holder only after the truncate has; the
+  // holder counts it then.
+  bool AwaitAnswered(int recalls, absl::Duration bound) {
+    absl::MutexLock lock(&mu_);
+    auto answered = [this, recalls]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return answered_ >= recalls || stopped_;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&answered), bound) && answered_ >= recalls;
+  }
 
  private:
+  void Answered() {
+    absl::MutexLock lock(&mu_);
+    ++answered_;
+  }
   void Run() {
     for (;;) {
       absl::StatusOr<LeaseEvent> event = events_->Next(absl::InfiniteFuture());
       if (!event.ok()) {
         if (absl::IsResourceExhausted(event.status())) overflowed_ = true;
+        absl::MutexLock lock(&mu_);
+        stopped_ = true;
         return;  // Closed (end of test) or overflowed (counted, fails the test).
       }
       switch (event->type) {
@@ -69,6 +87,7 @@ class Holder {
           } else {
             ++failed_;
           }
+          Answered();
           break;
         case LeaseEvent::Type::kRevoked:
           ++revoked_;
@@ -86,6 +105,9 @@ class Holder {
   std::atomic<int> revoked_{0};
   std::atomic<int> failed_{0};
   std::atomic<bool> overflowed_{false};
+  absl::Mutex mu_;
+  int answered_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -157,6 +179,8 @@ TEST_P(FanOutTest, RevokeTruncateUnderTenThousandCooperativeLeasesRevokesNone) {
   EXPECT_EQ(result.expired.size(), 0u);
   int released = 0, revoked = 0, failed = 0, overflowed = 0;
   for (const auto& holder : holders_) {
+    EXPECT_TRUE(holder->AwaitAnswered(kLeases / sessions, absl::Seconds(60)))
+        << holder->owner() << " did not answer its recalls";
     released += holder->released();
     revoked += holder->revoked();
     failed += holder->failed_releases();
