@@ -127,30 +127,36 @@ void ChangeRunner::RunLeaseBreak(GuardWork& work) {
     fanotify = file->fanotify;
   }
   // Who is breaking it: threads blocked in __break_lease whose path argument names this file.
-  // The breaker signals before it sleeps: look again for a little while if nobody is there.
-  std::vector<CallerSyscall> breakers = FindLeaseBreakers();
+  // The breaker signals before it sleeps: look again for a little while if none of them is
+  // this file's (threads breaking other files' leases, another guard's among them, do not end
+  // the search).
+  auto find_candidates = [&file]() {
+    std::vector<BreakerCandidate> found;
+    for (const CallerSyscall& breaker : FindLeaseBreakers()) {
+      if (IsOwnThread(breaker.tid)) continue;
+      int path_index, dirfd_index;
+      if (!PathArgument(breaker, &path_index, &dirfd_index)) continue;
+      const int dirfd = dirfd_index < 0 ? AT_FDCWD : static_cast<int>(breaker.args[dirfd_index]);
+      absl::StatusOr<FileId> target =
+          ResolveCallerPath(breaker.tid, dirfd, breaker.args[path_index]);
+      if (!target.ok() || *target != file->id) continue;
+      std::optional<uint64_t> how;
+      if (breaker.nr == SYS_openat2) {
+        if (absl::StatusOr<uint64_t> flags = ReadCallerOpenHowFlags(breaker.tid, breaker.args[2]);
+            flags.ok()) {
+          how = *flags;
+        }
+      }
+      found.push_back(BreakerCandidate{breaker, ClassifyLeaseBreak(breaker, how)});
+    }
+    return found;
+  };
+  std::vector<BreakerCandidate> candidates = find_candidates();
   const absl::Time give_up = absl::Now() + kCallerSettleLimit;
-  for (absl::Duration pause = absl::Microseconds(100); breakers.empty() && absl::Now() < give_up;
+  for (absl::Duration pause = absl::Microseconds(100); candidates.empty() && absl::Now() < give_up;
        pause = std::min(pause * 2, absl::Milliseconds(10))) {
     std::this_thread::sleep_for(absl::ToChronoMicroseconds(pause));
-    breakers = FindLeaseBreakers();
-  }
-  std::vector<BreakerCandidate> candidates;
-  for (const CallerSyscall& breaker : breakers) {
-    if (IsOwnThread(breaker.tid)) continue;
-    int path_index, dirfd_index;
-    if (!PathArgument(breaker, &path_index, &dirfd_index)) continue;
-    const int dirfd = dirfd_index < 0 ? AT_FDCWD : static_cast<int>(breaker.args[dirfd_index]);
-    absl::StatusOr<FileId> target = ResolveCallerPath(breaker.tid, dirfd, breaker.args[path_index]);
-    if (!target.ok() || *target != file->id) continue;
-    std::optional<uint64_t> how;
-    if (breaker.nr == SYS_openat2) {
-      if (absl::StatusOr<uint64_t> flags = ReadCallerOpenHowFlags(breaker.tid, breaker.args[2]);
-          flags.ok()) {
-        how = *flags;
-      }
-    }
-    candidates.push_back(BreakerCandidate{breaker, ClassifyLeaseBreak(breaker, how)});
+    candidates = find_candidates();
   }
   const std::optional<size_t> index = ChooseBreaker(candidates);
   std::optional<ClassifiedChange> chosen;
