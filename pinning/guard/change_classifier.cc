@@ -204,6 +204,8 @@ OpenIntent ClassifyOpen(const CallerSyscall& call, std::optional<uint64_t> open_
   return OpenIntent{OpenIntent::Kind::kRead, absl::StrCat(name, " read-only")};
 }
 
+bool OpenFlagsFromMemory(const CallerSyscall& call) { return call.nr == SYS_openat2; }
+
 ClassifiedChange ClassifyLeaseBreak(const CallerSyscall& call, std::optional<uint64_t> open_flags) {
   if (call.nr == SYS_truncate) return Truncate(call.args[1], "truncate(2)");
   if (call.nr == SYS_creat) return Truncate(0, "creat(2)");

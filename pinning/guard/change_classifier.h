@@ -69,6 +69,12 @@ struct OpenIntent {
 };
 OpenIntent ClassifyOpen(const CallerSyscall& call, std::optional<uint64_t> open_flags);
 
+// Whether the call's open flags were read from the caller's memory (openat2(2)'s struct
+// open_how), not from its arguments. The kernel copied them at entry; another thread of the
+// caller may have changed them since, so an open let through on them (no O_TRUNC seen) must be
+// checked once the call returns: it may have truncated after all.
+bool OpenFlagsFromMemory(const CallerSyscall& call);
+
 // For a lease breaker: the index of the argument holding its path and its dirfd (-1: none,
 // AT_FDCWD implied); false if the call takes no path.
 bool PathArgument(const CallerSyscall& call, int* path_index, int* dirfd_index);

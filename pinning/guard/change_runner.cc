@@ -67,8 +67,11 @@ BreakAction ActionForBreak(const std::optional<ClassifiedChange>& chosen, int64_
   if (!chosen.has_value()) return BreakAction::kLetGoAndCheck;
   // truncate(2) raises the fanotify event before it breaks the lease: already coordinated.
   if (!chosen->changes_layout() || (fanotify && call_nr == SYS_truncate)) {
-    return chosen->kind == ClassifiedChange::Kind::kUnknown ? BreakAction::kLetGoAndCheckAfterCaller
-                                                            : BreakAction::kLetGo;
+    // openat2's flags came from the caller's memory (OpenFlagsFromMemory): an open seen
+    // without O_TRUNC may truncate after all.
+    return chosen->kind == ClassifiedChange::Kind::kUnknown || call_nr == SYS_openat2
+               ? BreakAction::kLetGoAndCheckAfterCaller
+               : BreakAction::kLetGo;
   }
   return BreakAction::kArbitrate;
 }

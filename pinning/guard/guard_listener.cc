@@ -178,9 +178,13 @@ void GuardListener::HandleOpen(const std::shared_ptr<GuardedFile>& file,
     }
     intent = ClassifyOpen(*caller, how);
   }
+  // openat2's flags were read from the caller's memory, which may have changed since the
+  // kernel copied them: an open let through as not truncating is checked once it returns.
+  const bool recheck = caller.has_value() && OpenFlagsFromMemory(*caller);
   switch (ActionForOpen(intent.kind)) {
     case OpenAction::kAllow:
       held->Allow();
+      if (recheck) dispatch_.queue_check(file, caller);
       return;
     case OpenAction::kDropLeaseAndAllow:
     case OpenAction::kDropLeaseAllowAndCheck:
@@ -189,7 +193,9 @@ void GuardListener::HandleOpen(const std::shared_ptr<GuardedFile>& file,
       // as pre-content events or are detected after.
       file->DropLease();
       held->Allow();
-      if (intent.kind == OpenIntent::Kind::kUnknown) dispatch_.queue_check(file, caller);
+      if (intent.kind == OpenIntent::Kind::kUnknown || recheck) {
+        dispatch_.queue_check(file, caller);
+      }
       return;
     case OpenAction::kHold:
       break;

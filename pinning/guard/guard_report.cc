@@ -25,6 +25,8 @@ GuardReport ReportFor(const ArmedMechanisms& armed) {
   }
   if (!armed.open_perm && !armed.lease) ops.push_back(kOpOpenTrunc);
   if (!armed.open_perm) ops.push_back(kOpOpenReadOnlyTrunc);
+  // Where opens are intercepted at all (else open(2) O_TRUNC is listed already).
+  if (armed.open_perm || armed.lease) ops.push_back(kOpOpenat2FlagsChanged);
   return report;
 }
 

@@ -30,6 +30,10 @@ inline constexpr char kOpPunchUnidentified[] =
     "namespaces)";
 inline constexpr char kOpOpenTrunc[] = "open(2) O_TRUNC";
 inline constexpr char kOpOpenReadOnlyTrunc[] = "open(2) O_RDONLY|O_TRUNC";
+// openat2(2) passes its flags in memory; the guard reads them after the kernel has copied them
+// (OpenFlagsFromMemory), so a change in between goes unseen until the call returns.
+inline constexpr char kOpOpenat2FlagsChanged[] =
+    "openat2(2) O_TRUNC whose flags another thread of the caller clears during the call";
 
 GuardReport ReportFor(const ArmedMechanisms& armed);
 

@@ -41,12 +41,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinning/guard/guard_report.h"
 #include "pinning/host_backend.h"
 #include "pinning/pin_service.h"
-#include "common/simulated_clock.h"
 #include "tests/testing/ext4_loop_mount.h"
 #include "tests/testing/run_command.h"
 #include "tests/testing/status_matchers.h"
@@ -237,6 +237,9 @@ std::string Pattern(uint64_t size) {
 
 // --- the fixture ---
 
+// A caller failed by the guard: EBUSY, or EPERM on kernels that take no errno in answers.
+bool FailedBusy(int status) { return status == EBUSY || status == EPERM; }
+
 class FileGuardTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -379,6 +382,30 @@ class FileGuardTest : public ::testing::TestWithParam<std::string> {
     args.insert(args.begin(), Env("PB_OOB_HELPER", PB_OOB_HELPER));
     return Child(std::move(args));
   }
+  // The guard reads openat2's flags from the caller's memory after the kernel has copied them: a
+  // second thread that clears O_TRUNC in between (pb_oob makes it happen every time, with
+  // userfaultfd) gets a truncating open past the guard. DescribeFile lists it; the open is
+  // checked as soon as it returns and the lease in the way is revoked, whatever the policy.
+  // Where the truncate itself raises a pre-content event, the guard catches it there instead.
+  void ExpectRacedOpenat2DetectedAfterOrRefused(const LeaseInfo& lease, bool listed) {
+    Child raced = Oob({"openat2-otrunc-raced", path_});
+    const int status = raced.Wait();
+    if (status == EOPNOTSUPP) GTEST_SKIP() << "no userfaultfd here: " << raced.Output();
+    if (!listed) {
+      EXPECT_TRUE(FailedBusy(status)) << raced.Output();
+      EXPECT_EQ(Contents(), original_);
+      EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+      return;
+    }
+    EXPECT_EQ(status, 0) << raced.Output();
+    EXPECT_EQ(Size(), 0u);
+    // No periodic check runs here (check_interval is 1000 h): the check after the call finds it.
+    ASSERT_TRUE(WaitFor([&] { return Ended(lease.id).has_value(); }));
+    EXPECT_EQ(Ended(lease.id)->lease.state, LeaseState::kRevoked);
+    EXPECT_THAT(Ended(lease.id)->lease.reason,
+                AllOf(StartsWith("out-of-band change: the file shrank from"),
+                      HasSubstr("detected afterwards")));
+  }
 
   const uint64_t page_ = SystemPageSize();
   SimulatedClock clock_;
@@ -410,6 +437,7 @@ TEST_P(FileGuardTest, ReportMatchesTheMatrix) {
     want = {"truncate(2)", "ftruncate(2)", "fallocate(2) PUNCH_HOLE"};
     if (!perm) want.insert(want.end(), {"open(2) O_TRUNC", "open(2) O_RDONLY|O_TRUNC"});
   }
+  if (perm) want.push_back(kOpOpenat2FlagsChanged);
   EXPECT_EQ(with_writer.unguarded_operations, want);
   ASSERT_OK(service_->Release("holder", rw.id));
   EXPECT_EQ(guard_->guarded_files(), 0u);
@@ -421,11 +449,13 @@ TEST_P(FileGuardTest, ReportMatchesTheMatrix) {
     // Pre-content events catch truncate(path) and FAN_OPEN_PERM O_TRUNC: no lease is kept, but
     // taking one proved that no writable descriptor predates the mark.
     EXPECT_EQ(read_only.guard, "fanotify");
-    EXPECT_EQ(read_only.unguarded_operations, std::vector<std::string>{kOpPunchUnidentified});
+    EXPECT_EQ(read_only.unguarded_operations,
+              (std::vector<std::string>{kOpPunchUnidentified, kOpOpenat2FlagsChanged}));
   } else {
     EXPECT_EQ(read_only.guard, perm ? "fanotify+lease" : "lease");
     want = {"ftruncate(2)", "fallocate(2) PUNCH_HOLE"};
     if (!perm) want.push_back("open(2) O_RDONLY|O_TRUNC");
+    want.push_back(kOpOpenat2FlagsChanged);  // A lease or FAN_OPEN_PERM intercepts opens.
     EXPECT_EQ(read_only.unguarded_operations, want);
   }
 }
@@ -557,9 +587,6 @@ TEST_P(FileGuardTest, StoresThroughAnotherProcesssMappingProceedAndRecallNothing
 
 // --- open(O_TRUNC): FAN_OPEN_PERM holds the open before it truncates ---
 
-// A caller failed by the guard: EBUSY, or EPERM on kernels that take no errno in answers.
-bool FailedBusy(int status) { return status == EBUSY || status == EPERM; }
-
 TEST_P(FileGuardTest, OTruncOpenIsHeldRecalledRevokedThenLetThrough) {
   const LeaseInfo lease = Pin("revoke", 4, 2);  // Read-write: no file lease, fanotify only.
   if (!OpenPermission()) GTEST_SKIP() << "no fanotify open permission events here";
@@ -689,6 +716,34 @@ TEST_P(FileGuardTest, ReadOnlyOTruncEscapesAFileLeaseAndIsDetectedAfter) {
   Settle();
   ASSERT_TRUE(Ended(lease.id).has_value());
   EXPECT_THAT(Ended(lease.id)->lease.reason, StartsWith("out-of-band change:"));
+}
+
+// --- openat2(2): flags in the caller's memory ---
+
+TEST_P(FileGuardTest, Openat2OTruncOpensFailUnderRefuse) {
+  const LeaseInfo lease = Pin("refuse", 4, 2, Access::kRead);
+  if (!OpenPermission("refuse")) GTEST_SKIP() << "no fanotify open permission events here";
+  Child otrunc = Oob({"openat2-otrunc", path_});
+  EXPECT_TRUE(FailedBusy(otrunc.Wait())) << otrunc.Output();
+  EXPECT_EQ(Contents(), original_);
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+  EXPECT_FALSE(Recalled(lease.id));
+}
+
+TEST_P(FileGuardTest, Openat2WhoseFlagsAreClearedDuringTheCallIsListedAndDetectedAfter) {
+  const LeaseInfo lease = Pin("refuse", 4, 2, Access::kRead);
+  if (!OpenPermission("refuse") && !Armed("lease", "refuse")) {
+    GTEST_SKIP() << "opens are not intercepted here";
+  }
+  ExpectRacedOpenat2DetectedAfterOrRefused(lease, Unguarded(kOpOpenat2FlagsChanged, "refuse"));
+}
+
+TEST_P(FileGuardTest, Openat2WhoseFlagsAreClearedDuringTheCallEscapesAFileLeaseToo) {
+  RestartGuard(/*fanotify=*/false, /*leases=*/true);
+  const LeaseInfo lease = Pin("refuse", 4, 2, Access::kRead);
+  ASSERT_EQ(Report("refuse").guard, "lease");
+  ASSERT_TRUE(Unguarded(kOpOpenat2FlagsChanged, "refuse"));
+  ExpectRacedOpenat2DetectedAfterOrRefused(lease, /*listed=*/true);
 }
 
 TEST_P(FileGuardTest, PunchThroughADescriptorOpenedBeforeArmingIsDetectedAfter) {

@@ -9,9 +9,9 @@
 #include <atomic>
 #include <memory>
 
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/simulated_clock.h"
 #include "tests/testing/engine_fixture.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
