@@ -54,6 +54,7 @@ absl::Duration Or(const google::protobuf::Duration& d, bool set, absl::Duration 
 
 struct MadeBackend {
   std::unique_ptr<PinBackend> backend;
+  HostBackend* host = nullptr;  // Inside backend.
   rdma::VerbsBackend* verbs = nullptr;
   std::string no_rdma;  // Why there is no RDMA backend; empty when there is one.
 };
@@ -65,6 +66,8 @@ absl::StatusOr<MadeBackend> MakeBackend(const v1::BrokerConfig& config) {
   if (!choice.ok()) return choice.status();
   auto options = RdmaOptionsFromConfig(config);
   if (!options.ok()) return options.status();
+  auto host_options = HostOptionsFromConfig(config);
+  if (!host_options.ok()) return host_options.status();
   std::unique_ptr<rdma::VerbsBackend> verbs;
   std::string no_rdma = "backend \"host\" is configured";
   if (*choice != BackendChoice::kHost) {
@@ -82,8 +85,9 @@ absl::StatusOr<MadeBackend> MakeBackend(const v1::BrokerConfig& config) {
   MadeBackend made;
   made.verbs = verbs.get();
   if (verbs == nullptr) made.no_rdma = no_rdma;
-  made.backend =
-      std::make_unique<RoutingBackend>(std::make_unique<HostBackend>(), std::move(verbs), no_rdma);
+  auto host = std::make_unique<HostBackend>(*host_options);
+  made.host = host.get();
+  made.backend = std::make_unique<RoutingBackend>(std::move(host), std::move(verbs), no_rdma);
   return made;
 }
 
@@ -163,8 +167,13 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
     auto made = MakeBackend(config);
     if (!made.ok()) return made.status();
     backend = std::move(made->backend);
+    broker->host_ = made->host;
     broker->verbs_ = made->verbs;
     no_rdma = made->no_rdma;
+  } else if (auto* host = dynamic_cast<HostBackend*>(backend.get())) {
+    broker->host_ = host;
+  } else if (auto* routing = dynamic_cast<RoutingBackend*>(backend.get())) {
+    broker->host_ = dynamic_cast<HostBackend*>(routing->host());
   }
   broker->backend_ = std::move(backend);
   broker->ids_ = std::make_unique<LeaseIdCodec>(LeaseIdCodec::NewEpoch());
@@ -218,7 +227,7 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
       broker->authorizer_.get(),
       PinBrokerService::Info{std::string(GetBuildInfo().version), clock->Now(),
                              RdmaInfoOf(broker->verbs_), broker->verbs_ == nullptr ? no_rdma : "",
-                             *std::move(layout_caps), broker->quotas_.get()});
+                             *std::move(layout_caps), broker->quotas_.get(), broker->host_});
   if (broker->verbs_ != nullptr) {
     // A connect request names a session and carries its token: the session is the owner.
     SessionTable* sessions = broker->sessions_.get();

@@ -21,9 +21,10 @@
 #include "broker/pin_broker_service.h"
 #include "broker/session_table.h"
 #include "broker/unix_listener.h"
-#include "pinbroker/v1/config.pb.h"
 #include "pinbroker/clock.h"
+#include "pinbroker/v1/config.pb.h"
 #include "pinning/guard/file_guard.h"
+#include "pinning/host_backend.h"
 #include "pinning/pin_backend.h"
 #include "pinning/pin_service.h"
 #include "pinning/quota.h"
@@ -51,6 +52,9 @@ class Broker {
   const std::string& epoch() const { return ids_->epoch(); }
   PinService& engine() { return *engine_; }
   const PinBackend& backend() const { return *backend_; }
+  // The host backend inside backend(), or nullptr when the broker was given a backend without
+  // one.
+  const HostBackend* host_backend() const { return host_; }
   // The RDMA backend inside backend(), or nullptr when RDMA pins are not served.
   rdma::VerbsBackend* verbs() const { return verbs_; }
   SessionTable& sessions() { return *sessions_; }
@@ -69,6 +73,7 @@ class Broker {
 
   Clock* clock_ = nullptr;
   std::unique_ptr<PinBackend> backend_;
+  HostBackend* host_ = nullptr;          // Inside backend_, if it has one.
   rdma::VerbsBackend* verbs_ = nullptr;  // Inside backend_, if RDMA is served.
   std::unique_ptr<LeaseIdCodec> ids_;
   std::unique_ptr<QuotaLedger> quotas_;  // Accounts outlive it through their holds.

@@ -221,12 +221,12 @@ absl::StatusOr<QuotaLedger::Options> QuotaOptionsFromConfig(const v1::BrokerConf
     if (!e.has_quotas()) continue;
     const v1::QuotaConfig& eq = e.quotas();
     const std::string where = absl::StrCat("export '", e.name(), "': quotas.");
-    if (eq.has_max_sessions() || eq.has_max_watches() || eq.has_max_blocked_calls()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where,
-                       "max_sessions, max_watches and max_blocked_calls are per identity only (set "
-                       "them in the top-level quotas); an export limits max_leases and "
-                       "max_pinned_bytes"));
+    if (eq.has_max_sessions() || eq.has_max_watches() || eq.has_max_blocked_calls() ||
+        eq.has_max_vmas()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where,
+          "max_sessions, max_watches, max_blocked_calls and max_vmas are per identity only (set "
+          "them in the top-level quotas); an export limits max_leases and max_pinned_bytes"));
     }
     ExportQuotaLimits export_limits;
     if (absl::Status s = take(where, "max_leases", eq.has_max_leases(), eq.max_leases(),
@@ -240,6 +240,27 @@ absl::StatusOr<QuotaLedger::Options> QuotaOptionsFromConfig(const v1::BrokerConf
       return s;
     }
     options.per_export[e.name()] = export_limits;
+  }
+  return options;
+}
+
+absl::StatusOr<HostBackend::Options> HostOptionsFromConfig(const v1::BrokerConfig& config) {
+  HostBackend::Options options;
+  options.max_vmas = HostBackend::DefaultMaxVmas();
+  if (config.has_max_vmas_total()) {
+    if (config.max_vmas_total() == 0) {
+      return absl::InvalidArgumentError(
+          "max_vmas_total must be positive (leave it unset for the default)");
+    }
+    options.max_vmas = config.max_vmas_total();
+  }
+  options.max_vmas_per_holder = std::max<uint64_t>(1, options.max_vmas / kDefaultVmaShare);
+  if (config.quotas().has_max_vmas()) {
+    if (config.quotas().max_vmas() == 0) {
+      return absl::InvalidArgumentError(
+          "quotas.max_vmas must be positive (leave it unset for the default)");
+    }
+    options.max_vmas_per_holder = config.quotas().max_vmas();
   }
   return options;
 }

@@ -16,6 +16,7 @@
 #include "pinbroker/v1/config.pb.h"
 #include "pinning/export.h"
 #include "pinning/guard/file_guard.h"
+#include "pinning/host_backend.h"
 #include "pinning/quota.h"
 #include "pinning/rdma/verbs_backend.h"
 
@@ -37,6 +38,8 @@ inline constexpr uint64_t kDefaultMaxWatches = 256;
 inline constexpr uint64_t kDefaultMaxBlockedCalls = 64;
 // max_pinned_bytes defaults to the budget divided by this: no identity can hold more than half.
 inline constexpr uint64_t kDefaultPinnedBytesShare = 2;
+// quotas.max_vmas defaults to max_vmas_total divided by this: half the host backend's VMAs.
+inline constexpr uint64_t kDefaultVmaShare = 2;
 
 // The longest grace and layout timeout callers may ask for in one export.
 struct LayoutCaps {
@@ -76,6 +79,11 @@ absl::StatusOr<uint64_t> PinnedBytesBudgetFromConfig(const v1::BrokerConfig& con
 // for a 0, or for an export's quota other than max_leases / max_pinned_bytes.
 absl::StatusOr<QuotaLedger::Options> QuotaOptionsFromConfig(const v1::BrokerConfig& config,
                                                             uint64_t budget);
+
+// The host backend's VMA limits: max_vmas_total (unset: HostBackend::DefaultMaxVmas(), a
+// quarter of vm.max_map_count) and quotas.max_vmas, each identity's share (unset: half of
+// max_vmas_total). INVALID_ARGUMENT naming the field for a 0.
+absl::StatusOr<HostBackend::Options> HostOptionsFromConfig(const v1::BrokerConfig& config);
 
 // The pin backend config.backend() asks for. INVALID_ARGUMENT for anything but "" / "auto" (RDMA
 // devices if usable, else host), "host" and "rdma" (fail to start without a usable device).

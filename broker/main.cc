@@ -89,6 +89,12 @@ ABSL_FLAG(uint64_t, max_pinned_bytes, 0,
 ABSL_FLAG(uint64_t, max_watches, 0, "Open Watch streams per identity");
 ABSL_FLAG(uint64_t, max_blocked_calls, 0,
           "Concurrent Truncate, PunchHole and RevokeLease-with-grace calls per identity");
+ABSL_FLAG(uint64_t, max_vmas_total, 0,
+          "Memory mappings (VMAs) the host backend's pins may take: 1 per file mapping plus 2 per "
+          "separate run of locked pages (default: a quarter of vm.max_map_count)");
+ABSL_FLAG(uint64_t, max_vmas, 0,
+          "Host-backend VMAs per identity, counted as 1 per file mapping it pins in plus 2 per "
+          "distinct range it holds (default: half of --max-vmas-total)");
 ABSL_FLAG(std::string, state_dir, "",
           "Embedded default's export parent (default /var/lib/pinbroker as root, else "
           "$XDG_DATA_HOME/pinbroker)");
@@ -181,6 +187,7 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
   if (const uint64_t v = absl::GetFlag(FLAGS_max_pinned_bytes_total); v > 0) {
     config.set_max_pinned_bytes_total(v);
   }
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_vmas_total); v > 0) config.set_max_vmas_total(v);
   v1::QuotaConfig* quotas = config.mutable_quotas();
   if (const uint64_t v = absl::GetFlag(FLAGS_max_sessions); v > 0) quotas->set_max_sessions(v);
   if (const uint64_t v = absl::GetFlag(FLAGS_max_leases); v > 0) quotas->set_max_leases(v);
@@ -191,6 +198,7 @@ absl::StatusOr<v1::BrokerConfig> EffectiveConfig() {
   if (const uint64_t v = absl::GetFlag(FLAGS_max_blocked_calls); v > 0) {
     quotas->set_max_blocked_calls(v);
   }
+  if (const uint64_t v = absl::GetFlag(FLAGS_max_vmas); v > 0) quotas->set_max_vmas(v);
   if (quotas->ByteSizeLong() == 0) config.clear_quotas();
   if (absl::GetFlag(FLAGS_shutdown_grace) > absl::ZeroDuration()) {
     ToProto(absl::GetFlag(FLAGS_shutdown_grace), config.mutable_shutdown_grace());
@@ -299,6 +307,8 @@ std::string ShownDefault(const absl::CommandLineFlag& flag) {
   if (name == "max_pinned_bytes") {
     return absl::StrCat(DefaultPinnedBytesBudget() / kDefaultPinnedBytesShare);
   }
+  if (name == "max_vmas_total") return absl::StrCat(HostBackend::DefaultMaxVmas());
+  if (name == "max_vmas") return absl::StrCat(HostBackend::DefaultMaxVmas() / kDefaultVmaShare);
   return flag.DefaultValue();
 }
 

@@ -542,6 +542,14 @@ Status PinBrokerService::GetInfo(Ctx* context, const v1::GetInfoRequest*,
     quota->set_blocked_calls(account->used(QuotaKind::kBlockedCalls));
     quota->set_max_blocked_calls(limit(QuotaKind::kBlockedCalls));
   }
+  if (info_.host != nullptr) {
+    response->set_vmas(info_.host->vma_estimate());
+    response->set_max_vmas_total(info_.host->max_vmas());
+    // Pins name their holder by the same label (PinRequest::holder).
+    response->mutable_quota()->set_identity(caller.Label());
+    response->mutable_quota()->set_vmas(info_.host->holder_vmas(caller.Label()));
+    response->mutable_quota()->set_max_vmas(info_.host->max_vmas_per_holder());
+  }
   if (info_.rdma) {
     const RdmaInfo rdma = info_.rdma();
     for (const RdmaDeviceInfo& device : rdma.devices) {

@@ -32,6 +32,7 @@
 #include "broker/session_table.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/backend_info.h"
+#include "pinning/host_backend.h"
 #include "pinning/pin_service.h"
 #include "pinning/quota.h"
 
@@ -55,6 +56,9 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
     // Each identity's quotas (sessions, leases, pinned bytes, Watch streams, blocked calls);
     // null: none. Must outlive the service.
     QuotaLedger* quotas = nullptr;
+    // The host backend, for GetInfo's VMA counts (the broker's and each identity's); null: none.
+    // Must outlive the service.
+    const HostBackend* host = nullptr;
   };
 
   // `peers` names each call's caller, `authorizer` decides its rights; both must outlive the

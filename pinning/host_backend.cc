@@ -127,6 +127,11 @@ uint64_t ReadMaxMapCount() {
   return ok ? value : 65530;
 }
 
+// "uid 1001", or "the unnamed holder" for pins that name none.
+std::string HolderName(absl::string_view holder) {
+  return holder.empty() ? "the unnamed holder" : absl::CHexEscape(holder);
+}
+
 }  // namespace
 
 // --- CountedRanges ----------------------------------------------------------------------------
@@ -222,7 +227,10 @@ std::vector<ByteRange> CountedRanges::Remove(uint64_t begin, uint64_t end, int64
 uint64_t HostBackend::DefaultMaxVmas() { return ReadMaxMapCount() / 4; }
 
 HostBackend::HostBackend(const Options& options)
-    : max_vmas_(options.max_vmas != 0 ? options.max_vmas : DefaultMaxVmas()) {}
+    : max_vmas_(options.max_vmas != 0 ? options.max_vmas : DefaultMaxVmas()),
+      max_vmas_per_holder_(options.max_vmas_per_holder != 0
+                               ? options.max_vmas_per_holder
+                               : std::max<uint64_t>(1, max_vmas_ / 2)) {}
 
 HostBackend::~HostBackend() {
   absl::flat_hash_map<FileId, FileState> files;
@@ -233,6 +241,7 @@ HostBackend::~HostBackend() {
     pinned_bytes_ = 0;
     vma_total_ = 0;
     mapping_count_ = 0;
+    holder_vmas_.clear();
   }
   // munmap also unlocks. It cannot fail for a whole mapping of ours; if it did, there is nothing
   // better a destructor could do than say so and leave the mapping to process exit.
@@ -338,8 +347,25 @@ absl::Status HostBackend::VmaLimitError(const PinSpec& spec, uint64_t total, uin
   return absl::ResourceExhaustedError(absl::StrCat(
       "host backend: cannot pin ", Describe(spec), ": it would take the broker's mappings to ",
       total + more, " VMAs, past the host backend's limit of ", max_vmas_,
-      " (a quarter of vm.max_map_count by default); end other leases, pin fewer separate ranges, "
-      "or raise vm.max_map_count"));
+      " (max_vmas_total; a quarter of vm.max_map_count by default); end other leases, pin fewer "
+      "separate ranges, or raise vm.max_map_count"));
+}
+
+absl::Status HostBackend::HolderShareError(const PinSpec& spec, uint64_t used,
+                                           uint64_t more) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "host backend: cannot pin ", Describe(spec), ": ", HolderName(spec.holder), " holds ", used,
+      " VMAs of host pins (1 per file it pins in, 2 per distinct range) and this pin needs ", more,
+      " more; its share max_vmas is ", max_vmas_per_holder_, " of the host backend's limit of ",
+      max_vmas_, " (max_vmas_total); release some of its leases, or pin fewer, larger ranges"));
+}
+
+void HostBackend::RefundLocked(absl::string_view holder, uint64_t n) {
+  if (n == 0) return;
+  auto it = holder_vmas_.find(holder);
+  if (it == holder_vmas_.end()) return;
+  it->second -= std::min(it->second, n);
+  if (it->second == 0) holder_vmas_.erase(it);
 }
 
 absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
@@ -356,6 +382,10 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
       absl::MutexLock lock(&mu_);
       m = FindMapping(spec.file->id, end, write);
       if (m == nullptr) {
+        // A lease in a new mapping costs its holder 3 (see the header): refuse before mapping.
+        auto used = holder_vmas_.find(spec.holder);
+        const uint64_t held = used == holder_vmas_.end() ? 0 : used->second;
+        if (held + 3 > max_vmas_per_holder_) return HolderShareError(spec, held, 3);
         if (vma_total_ + 1 > max_vmas_) return VmaLimitError(spec, vma_total_, 1);
         ++vma_total_;
         ++mapping_count_;
@@ -378,13 +408,24 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
     const std::vector<ByteRange> gaps = m->locked.Uncovered(begin, end);
     const int64_t run_delta = m->locked.RunDeltaOfAdd(begin, end);
     const int64_t vma_delta = 2 * run_delta;
+    // The holder's charge: 1 if it has no lease in this mapping yet, 2 if it holds no lease of
+    // exactly this range in it.
+    auto holder_here = m->holders.find(spec.holder);
+    const bool new_user = holder_here == m->holders.end();
+    const bool new_range = new_user || !holder_here->second.ranges.contains({begin, end});
+    const uint64_t charge = (new_user ? 1 : 0) + (new_range ? 2 : 0);
     absl::Status refused;
     {
       absl::MutexLock lock(&mu_);
-      if (vma_delta > 0 && vma_total_ + static_cast<uint64_t>(vma_delta) > max_vmas_) {
+      auto used = holder_vmas_.find(spec.holder);
+      const uint64_t held = used == holder_vmas_.end() ? 0 : used->second;
+      if (held + charge > max_vmas_per_holder_) {
+        refused = HolderShareError(spec, held, charge);
+      } else if (vma_delta > 0 && vma_total_ + static_cast<uint64_t>(vma_delta) > max_vmas_) {
         refused = VmaLimitError(spec, vma_total_, static_cast<uint64_t>(vma_delta));
       } else {
         vma_total_ += vma_delta;
+        if (charge > 0) holder_vmas_[spec.holder] += charge;
       }
     }
     if (!refused.ok()) {
@@ -404,6 +445,7 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
       {
         absl::MutexLock lock(&mu_);
         vma_total_ -= vma_delta;
+        RefundLocked(spec.holder, charge);
       }
       if (m->leases == 0) DropMapping(*m);
       if (err != ENOMEM && err != EAGAIN && err != EPERM) {
@@ -423,13 +465,18 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
     m->locked.Add(begin, end);
     m->vmas += vma_delta;
     ++m->leases;
+    Mapping::HolderLeases& mine = new_user ? m->holders[spec.holder] : holder_here->second;
+    ++mine.leases;
+    ++mine.ranges[{begin, end}];
 
     absl::MutexLock lock(&mu_);
     FileState& state = files_[spec.file->id];
     for (const ByteRange& piece : state.held.Uncovered(begin, end)) pinned_bytes_ += piece.length;
     state.held.Add(begin, end);
     const uint64_t handle = next_handle_++;
-    leases_.emplace(handle, Lease{.mapping = std::move(m), .bytes = spec.bytes});
+    leases_.emplace(
+        handle,
+        Lease{.mapping = std::move(m), .bytes = spec.bytes, .holder = std::string(spec.holder)});
     BackendPin pin;
     pin.handle = handle;
     pin.mode = RegistrationMode::kHost;
@@ -465,11 +512,28 @@ absl::Status HostBackend::Unpin(uint64_t handle, absl::string_view verb) {
   Mapping& m = *lease.mapping;
   absl::MutexLock map_lock(&m.mu);
   int64_t run_delta = 0;
-  const std::vector<ByteRange> freed =
-      m.locked.Remove(lease.bytes.offset, lease.bytes.offset + lease.bytes.length, &run_delta);
+  const uint64_t begin = lease.bytes.offset;
+  const uint64_t end = lease.bytes.offset + lease.bytes.length;
+  const std::vector<ByteRange> freed = m.locked.Remove(begin, end, &run_delta);
   --m.leases;
+  // What the holder was charged for this range and mapping comes back with its last lease on
+  // them.
+  uint64_t refund = 0;
+  if (auto mine = m.holders.find(lease.holder); mine != m.holders.end()) {
+    auto range = mine->second.ranges.find({begin, end});
+    if (range != mine->second.ranges.end() && --range->second == 0) {
+      mine->second.ranges.erase(range);
+      refund += 2;
+    }
+    if (--mine->second.leases == 0) {
+      m.holders.erase(mine);
+      refund += 1;
+    }
+  }
   if (m.leases == 0) {
     DropMapping(m);  // Unlocks whatever is still locked, with no munlock first.
+    absl::MutexLock lock(&mu_);
+    RefundLocked(lease.holder, refund);
     return absl::OkStatus();
   }
   // Unlocking pages leaves them mapped: no TLB shootdown. It cannot fail for pages of a mapping
@@ -484,6 +548,7 @@ absl::Status HostBackend::Unpin(uint64_t handle, absl::string_view verb) {
   m.vmas += 2 * run_delta;
   absl::MutexLock lock(&mu_);
   vma_total_ += 2 * run_delta;
+  RefundLocked(lease.holder, refund);
   return absl::OkStatus();
 }
 
@@ -510,6 +575,12 @@ uint64_t HostBackend::lease_count() const {
 uint64_t HostBackend::vma_estimate() const {
   absl::MutexLock lock(&mu_);
   return vma_total_;
+}
+
+uint64_t HostBackend::holder_vmas(absl::string_view holder) const {
+  absl::MutexLock lock(&mu_);
+  auto it = holder_vmas_.find(holder);
+  return it == holder_vmas_.end() ? 0 : it->second;
 }
 
 absl::StatusOr<const void*> HostBackend::AddressForTesting(uint64_t handle) const {

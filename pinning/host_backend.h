@@ -20,6 +20,20 @@
 //     counts an upper bound of the VMAs it holds (1 per mapping + 2 per maximal locked run) and
 //     refuses a pin that would exceed Options::max_vmas with RESOURCE_EXHAUSTED, long before the
 //     kernel's vm.max_map_count, which the rest of the broker (allocators, thread stacks) needs.
+//   * Each holder (PinSpec::holder, an identity) has a share of max_vmas:
+//     Options::max_vmas_per_holder, half of max_vmas by default (8191 of the default 16382), so
+//     one holder pinning many separate ranges cannot take the whole limit from the others. A
+//     holder's use counts what its leases could split the mappings into, whatever the other
+//     leases: 1 for each mapping it has a lease in, plus 2 for each distinct byte range it holds
+//     in that mapping (a new lease is charged 3, 2 or 0: a range it holds already is free).
+//     Unlike the run count, that never grows when a lease ends: a lease ending in the middle of
+//     a run can leave the leases inside it as separate runs, each of which was already charged
+//     as one, so the share bounds what a holder's leases can ever take, and the sum of the
+//     holders' uses bounds vma_estimate(). A pin past its holder's share is refused with
+//     RESOURCE_EXHAUSTED naming the holder, its use and the share, before anything is mapped or
+//     locked; the charge comes back when the holder's last lease on that range (and mapping)
+//     ends. The price: ranges that touch or overlap are charged apiece even while they form one
+//     run (one-page pins of adjacent pages cost 2 each, though one run of them costs 2 in all).
 //
 // What it protects, and what it does not:
 //   * It keeps the pages resident: no reclaim, swap-out or page-cache eviction while pinned.
@@ -42,6 +56,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -88,6 +104,8 @@ class HostBackend final : public PinBackend {
   struct Options {
     // Most VMAs (upper bound, see above) the backend holds; 0 means DefaultMaxVmas().
     uint64_t max_vmas = 0;
+    // Most VMAs one holder's leases may take (counted as above); 0 means half of max_vmas.
+    uint64_t max_vmas_per_holder = 0;
   };
   // A quarter of /proc/sys/vm/max_map_count (65530 by default, so 16382), leaving the rest to the
   // broker's allocators, thread stacks and libraries; a quarter of 65530 if it cannot be read.
@@ -128,6 +146,9 @@ class HostBackend final : public PinBackend {
   // The VMA bound counted against max_vmas, and max_vmas itself.
   uint64_t vma_estimate() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t max_vmas() const { return max_vmas_; }
+  // What `holder`'s leases count against its share (see above), and the share.
+  uint64_t holder_vmas(absl::string_view holder) const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t max_vmas_per_holder() const { return max_vmas_per_holder_; }
 
   // Where the pin `handle`'s first byte is mapped in the broker, for tests that inspect
   // residency and contents. NOT_FOUND for an unknown handle. Valid only while the pin is held.
@@ -148,10 +169,18 @@ class HostBackend final : public PinBackend {
     uint64_t leases ABSL_GUARDED_BY(mu) = 0;
     CountedRanges locked ABSL_GUARDED_BY(mu);  // File offsets.
     uint64_t vmas ABSL_GUARDED_BY(mu) = 1;     // Its share of vma_total_.
+    // Per holder: its leases here and the distinct byte ranges ([begin, end)) they hold, with
+    // how many of its leases hold each; what holder_vmas_ charges them for.
+    struct HolderLeases {
+      uint64_t leases = 0;
+      absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint64_t> ranges;
+    };
+    absl::flat_hash_map<std::string, HolderLeases> holders ABSL_GUARDED_BY(mu);
   };
   struct Lease {
     std::shared_ptr<Mapping> mapping;
     ByteRange bytes;
+    std::string holder;
   };
   struct FileState {
     std::vector<std::shared_ptr<Mapping>> mappings;
@@ -168,11 +197,15 @@ class HostBackend final : public PinBackend {
   // Unmaps `m`, which has no lease, and forgets it.
   void DropMapping(Mapping& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m.mu) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status VmaLimitError(const PinSpec& spec, uint64_t total, uint64_t more) const;
+  absl::Status HolderShareError(const PinSpec& spec, uint64_t used, uint64_t more) const;
+  // Gives `n` of `holder`'s charge back.
+  void RefundLocked(absl::string_view holder, uint64_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Ends the pin `handle`; `verb` ("release", "revoke") for messages.
   absl::Status Unpin(uint64_t handle, absl::string_view verb) ABSL_LOCKS_EXCLUDED(mu_);
 
   const uint64_t max_vmas_;
+  const uint64_t max_vmas_per_holder_;
   mutable absl::Mutex mu_;
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
@@ -180,6 +213,8 @@ class HostBackend final : public PinBackend {
   uint64_t mapping_count_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t vma_total_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t pinned_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Each holder's use of its share (no entry: 0).
+  absl::flat_hash_map<std::string, uint64_t> holder_vmas_ ABSL_GUARDED_BY(mu_);
 
   // Devices (st_dev) whose filesystem refused MAP_SYNC for a DAX file: later DAX mappings of
   // files there go straight to MAP_SHARED.

@@ -30,6 +30,9 @@ struct PinSpec {
   ByteRange bytes;  // Page-aligned, within the file.
   Access access = Access::kRead;
   bool rdma = false;  // Remote access through the owner's RDMA connection was asked for.
+  // The identity the lease is held for ("uid 1001"), whose share of the backend's own limits
+  // it counts against (HostBackend: VMAs); empty: one unnamed holder (in-process callers).
+  absl::string_view holder = {};
 };
 
 // When OnLayoutChange() is called: just before the truncate/punch system call, or just after it

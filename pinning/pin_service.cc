@@ -169,6 +169,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   PinSpec spec;
   spec.lease = id;
   spec.owner = request.owner;
+  spec.holder = request.holder;
   spec.fd = file.fd.get();
   spec.file = &file.info;
   spec.bytes = bytes;

@@ -69,7 +69,9 @@ struct PinRequest {
   // export's per-identity limits) from before the backend pins until the lease is retired.
   // Unset: only the broker-wide budget applies.
   std::shared_ptr<QuotaAccount> account;
-  // Names the holder in a refusal by the broker-wide budget ("uid 1001"); may be empty.
+  // The holder's identity ("uid 1001"): named in a refusal by the broker-wide budget, and whose
+  // share of the backend's own limits the lease counts against (PinSpec::holder; the host
+  // backend's VMAs). May be empty: in-process callers then share one unnamed holder.
   std::string holder;
 };
 

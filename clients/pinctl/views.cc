@@ -188,6 +188,9 @@ void PrintInfo(Output& out, const v1::GetInfoResponse& info) {
   if (info.max_pinned_bytes_total() != 0) {
     t.Add({"pin budget:", absl::StrCat(info.max_pinned_bytes_total(), " bytes")});
   }
+  if (info.max_vmas_total() != 0) {
+    t.Add({"host VMAs:", absl::StrCat(info.vmas(), " of ", info.max_vmas_total())});
+  }
   if (info.has_quota()) {
     const v1::QuotaUsage& q = info.quota();
     const auto of = [](uint64_t used, uint64_t limit) {
@@ -200,6 +203,7 @@ void PrintInfo(Output& out, const v1::GetInfoResponse& info) {
     t.Add({"  pinned bytes:", of(q.pinned_bytes(), q.max_pinned_bytes())});
     t.Add({"  watches:", of(q.watches(), q.max_watches())});
     t.Add({"  blocked calls:", of(q.blocked_calls(), q.max_blocked_calls())});
+    if (info.max_vmas_total() != 0) t.Add({"  host VMAs:", of(q.vmas(), q.max_vmas())});
   }
   for (const v1::DeviceInfo& d : info.devices()) {
     t.Add({"device:", absl::StrCat(d.name(), d.odp() ? " (odp)" : "")});

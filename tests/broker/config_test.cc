@@ -249,5 +249,40 @@ TEST(ConfigTest, QuotaValuesAreChecked) {
   EXPECT_GT(*PinnedBytesBudgetFromConfig(v1::BrokerConfig()), 0u);
 }
 
+TEST(ConfigTest, HostVmaLimitsTakeDefaultsAndOverrides) {
+  auto defaults = HostOptionsFromConfig(v1::BrokerConfig());
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->max_vmas, HostBackend::DefaultMaxVmas());
+  EXPECT_EQ(defaults->max_vmas_per_holder, HostBackend::DefaultMaxVmas() / kDefaultVmaShare);
+  auto total = ParseConfig("max_vmas_total: 1000");
+  ASSERT_TRUE(total.ok());
+  auto halved = HostOptionsFromConfig(*total);
+  ASSERT_TRUE(halved.ok()) << halved.status();
+  EXPECT_EQ(halved->max_vmas, 1000u);
+  EXPECT_EQ(halved->max_vmas_per_holder, 500u);  // Half the total.
+  auto both = ParseConfig("max_vmas_total: 1000 quotas { max_vmas: 300 }");
+  ASSERT_TRUE(both.ok());
+  auto set = HostOptionsFromConfig(*both);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->max_vmas_per_holder, 300u);
+
+  auto zero_total = ParseConfig("max_vmas_total: 0");
+  ASSERT_TRUE(zero_total.ok());
+  EXPECT_THAT(HostOptionsFromConfig(*zero_total).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_vmas_total")));
+  auto zero_share = ParseConfig("quotas { max_vmas: 0 }");
+  ASSERT_TRUE(zero_share.ok());
+  EXPECT_THAT(HostOptionsFromConfig(*zero_share).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("quotas.max_vmas")));
+  auto per_export = ParseConfig(R"pb(exports {
+                                       name: "a"
+                                       quotas { max_vmas: 1 }
+                                     })pb");
+  ASSERT_TRUE(per_export.ok());
+  EXPECT_THAT(QuotaOptionsFromConfig(*per_export, 1000).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("export 'a'"), HasSubstr("max_vmas"))));
+}
+
 }  // namespace
 }  // namespace pinbroker::broker

@@ -1,5 +1,6 @@
 // Quotas through a real in-process Broker: each identity (here: real kernel uids) is bounded in
-// sessions, leases, pinned bytes, Watch streams and blocked calls; exceeding one is
+// sessions, leases, pinned bytes, Watch streams, blocked calls and host-backend VMAs (a flood of
+// separate one-page pins on the real host backend); exceeding one is
 // RESOURCE_EXHAUSTED naming the quota, the identity, its use and the limit, leaves nothing
 // behind, and does not affect another identity. Counts come back on release, close, lapse and
 // expiry; the broker-wide budget refuses a pin before the backend pins anything.
@@ -15,7 +16,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "pinning/host_backend.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -355,6 +360,162 @@ TEST_F(QuotaTest, BlockedCallsAreBoundedPerIdentity) {
   blocked.join();
   EXPECT_TRUE(waited.ok()) << waited;
   EXPECT_EQ(a.Usage().blocked_calls(), 0u);
+}
+
+// The broker's VMAs that map `path` (the lines of /proc/self/maps naming it: the broker runs in
+// this process).
+size_t MapCountOf(const std::string& path) {
+  std::ifstream maps("/proc/self/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.size() > path.size() &&
+        line.compare(line.size() - path.size(), path.size(), path) == 0 &&
+        line[line.size() - path.size() - 1] == ' ') {
+      ++n;
+    }
+  }
+  return n;
+}
+
+// A real broker with the real host backend and the default limits, on a big tmpfs file.
+class HostFloodTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: callers take other uids (CAP_SETUID)";
+    ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
+    // Room for one identity's share of separate pages and then some. Allocated, not sparse: a pin
+    // that faults in a hole changes the file's block count, and the guard sweeps the whole file
+    // again on the next grant, which across thousands of holes would time the guard, not this.
+    pages_ = 2 * HostBackend::DefaultMaxVmas() + 64;
+    path_ = dir_.Join("big");
+    dir_.WriteFile("big", "");
+    {
+      const int fd = open(path_.c_str(), O_RDWR | O_CLOEXEC);
+      ASSERT_GE(fd, 0);
+      EXPECT_EQ(posix_fallocate(fd, 0, static_cast<off_t>(pages_ * page_)), 0);
+      close(fd);
+    }
+    ASSERT_EQ(chmod(path_.c_str(), 0666), 0);
+    v1::BrokerConfig config;
+    socket_ = dir_.Join("s.sock");
+    config.add_listen("unix:" + socket_);
+    config.set_listen_mode("0666");
+    config.set_backend("host");
+    v1::ExportConfig* e = config.add_exports();
+    e->set_name("exp");
+    e->set_root(dir_.path());
+    auto broker = Broker::Start(config, &clock_);
+    ASSERT_TRUE(broker.ok()) << broker.status();
+    broker_ = *std::move(broker);
+    ASSERT_NE(broker_->host_backend(), nullptr);
+  }
+
+  Client As(uid_t uid) {
+    const int fd = ConnectAs(socket_, uid);
+    EXPECT_GE(fd, 0) << "connect as uid " << uid;
+    return Client(fd);
+  }
+
+  absl::StatusOr<v1::Lease> PinPage(Client& client, const v1::SessionCredentials& creds,
+                                    uint64_t page) {
+    v1::PinRequest request;
+    *request.mutable_credentials() = creds;
+    request.set_export_name("exp");
+    request.set_path("big");
+    request.set_offset(page * page_);
+    request.set_length(page_);
+    request.set_access(v1::ACCESS_READ);
+    auto response = client.Call(&v1::PinBroker::Stub::Pin, request);
+    if (!response.ok()) return response.status();
+    return response->lease();
+  }
+
+  const uint64_t page_ = SystemPageSize();
+  uint64_t pages_ = 0;
+  SimulatedClock clock_;
+  pinbroker::testing::TempDir dir_{"/dev/shm"};
+  std::string path_;
+  std::string socket_;
+  std::unique_ptr<Broker> broker_;
+};
+
+// Identity A floods one-page pins of separate pages until its share of the host backend's VMAs
+// runs out; the broker's own mappings of the file stay within the limit, B still pins, and A's
+// CloseSession gives everything back.
+TEST_F(HostFloodTest, OneIdentityFloodingSeparatePagesLeavesTheOthersTheirShare) {
+  Client a = As(kUserA);
+  Client b = As(kUserB);
+  auto mine = a.OpenSession();
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  auto limits = a.Info();
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  const uint64_t max_vmas_total = limits->max_vmas_total();
+  const uint64_t share = limits->quota().max_vmas();
+  EXPECT_EQ(max_vmas_total, HostBackend::DefaultMaxVmas());
+  EXPECT_EQ(share, max_vmas_total / 2);
+
+  uint64_t granted = 0;
+  size_t most_vmas = 0;
+  absl::Status refused;
+  for (uint64_t page = 0; page < pages_; page += 2) {
+    auto lease = PinPage(a, *mine, page);
+    if (!lease.ok()) {
+      refused = lease.status();
+      break;
+    }
+    ++granted;
+    if (granted % 512 == 0) most_vmas = std::max(most_vmas, MapCountOf(path_));
+  }
+  EXPECT_THAT(refused,
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       ::testing::AllOf(HasSubstr(absl::StrCat("uid ", kUserA, " holds")),
+                                        HasSubstr(absl::StrCat("share max_vmas is ", share)))));
+  ASSERT_GT(granted, 0u);
+  most_vmas = std::max(most_vmas, MapCountOf(path_));  // The flood only ever added VMAs.
+  EXPECT_LE(most_vmas, share);
+  auto usage = a.Info();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->live_leases(), granted);
+  EXPECT_LE(usage->quota().vmas(), share);
+  EXPECT_GT(usage->quota().vmas() + 2, share);  // No further separate page fits.
+  EXPECT_LE(usage->vmas(), max_vmas_total);
+
+  // B pins a separate page, and a page between two of A's, and releases them.
+  auto theirs = b.OpenSession();
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  auto far = PinPage(b, *theirs, pages_ - 1);
+  ASSERT_TRUE(far.ok()) << far.status();
+  auto between = PinPage(b, *theirs, 1);
+  ASSERT_TRUE(between.ok()) << between.status();
+  EXPECT_LE(MapCountOf(path_), max_vmas_total);
+  auto b_usage = b.Info();
+  ASSERT_TRUE(b_usage.ok()) << b_usage.status();
+  EXPECT_GT(b_usage->quota().vmas(), 0u);
+  EXPECT_TRUE(b.Release(*theirs, *far).ok());
+  EXPECT_TRUE(b.Release(*theirs, *between).ok());
+  EXPECT_EQ(b.Info()->quota().vmas(), 0u);
+
+  v1::DescribeFileRequest describe;
+  describe.set_export_name("exp");
+  describe.set_path("big");
+  auto described = a.Call(&v1::PinBroker::Stub::DescribeFile, describe);
+  ASSERT_TRUE(described.ok()) << described.status();
+  EXPECT_EQ(static_cast<uint64_t>(described->leases_size()), granted);
+
+  EXPECT_TRUE(a.CloseSession(*mine).ok());
+  v1::ListLeasesRequest list;
+  auto listed = a.Call(&v1::PinBroker::Stub::ListLeases, list);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->leases_size(), 0);
+  EXPECT_EQ(broker_->engine().live_lease_count(), 0u);
+  auto after = a.Info();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->live_leases(), 0u);
+  EXPECT_EQ(after->pinned_bytes(), 0u);
+  EXPECT_EQ(after->quota().pinned_bytes(), 0u);
+  EXPECT_EQ(after->quota().vmas(), 0u);
+  EXPECT_EQ(after->vmas(), 0u);
+  EXPECT_EQ(MapCountOf(path_), 0u);
 }
 
 }  // namespace

@@ -492,7 +492,9 @@ TEST_F(HostBackendTest, PinsPastMaxVmasAreRefusedCleanlyAndEverythingIsReleased)
   ScopedFd fd = Open("big", O_RDONLY, &info);
   FileInfo small_info;
   ScopedFd small = Open("file", O_RDONLY, &small_info);
-  HostBackend backend(HostBackend::Options{.max_vmas = 64});
+  // The holder's share is no bound here (EachHolderHasItsShareOfMaxVmas... tests it): the pins
+  // run into the limit itself.
+  HostBackend backend(HostBackend::Options{.max_vmas = 64, .max_vmas_per_holder = 1000});
   EXPECT_EQ(backend.max_vmas(), 64u);
   const std::string path = dir_.Join("big");
   ASSERT_EQ(MapCountOf(path), 0u);
@@ -533,6 +535,133 @@ TEST_F(HostBackendTest, PinsPastMaxVmasAreRefusedCleanlyAndEverythingIsReleased)
   ASSERT_OK_AND_ASSIGN(BackendPin other,
                        backend.Pin(Spec(small.get(), small_info, 0, kPage, Access::kRead)));
   ASSERT_OK(backend.Release(other.handle));
+}
+
+// Pins of separate pages as `holder`, every other page from `first`, until one is refused
+// (returned) or the file ends (OK). The pins' handles go to `handles`.
+absl::Status PinEveryOtherPage(HostBackend& backend, int fd, const FileInfo& info,
+                               absl::string_view holder, uint64_t first, uint64_t pages,
+                               std::vector<uint64_t>* handles) {
+  for (uint64_t page = first; page < pages; page += 2) {
+    PinSpec spec{.lease = 7,
+                 .owner = "flood",
+                 .fd = fd,
+                 .file = &info,
+                 .bytes = ByteRange{.offset = page * kPage, .length = kPage},
+                 .access = Access::kRead,
+                 .holder = holder};
+    absl::StatusOr<BackendPin> pin = backend.Pin(spec);
+    if (!pin.ok()) return pin.status();
+    handles->push_back(pin->handle);
+  }
+  return absl::OkStatus();
+}
+
+// One holder pinning separate pages uses up its share (half of max_vmas by default), not the
+// whole limit: another holder still pins as many, and ending the leases, by release or revoke,
+// gives each share back whole.
+TEST_F(HostBackendTest, EachHolderHasItsShareOfMaxVmasAndGetsItBackExactly) {
+  constexpr uint64_t kPages = 512;
+  dir_.WriteFile("big", Pattern(kPages * kPage));
+  FileInfo info;
+  ScopedFd fd = Open("big", O_RDONLY, &info);
+  const std::string path = dir_.Join("big");
+  HostBackend backend(HostBackend::Options{.max_vmas = 64});
+  EXPECT_EQ(backend.max_vmas_per_holder(), 32u);  // Half of max_vmas by default.
+
+  std::vector<uint64_t> a;
+  const absl::Status refused = PinEveryOtherPage(backend, fd.get(), info, "uid 1", 0, kPages, &a);
+  const uint64_t a_use = backend.holder_vmas("uid 1");
+  EXPECT_THAT(refused,
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       ::testing::AllOf(HasSubstr(absl::StrCat("uid 1 holds ", a_use, " VMAs")),
+                                        HasSubstr("share max_vmas is 32"),
+                                        HasSubstr("limit of 64 (max_vmas_total"))));
+  ASSERT_FALSE(a.empty());
+  EXPECT_LE(a_use, 32u);
+  EXPECT_GT(a_use + 2, 32u);  // A further separate range would not fit.
+  // The refused pin left nothing behind, and the holder's pins are within its share.
+  EXPECT_EQ(backend.lease_count(), a.size());
+  EXPECT_EQ(backend.pinned_bytes(), a.size() * kPage);
+  EXPECT_LE(backend.vma_estimate(), a_use);
+  EXPECT_LE(MapCountOf(path), backend.vma_estimate());
+  // A range the holder holds already costs it nothing.
+  ASSERT_OK_AND_ASSIGN(BackendPin same, backend.Pin(PinSpec{.lease = 8,
+                                                            .owner = "flood",
+                                                            .fd = fd.get(),
+                                                            .file = &info,
+                                                            .bytes = {.offset = 0, .length = kPage},
+                                                            .access = Access::kRead,
+                                                            .holder = "uid 1"}));
+  EXPECT_EQ(backend.holder_vmas("uid 1"), a_use);
+
+  // Another holder pins as many separate pages as the first could.
+  std::vector<uint64_t> b;
+  EXPECT_EQ(PinEveryOtherPage(backend, fd.get(), info, "uid 2", 1, kPages, &b).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(b.size(), a.size());
+  EXPECT_EQ(backend.holder_vmas("uid 2"), a_use);
+  EXPECT_EQ(backend.holder_vmas("uid 1"), a_use);
+
+  // Releasing one of A's separate pages gives back what one more takes, no more: A pins one
+  // page elsewhere, and the next is refused again.
+  ASSERT_OK(backend.Release(a.back()));
+  a.pop_back();
+  std::vector<uint64_t> again;
+  EXPECT_EQ(PinEveryOtherPage(backend, fd.get(), info, "uid 1", kPages / 2, kPages, &again).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(again.size(), 1u);
+  EXPECT_EQ(backend.holder_vmas("uid 1"), a_use);
+
+  // Ending everything, by release and by revoke, gives both shares back whole.
+  ASSERT_OK(backend.Release(same.handle));
+  for (uint64_t handle : again) ASSERT_OK(backend.Revoke(handle));
+  for (uint64_t handle : a) ASSERT_OK(backend.Revoke(handle));
+  for (uint64_t handle : b) ASSERT_OK(backend.Release(handle));
+  EXPECT_EQ(backend.holder_vmas("uid 1"), 0u);
+  EXPECT_EQ(backend.holder_vmas("uid 2"), 0u);
+  EXPECT_EQ(backend.vma_estimate(), 0u);
+  EXPECT_EQ(backend.lease_count(), 0u);
+  EXPECT_EQ(MapCountOf(path), 0u);
+  std::vector<uint64_t> fresh;
+  EXPECT_EQ(PinEveryOtherPage(backend, fd.get(), info, "uid 1", 0, kPages, &fresh).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(fresh.size(), a.size() + 1);
+  for (uint64_t handle : fresh) ASSERT_OK(backend.Release(handle));
+  EXPECT_EQ(backend.holder_vmas("uid 1"), 0u);
+}
+
+// Pages pinned inside a run the holder already holds add no VMA now, but they are charged as
+// separate ranges: when the covering lease ends they are separate runs, and the holder's use
+// still bounds what its leases take.
+TEST_F(HostBackendTest, PinsInsideTheHoldersOwnRunAreChargedSoEndingTheRunStaysWithinTheShare) {
+  constexpr uint64_t kPages = 128;
+  dir_.WriteFile("big", Pattern(kPages * kPage));
+  FileInfo info;
+  ScopedFd fd = Open("big", O_RDONLY, &info);
+  const std::string path = dir_.Join("big");
+  HostBackend backend(HostBackend::Options{.max_vmas = 64});
+  ASSERT_OK_AND_ASSIGN(BackendPin whole,
+                       backend.Pin(PinSpec{.lease = 1,
+                                           .owner = "nest",
+                                           .fd = fd.get(),
+                                           .file = &info,
+                                           .bytes = {.offset = 0, .length = kPages * kPage},
+                                           .access = Access::kRead,
+                                           .holder = "uid 1"}));
+  std::vector<uint64_t> inner;
+  EXPECT_EQ(PinEveryOtherPage(backend, fd.get(), info, "uid 1", 1, kPages, &inner).code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_FALSE(inner.empty());
+  EXPECT_LE(backend.holder_vmas("uid 1"), backend.max_vmas_per_holder());
+  ASSERT_OK(backend.Release(whole.handle));
+  // The inner pages are separate runs now: the VMAs they take grew, the holder's use did not.
+  EXPECT_EQ(backend.vma_estimate(), 1 + 2 * inner.size());
+  EXPECT_LE(backend.vma_estimate(), backend.holder_vmas("uid 1"));
+  EXPECT_LE(MapCountOf(path), backend.vma_estimate());
+  for (uint64_t handle : inner) ASSERT_OK(backend.Release(handle));
+  EXPECT_EQ(backend.holder_vmas("uid 1"), 0u);
+  EXPECT_EQ(MapCountOf(path), 0u);
 }
 
 TEST(CountedRangesTest, CountsRunsAndFreesOnlyUncoveredPieces) {

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "pinning/host_backend.h"
 #include "pinning/pin_service.h"
 #include "tests/testing/engine_fixture.h"
 #include "tests/testing/status_matchers.h"
@@ -257,6 +258,54 @@ TEST_F(PinQuotaTest, AFailedBackendPinGivesEverythingBack) {
   EXPECT_EQ(account_->used(QuotaKind::kLeases), 0u);
   EXPECT_EQ(account_->used(QuotaKind::kPinnedBytes), 0u);
   EXPECT_EQ(service_->budgeted_bytes(), 0u);
+}
+
+// The engine names each lease's holder to the backend (PinRequest::holder): one identity's
+// separate host pins use its share of the host backend's VMAs, not the whole limit.
+TEST_F(PinQuotaTest, HostVmasAreChargedToTheLeasesHolder) {
+  HostBackend host(HostBackend::Options{.max_vmas = 16});  // A share of 8 each.
+  ExportOptions exp;
+  exp.name = "exp";
+  exp.root = dir_.path();
+  auto created = PinService::Create(&clock_, &host, {exp});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<PinService> service = *std::move(created);
+  const auto as = [&](absl::string_view holder, uint64_t page) {
+    PinRequest r = Request(page * page_, page_, holder, Access::kRead);
+    r.holder = std::string(holder);
+    return service->Pin(r);
+  };
+  std::vector<LeaseInfo> a;
+  absl::StatusOr<LeaseInfo> lease;
+  for (uint64_t page = 0; page < kPages; page += 2) {
+    lease = as("uid 1001", page);
+    if (!lease.ok()) break;
+    a.push_back(*lease);
+  }
+  ASSERT_FALSE(a.empty());
+  EXPECT_THAT(lease.status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       ::testing::AllOf(
+                           HasSubstr(absl::StrCat("uid 1001 holds ", host.holder_vmas("uid 1001"))),
+                           HasSubstr("share max_vmas is 8"))));
+  EXPECT_EQ(service->live_lease_count(), a.size());  // The refused pin left nothing.
+  EXPECT_EQ(service->budgeted_bytes(), a.size() * page_);
+
+  ASSERT_OK_AND_ASSIGN(LeaseInfo b, as("uid 1002", kPages - 1));
+  EXPECT_GT(host.holder_vmas("uid 1002"), 0u);
+  // Releasing one of A's leases through the engine gives its share back.
+  const uint64_t before = host.holder_vmas("uid 1001");
+  ASSERT_OK(service->Release("uid 1001", a.back().id));
+  EXPECT_LT(host.holder_vmas("uid 1001"), before);
+  ASSERT_OK_AND_ASSIGN(LeaseInfo again, as("uid 1001", kPages - 1));
+  EXPECT_EQ(host.holder_vmas("uid 1001"), before);
+  a.back() = again;
+  std::vector<LeaseId> ids = {b.id};
+  for (const LeaseInfo& l : a) ids.push_back(l.id);
+  EXPECT_EQ(service->RevokeLeases(ids, "test"), ids.size());
+  EXPECT_EQ(host.holder_vmas("uid 1001"), 0u);
+  EXPECT_EQ(host.holder_vmas("uid 1002"), 0u);
+  EXPECT_EQ(host.vma_estimate(), 0u);
 }
 
 }  // namespace
