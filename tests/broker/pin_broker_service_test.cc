@@ -221,8 +221,8 @@ TEST_F(PinBrokerServiceTest, AnOversizedInitiatorIsRefusedBeforeTouchingAnyLease
 }
 
 // The validators reject text that is not UTF-8 (requests built in-process, or string fields
-// that arrive as bytes). Over the wire protobuf's parser rejects such proto3 strings before any
-// handler runs (gRPC answers INTERNAL; see docs/API.md "Limits").
+// that arrive as bytes). Over the wire such a proto3 string already fails the parse, before any
+// handler runs; the wire traits answer that (malformed_request_test.cc).
 TEST(RequestLimitsTest, NonUtf8StringsAreInvalidArgumentNamingTheField) {
   v1::PinRequest pin;
   pin.set_export_name("exp");
