@@ -4,7 +4,6 @@
 // and the broker goes on serving.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
-#include <sys/stat.h>
 
 #include <string>
 #include <vector>
@@ -79,12 +78,6 @@ class MalformedRequestTest : public testing::BrokerTest {
                    });
     done.WaitForNotification();  // The call's deadline bounds the wait.
     return status;
-  }
-
-  uint64_t FileSize() {
-    struct stat st;
-    EXPECT_EQ(stat(dir_.Join("data").c_str(), &st), 0);
-    return static_cast<uint64_t>(st.st_size);
   }
 
   absl::Mutex mu_;

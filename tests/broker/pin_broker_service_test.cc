@@ -32,11 +32,6 @@ using Code = absl::StatusCode;
 
 class PinBrokerServiceTest : public testing::BrokerTest {
  protected:
-  uint64_t FileSize() {
-    struct stat st;
-    EXPECT_EQ(stat(dir_.Join("data").c_str(), &st), 0);
-    return static_cast<uint64_t>(st.st_size);
-  }
   std::vector<v1::Lease> List(const v1::ListLeasesRequest& request = {}) {
     auto response = Call(&Stub::ListLeases, request);
     EXPECT_OK(response.status());
