@@ -13,7 +13,9 @@
 // The generated pinbroker.grpc.pb.h includes this header right after pinbroker.pb.h (the
 // grpc_cpp_plugin option additional_header_includes, api/CMakeLists.txt), so the
 // specializations are declared before any gRPC template is instantiated with a request type.
-// Include pinbroker.grpc.pb.h, not this header.
+// Include pinbroker.grpc.pb.h, not this header. The plugin's unary method handlers would
+// deserialize through SerializationTraits<MessageLite>; the build has them use the request's
+// own type (api/concrete_message_types.cmake), as the streaming ones already do.
 //
 // Thread-safety: stateless; safe from any thread.
 #pragma once
