@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "broker/config.h"
 #include "broker/proto_convert.h"
+#include "broker/protobuf_log.h"
 #include "common/build_info.h"
 #include "common/log.h"
 #include "pinning/host_backend.h"
@@ -160,6 +161,9 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Start(const v1::BrokerConfig& co
   if (config.exports().empty()) {
     return absl::InvalidArgumentError("no exports: add one to the config or use --export");
   }
+  // Before any request arrives: protobuf's complaint about a request's non-UTF-8 string is
+  // answered to the client, not logged once per request.
+  RouteProtobufLogs();
   std::unique_ptr<Broker> broker(new Broker());
   broker->clock_ = clock;
   std::string no_rdma = "the broker was started with a backend that has no RDMA";

@@ -51,11 +51,13 @@ if(TARGET pinbroker_rdma_client)
 endif()
 list(TRANSFORM _pb_public_headers PREPEND ${PROJECT_SOURCE_DIR}/)
 install(FILES ${_pb_public_headers} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/pinbroker)
-# The generated API (messages and gRPC stubs) and the protos it comes from.
+# The generated API (messages and gRPC stubs), the request types' wire traits the stubs include,
+# and the protos it comes from.
 install(DIRECTORY ${PROJECT_BINARY_DIR}/api/pinbroker/v1/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/pinbroker/v1
         FILES_MATCHING PATTERN "*.pb.h")
-install(FILES ${PROJECT_SOURCE_DIR}/api/pinbroker/v1/pinbroker.proto
+install(FILES ${PROJECT_SOURCE_DIR}/api/pinbroker/v1/wire_traits.h
+              ${PROJECT_SOURCE_DIR}/api/pinbroker/v1/pinbroker.proto
               ${PROJECT_SOURCE_DIR}/api/pinbroker/v1/config.proto
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/pinbroker/v1)
 

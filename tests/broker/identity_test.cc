@@ -2,31 +2,24 @@
 // kernel's SO_PEERCRED of its connection, sessions belong to their opener, and files are
 // opened with the caller's credentials.
 //
-// Callers with other uids are real kernel identities: a helper thread takes a uid, gid and
-// groups for itself alone (raw setgroups/setresgid/setresuid system calls change only the
-// calling thread), connects to the broker's socket, and hands the connected descriptor to a
-// gRPC channel; the kernel records the thread's credentials for the connection at connect(2).
-// That needs root (CAP_SETUID/CAP_SETGID); the tests skip with the reason otherwise.
+// Callers with other uids are real kernel identities: each connects to the broker's socket
+// from a thread that took a uid, gid and groups for itself alone (ConnectAs, broker_fixture.h),
+// and calls over that connection. That needs root (CAP_SETUID/CAP_SETGID); the tests skip with
+// the reason otherwise.
 #include <fcntl.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/create_channel_posix.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "api/status_convert.h"
 #include "broker/broker.h"
 #include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
+#include "tests/broker/broker_fixture.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -48,57 +41,10 @@ constexpr gid_t kGroupA = 61001;
 constexpr gid_t kGroupB = 61002;
 constexpr gid_t kShared = 61100;  // A supplementary group of user A only.
 
-struct As {
-  uid_t uid;
-  gid_t gid;
-  std::vector<gid_t> groups;
-};
-
-// A Unix-socket connection to `path` whose peer credentials are `who`'s, or -1.
-int ConnectAs(const std::string& path, const As& who) {
-  int fd = -1;
-  std::thread([&] {
-    // This thread only: the raw system calls (glibc's wrappers would change every thread).
-    if (syscall(SYS_setgroups, who.groups.size(), who.groups.data()) != 0) return;
-    if (syscall(SYS_setresgid, -1, who.gid, -1) != 0) return;
-    if (syscall(SYS_setresuid, -1, who.uid, -1) != 0) return;
-    const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(s);
-      return;
-    }
-    fd = s;
-  }).join();  // The thread ends with its credentials; nothing to restore.
-  return fd;
-}
-
-class Client {
+// A connection of one caller, with the calls these tests make.
+class Client : public testing::PeerClient {
  public:
-  explicit Client(int fd)
-      : stub_(v1::PinBroker::NewStub(grpc::CreateInsecureChannelFromFd("broker", fd))) {}
-
-  template <typename Request, typename Response>
-  absl::StatusOr<Response> Call(grpc::Status (v1::PinBroker::Stub::*method)(grpc::ClientContext*,
-                                                                            const Request&,
-                                                                            Response*),
-                                const Request& request) {
-    grpc::ClientContext context;
-    Response response;
-    const grpc::Status status = (stub_.get()->*method)(&context, request, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
-    return response;
-  }
-
-  absl::StatusOr<v1::SessionCredentials> OpenSession() {
-    v1::OpenSessionRequest request;
-    request.set_client_name("identity-test");
-    auto response = Call(&v1::PinBroker::Stub::OpenSession, request);
-    if (!response.ok()) return response.status();
-    return response->credentials();
-  }
+  using PeerClient::PeerClient;
 
   absl::StatusOr<v1::Lease> Pin(const v1::SessionCredentials& creds, const std::string& path,
                                 v1::Access access) {
@@ -160,9 +106,6 @@ class Client {
     request.mutable_options()->set_policy(v1::LAYOUT_POLICY_REVOKE);
     return Call(&v1::PinBroker::Stub::PunchHole, request).status();
   }
-
- private:
-  std::unique_ptr<v1::PinBroker::Stub> stub_;
 };
 
 class IdentityTest : public ::testing::Test {
@@ -204,13 +147,31 @@ class IdentityTest : public ::testing::Test {
 
   Client As(uid_t uid, gid_t gid, std::vector<gid_t> groups = {}) {
     if (groups.empty()) groups = {gid};
-    const int fd = ConnectAs(socket_, {uid, gid, groups});
+    const int fd = testing::ConnectAs(socket_, {uid, gid, groups});
     EXPECT_GE(fd, 0) << "connect as uid " << uid;
     return Client(fd);
   }
   Client Root() { return As(0, 0, {0}); }
   Client UserA() { return As(kUserA, kGroupA, {kGroupA, kShared}); }
   Client UserB() { return As(kUserB, kGroupB); }
+
+  // Users A and B, each connected with a session of its own.
+  struct TwoUsers {
+    Client a;
+    Client b;
+    v1::SessionCredentials a_session;
+    v1::SessionCredentials b_session;
+  };
+  absl::StatusOr<TwoUsers> UsersAAndBWithSessions() {
+    TwoUsers users{UserA(), UserB(), {}, {}};
+    auto a_session = users.a.OpenSession();
+    if (!a_session.ok()) return a_session.status();
+    auto b_session = users.b.OpenSession();
+    if (!b_session.ok()) return b_session.status();
+    users.a_session = *std::move(a_session);
+    users.b_session = *std::move(b_session);
+    return users;
+  }
 
   static std::string Read(const std::string& path) {
     std::string out;
@@ -517,25 +478,21 @@ TEST_F(IdentityTest, OnlyAdminsRevokeOthersLeasesAndListEverySession) {
 // itself; a reader's lease is recalled and revoked instead, as under revoke.
 TEST_F(IdentityTest, AReadersLeaseCannotHoldOffARefuseOrDeferChange) {
   MakeFile("shared", kUserA, kGroupA, 0644);  // A writes, B only reads.
-  Client a = UserA();
-  Client b = UserB();
-  auto a_session = a.OpenSession();
-  auto b_session = b.OpenSession();
-  ASSERT_OK(a_session.status());
-  ASSERT_OK(b_session.status());
+  ASSERT_OK_AND_ASSIGN(TwoUsers users, UsersAAndBWithSessions());
+  auto& [a, b, a_session, b_session] = users;
 
-  ASSERT_OK(b.Pin(*b_session, "shared", v1::ACCESS_READ).status());
+  ASSERT_OK(b.Pin(b_session, "shared", v1::ACCESS_READ).status());
   EXPECT_OK(a.TruncateWith("shared", 100, v1::LAYOUT_POLICY_REFUSE));  // Affects page 0.
   EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 100u);
   EXPECT_EQ(LiveLeases(), 0u);
   EXPECT_EQ(backend_->held(), 0u);
 
-  ASSERT_OK(b.Pin(*b_session, "shared", v1::ACCESS_READ).status());
+  ASSERT_OK(b.Pin(b_session, "shared", v1::ACCESS_READ).status());
   EXPECT_OK(a.PunchHoleWith("shared", 0, 100, v1::LAYOUT_POLICY_DEFER));
   EXPECT_EQ(LiveLeases(), 0u);
 
   // A's own read lease does hold off others: A could change the layout itself.
-  ASSERT_OK(a.Pin(*a_session, "shared", v1::ACCESS_READ).status());
+  ASSERT_OK(a.Pin(a_session, "shared", v1::ACCESS_READ).status());
   Client root = Root();
   EXPECT_THAT(root.TruncateWith("shared", 0, v1::LAYOUT_POLICY_REFUSE),
               StatusIs(absl::StatusCode::kFailedPrecondition, _));
@@ -547,30 +504,26 @@ TEST_F(IdentityTest, AReadersLeaseCannotHoldOffARefuseOrDeferChange) {
 
 TEST_F(IdentityTest, ALayoutChangeNamesOnlyTheCallersOwnLeasesToANonAdmin) {
   MakeFile("shared", kUserA, kGroupA, 0666, std::string(16384, 's'));  // Both may write.
-  Client a = UserA();
-  Client b = UserB();
-  auto a_session = a.OpenSession();
-  auto b_session = b.OpenSession();
-  ASSERT_OK(a_session.status());
-  ASSERT_OK(b_session.status());
-  auto b_lease = b.Pin(*b_session, "shared", v1::ACCESS_READ_WRITE);
+  ASSERT_OK_AND_ASSIGN(TwoUsers users, UsersAAndBWithSessions());
+  auto& [a, b, a_session, b_session] = users;
+  auto b_lease = b.Pin(b_session, "shared", v1::ACCESS_READ_WRITE);
   ASSERT_OK(b_lease.status());
 
   // Refused for A: the message shows B's lease as someone's, without its id or session.
   const absl::Status refused = a.TruncateWith("shared", 0, v1::LAYOUT_POLICY_REFUSE);
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
                                 HasSubstr("a lease of another session (bytes [0, 4096)")));
-  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr(b_session->session_id())));
+  EXPECT_THAT(std::string(refused.message()), Not(HasSubstr(b_session.session_id())));
   EXPECT_THAT(std::string(refused.message()), Not(HasSubstr(b_lease->lease_id())));
   // Root administers the export and is told whose lease it is.
   Client root = Root();
   const absl::Status for_root = root.TruncateWith("shared", 0, v1::LAYOUT_POLICY_REFUSE);
   EXPECT_THAT(for_root,
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(b_session->session_id())));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(b_session.session_id())));
   EXPECT_EQ(Read(dir_.Join("exp/shared")).size(), 16384u);
 
   // Applied under revoke: A's own lease is listed, B's only counted.
-  auto a_lease = a.Pin(*a_session, "shared", v1::ACCESS_READ);
+  auto a_lease = a.Pin(a_session, "shared", v1::ACCESS_READ);
   ASSERT_OK(a_lease.status());
   auto answer = a.TruncateAnswer("shared", 0, v1::LAYOUT_POLICY_REVOKE);
   ASSERT_OK(answer.status());
@@ -625,19 +578,15 @@ TEST_F(ExportRulesTest, RuleRefusalNamesTheCallerTheRightAndTheRule) {
 // off a change either.
 TEST_F(ExportRulesTest, ALeaseOfAHolderTheLayoutRuleRefusesCannotHoldOffAChange) {
   MakeFile("open", kUserA, kGroupA, 0666);
-  Client a = UserA();
-  Client b = UserB();
-  auto a_session = a.OpenSession();
-  auto b_session = b.OpenSession();
-  ASSERT_OK(a_session.status());
-  ASSERT_OK(b_session.status());
-  ASSERT_OK(b.Pin(*b_session, "open", v1::ACCESS_READ_WRITE).status());
+  ASSERT_OK_AND_ASSIGN(TwoUsers users, UsersAAndBWithSessions());
+  auto& [a, b, a_session, b_session] = users;
+  ASSERT_OK(b.Pin(b_session, "open", v1::ACCESS_READ_WRITE).status());
   EXPECT_OK(a.TruncateWith("open", 100, v1::LAYOUT_POLICY_REFUSE));  // Affects page 0.
   EXPECT_EQ(Read(dir_.Join("exp/open")).size(), 100u);
   EXPECT_EQ(LiveLeases(), 0u);
   // A is in the layout rule's group and may write: its lease holds off another permitted writer's
   // change.
-  ASSERT_OK(a.Pin(*a_session, "open", v1::ACCESS_READ).status());
+  ASSERT_OK(a.Pin(a_session, "open", v1::ACCESS_READ).status());
   Client c = As(61003, 61003, {61003, kShared});
   EXPECT_THAT(c.TruncateWith("open", 0, v1::LAYOUT_POLICY_REFUSE),
               StatusIs(absl::StatusCode::kFailedPrecondition, _));

@@ -32,11 +32,6 @@ using Code = absl::StatusCode;
 
 class PinBrokerServiceTest : public testing::BrokerTest {
  protected:
-  uint64_t FileSize() {
-    struct stat st;
-    EXPECT_EQ(stat(dir_.Join("data").c_str(), &st), 0);
-    return static_cast<uint64_t>(st.st_size);
-  }
   std::vector<v1::Lease> List(const v1::ListLeasesRequest& request = {}) {
     auto response = Call(&Stub::ListLeases, request);
     EXPECT_OK(response.status());
@@ -221,8 +216,8 @@ TEST_F(PinBrokerServiceTest, AnOversizedInitiatorIsRefusedBeforeTouchingAnyLease
 }
 
 // The validators reject text that is not UTF-8 (requests built in-process, or string fields
-// that arrive as bytes). Over the wire protobuf's parser rejects such proto3 strings before any
-// handler runs (gRPC answers INTERNAL; see docs/API.md "Limits").
+// that arrive as bytes). Over the wire such a proto3 string already fails the parse, before any
+// handler runs; the wire traits answer that (malformed_request_test.cc).
 TEST(RequestLimitsTest, NonUtf8StringsAreInvalidArgumentNamingTheField) {
   v1::PinRequest pin;
   pin.set_export_name("exp");

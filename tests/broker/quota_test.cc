@@ -5,15 +5,10 @@
 // behind, and does not affect another identity. Counts come back on release, close, lapse and
 // expiry; the broker-wide budget refuses a pin before the backend pins anything.
 //
-// Callers with other uids connect from a thread that took that uid for itself alone (see
-// identity_test.cc); that needs root, and the tests skip with the reason otherwise.
+// Callers with other uids connect from a thread that took that uid for itself alone
+// (ConnectAs, broker_fixture.h); that needs root, and the tests skip with the reason otherwise.
 #include <fcntl.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/create_channel_posix.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,13 +18,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "api/status_convert.h"
 #include "broker/broker.h"
 #include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/host_backend.h"
+#include "tests/broker/broker_fixture.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -44,51 +39,11 @@ using ::testing::HasSubstr;
 constexpr uid_t kUserA = 61011;
 constexpr uid_t kUserB = 61012;
 
-// A Unix-socket connection to `path` whose peer is uid/gid `id`, or -1.
-int ConnectAs(const std::string& path, uid_t id) {
-  int fd = -1;
-  std::thread([&] {
-    const gid_t groups[] = {id};
-    if (syscall(SYS_setgroups, 1, groups) != 0) return;
-    if (syscall(SYS_setresgid, -1, id, -1) != 0) return;
-    if (syscall(SYS_setresuid, -1, id, -1) != 0) return;
-    const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(s);
-      return;
-    }
-    fd = s;
-  }).join();
-  return fd;
-}
-
-class Client {
+// A connection of one caller, with the calls these tests make.
+class Client : public testing::PeerClient {
  public:
-  explicit Client(int fd)
-      : stub_(v1::PinBroker::NewStub(grpc::CreateInsecureChannelFromFd("broker", fd))) {}
+  using PeerClient::PeerClient;
 
-  template <typename Request, typename Response>
-  absl::StatusOr<Response> Call(grpc::Status (v1::PinBroker::Stub::*method)(grpc::ClientContext*,
-                                                                            const Request&,
-                                                                            Response*),
-                                const Request& request) {
-    grpc::ClientContext context;
-    Response response;
-    const grpc::Status status = (stub_.get()->*method)(&context, request, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
-    return response;
-  }
-
-  absl::StatusOr<v1::SessionCredentials> OpenSession() {
-    v1::OpenSessionRequest request;
-    request.set_client_name("quota-test");
-    auto response = Call(&v1::PinBroker::Stub::OpenSession, request);
-    if (!response.ok()) return response.status();
-    return response->credentials();
-  }
   absl::Status CloseSession(const v1::SessionCredentials& creds) {
     v1::CloseSessionRequest request;
     *request.mutable_credentials() = creds;
@@ -122,11 +77,14 @@ class Client {
   absl::StatusOr<v1::GetInfoResponse> Info() {
     return Call(&v1::PinBroker::Stub::GetInfo, v1::GetInfoRequest());
   }
-  v1::PinBroker::Stub* stub() { return stub_.get(); }
-
- private:
-  std::unique_ptr<v1::PinBroker::Stub> stub_;
 };
+
+// A connection to the broker at `socket` from uid (and gid) `uid`.
+Client ConnectedAs(const std::string& socket, uid_t uid) {
+  const int fd = testing::ConnectAs(socket, {uid, uid, {uid}});
+  EXPECT_GE(fd, 0) << "connect as uid " << uid;
+  return Client(fd);
+}
 
 class QuotaTest : public ::testing::Test {
  protected:
@@ -162,11 +120,7 @@ class QuotaTest : public ::testing::Test {
     broker_ = *std::move(broker);
   }
 
-  Client As(uid_t uid) {
-    const int fd = ConnectAs(socket_, uid);
-    EXPECT_GE(fd, 0) << "connect as uid " << uid;
-    return Client(fd);
-  }
+  Client As(uid_t uid) { return ConnectedAs(socket_, uid); }
 
   const uint64_t page_ = SystemPageSize();
   SimulatedClock clock_;
@@ -410,11 +364,7 @@ class HostFloodTest : public ::testing::Test {
     ASSERT_NE(broker_->host_backend(), nullptr);
   }
 
-  Client As(uid_t uid) {
-    const int fd = ConnectAs(socket_, uid);
-    EXPECT_GE(fd, 0) << "connect as uid " << uid;
-    return Client(fd);
-  }
+  Client As(uid_t uid) { return ConnectedAs(socket_, uid); }
 
   absl::StatusOr<v1::Lease> PinPage(Client& client, const v1::SessionCredentials& creds,
                                     uint64_t page) {

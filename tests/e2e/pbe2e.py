@@ -376,3 +376,66 @@ class BrokerTest(unittest.TestCase):
         self.assertEqual(result.obj["error"]["code"], code, result)
         self.assertIn(code, result.stderr, result)
         return result.obj["error"]["message"]
+
+
+def ensure_user(name):
+    """Creates the unprivileged user `name` unless it exists (idempotent)."""
+    if subprocess.run(["id", "-u", name], capture_output=True).returncode == 0:
+        return
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                    "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
+
+
+def uid_of(name):
+    return int(subprocess.run(["id", "-u", name], capture_output=True, text=True,
+                              check=True).stdout)
+
+
+class UsersBrokerTest(BrokerTest):
+    """pinbrokerd run as root, its socket and export reachable by every user, for tests whose
+    callers are real unprivileged users (USERS, created with useradd if missing). The daemon
+    reads the config file broker_config() writes. Needs root and TOOLS; skips with the reason
+    otherwise (WHY_ROOT says what root is needed for)."""
+
+    USERS = ()
+    TOOLS = ("useradd",)
+    WHY_ROOT = "creates users with useradd"
+    EXTRA_LISTEN = ()  # Listen addresses besides the Unix socket, e.g. "127.0.0.1:0".
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: " + self.WHY_ROOT)
+        for tool in self.TOOLS:
+            if shutil.which(tool) is None:
+                raise unittest.SkipTest("%s is not installed (scripts/setup.sh installs it)" %
+                                        tool)
+        for user in self.USERS:
+            ensure_user(user)
+        require_binaries(self)
+        self.root = tempfile.mkdtemp(prefix="pbusers-", dir="/tmp")
+        os.chmod(self.root, 0o755)  # Users reach the socket and the export; files decide.
+        config = os.path.join(self.root, "broker.textproto")
+        with open(config, "w") as f:
+            f.write(self.broker_config())
+        self.daemon_logs = []
+        self.processes = []
+        self.daemon = None
+        self.start_daemon(self.DAEMON_ARGS + ["--config", config],
+                          extra_listen=self.EXTRA_LISTEN)
+        os.chmod(self.daemon.export_dir, 0o755)
+
+    def broker_config(self):
+        """The daemon's config file (text format), besides its flags. Called once self.root
+        exists and before the daemon starts: it may write the files the config names there."""
+        return ""
+
+    def make_owned(self, name, uid, mode, data=b"s" * 8192):
+        """The export file `name` holding `data`, owned by `uid` (and root's group unless uid
+        is root), with `mode`."""
+        path = self.file_path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, uid, uid if uid == 0 else os.stat(path).st_gid)
+        os.chmod(path, mode)
+        return path

@@ -7,50 +7,19 @@ Needs root (useradd, setpriv); skips with the reason otherwise."""
 import os
 import shutil
 import subprocess
-import tempfile
 import unittest
 
 import pbe2e
-from pbe2e import BrokerTest, EXIT, PINCTL, PYTHON_DIR, clean_env, require_binaries
+from pbe2e import EXIT, PINCTL, PYTHON_DIR, UsersBrokerTest, clean_env, uid_of
 
-USERS = ("pbtest-a", "pbtest-b")
+class IdentityTest(UsersBrokerTest):
 
+    USERS = ("pbtest-a", "pbtest-b")
+    TOOLS = ("useradd", "setpriv")
+    WHY_ROOT = "creates users with useradd, runs clients as them with setpriv"
 
-def ensure_user(name):
-    """Creates the unprivileged user `name` unless it exists (idempotent)."""
-    if subprocess.run(["id", "-u", name], capture_output=True).returncode == 0:
-        return
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                    "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
-
-
-def uid_of(name):
-    return int(subprocess.run(["id", "-u", name], capture_output=True, text=True,
-                              check=True).stdout)
-
-
-class IdentityTest(BrokerTest):
-
-    def setUp(self):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root: creates users with useradd, runs clients as "
-                                    "them with setpriv")
-        for tool in ("useradd", "setpriv"):
-            if shutil.which(tool) is None:
-                raise unittest.SkipTest("%s is not installed" % tool)
-        for user in USERS:
-            ensure_user(user)
-        require_binaries(self)
-        self.root = tempfile.mkdtemp(prefix="pbid-", dir="/tmp")
-        os.chmod(self.root, 0o755)  # Users reach the socket and the export; files decide.
-        config = os.path.join(self.root, "broker.textproto")
-        with open(config, "w") as f:
-            f.write('listen_mode: "0666"\n')
-        self.daemon_logs = []
-        self.processes = []
-        self.daemon = None
-        self.start_daemon(self.DAEMON_ARGS + ["--config", config])
-        os.chmod(self.daemon.export_dir, 0o755)
+    def broker_config(self):
+        return 'listen_mode: "0666"\n'
 
     def as_user(self, user, *args, session=None):
         """pinctl as `user` (its uid, gid and groups), to completion."""
@@ -58,15 +27,6 @@ class IdentityTest(BrokerTest):
         cmd += self.pinctl_args(args, True, session)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=clean_env())
         return pbe2e.Result(cmd[6:], proc)
-
-    def make_owned(self, name, uid, mode, data=b"s" * 8192):
-        path = self.file_path(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chown(path, uid, uid if uid == 0 else os.stat(path).st_gid)
-        os.chmod(path, mode)
-        return path
 
     def test_root_only_file_is_neither_pinned_nor_truncated_nor_punched(self):
         data = b"r" * 8192

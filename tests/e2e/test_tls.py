@@ -9,52 +9,39 @@ otherwise."""
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import pbe2e
-from pbe2e import BrokerTest, EXIT, PINCTL, clean_env, require_binaries
-from test_identity import ensure_user, uid_of
+from pbe2e import EXIT, PINCTL, UsersBrokerTest, clean_env, uid_of
 
 USER = "pbtest-a"
 ALICE = "spiffe://pinbroker.test/alice"
 SERVER_NAME = "broker.pinbroker.test"  # The only name in the broker's certificate.
 
 
-class TlsTest(BrokerTest):
+class TlsTest(UsersBrokerTest):
+
+    USERS = (USER,)
+    TOOLS = ("useradd", "openssl")
+    WHY_ROOT = "creates a user with useradd; the broker takes on the uid a certificate maps to"
+    EXTRA_LISTEN = ("127.0.0.1:0",)
 
     def setUp(self):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root: creates a user with useradd; the broker takes "
-                                    "on the uid a certificate maps to")
-        for tool in ("useradd", "openssl"):
-            if shutil.which(tool) is None:
-                raise unittest.SkipTest("%s is not installed (scripts/setup.sh installs it)" %
-                                        tool)
-        ensure_user(USER)
-        require_binaries(self)
-        self.root = tempfile.mkdtemp(prefix="pbtls-", dir="/tmp")
-        os.chmod(self.root, 0o755)
-        self.pki = os.path.join(self.root, "pki")
-        os.makedirs(self.pki)
-        self.make_certificates()
-        config = os.path.join(self.root, "broker.textproto")
-        with open(config, "w") as f:
-            f.write('tls {\n  cert_file: "%s"\n  key_file: "%s"\n  client_ca_file: "%s"\n'
-                    '  principal_uids { key: "%s" value: %d }\n}\n' % (
-                        self.pem("server"), self.key("server"), self.pem("ca"), ALICE,
-                        uid_of(USER)))
-        self.daemon_logs = []
-        self.processes = []
-        self.daemon = None
-        self.start_daemon(self.DAEMON_ARGS + ["--config", config], extra_listen=["127.0.0.1:0"])
-        os.chmod(self.daemon.export_dir, 0o755)
+        super().setUp()
         serving = re.search(r"serving on \S+, (127\.0\.0\.1:\d+)", self.daemon.log())
         self.assertIsNotNone(serving, self.daemon.log())
         self.tcp = serving.group(1)
+
+    def broker_config(self):
+        self.pki = os.path.join(self.root, "pki")
+        os.makedirs(self.pki)
+        self.make_certificates()
+        return ('tls {\n  cert_file: "%s"\n  key_file: "%s"\n  client_ca_file: "%s"\n'
+                '  principal_uids { key: "%s" value: %d }\n}\n' % (
+                    self.pem("server"), self.key("server"), self.pem("ca"), ALICE,
+                    uid_of(USER)))
 
     # --- certificates ---------------------------------------------------------------------
 
@@ -107,13 +94,6 @@ class TlsTest(BrokerTest):
         proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60,
                               env=env if env is not None else clean_env())
         return pbe2e.Result(cmd[1:] + list(args), proc)
-
-    def make_owned(self, name, uid, mode, data):
-        path = self.file_path(name)
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chown(path, uid, os.stat(path).st_gid)
-        os.chmod(path, mode)
 
     # --- tests ----------------------------------------------------------------------------
 
