@@ -174,6 +174,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
       if (waiting_) {
         claimed = true;
         waiting_ = false;
+        Uncount();
         next_ = nullptr;
         std::swap(timer, timer_);
         std::swap(drain, drain_);
@@ -227,6 +228,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
         }
         file_.layout_queue.push_back(std::move(entry));
         queued_ = true;
+        ++co_->parked_;
       }
     }
     if (gave_up) return FinishQueueDeadline();
@@ -249,6 +251,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
       if (it == file_.layout_queue.end()) return false;
       timer = it->deadline_timer;
       file_.layout_queue.erase(it);
+      --co_->parked_;
     }
     if (timer != 0) co_->clock_->Cancel(timer);
     return true;
@@ -262,6 +265,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
                        [this](const FileState::QueuedLayout& q) { return q.id == queue_id_; });
       if (it == file_.layout_queue.end()) return;  // Its turn came first.
       file_.layout_queue.erase(it);
+      --co_->parked_;
     }
     runner_->Post([self = shared_from_this()] { self->FinishQueueDeadline(); });
   }
@@ -283,6 +287,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
       } else {
         next.emplace(std::move(file_.layout_queue.front()));
         file_.layout_queue.pop_front();
+        --co_->parked_;
       }
     }
     if (!next.has_value()) return;
@@ -489,6 +494,11 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
     if (!Record(generation, &drain_, drain) && drain != 0) {
       file_.busy.CancelOnDrained(block_id_, drain);
     }
+    absl::MutexLock lock(&mu_);
+    if (waiting_ && generation_ == generation) {
+      counted_ = true;
+      ++co_->parked_;
+    }
   }
 
   // Stores a wait's timer or drain id if that wait is still parked; false if it ended already.
@@ -510,6 +520,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
       absl::MutexLock lock(&mu_);
       if (!waiting_ || generation_ != generation) return;
       waiting_ = false;
+      Uncount();
       next = std::move(next_);
       std::swap(timer_id, timer_);
       std::swap(drain_id, drain_);
@@ -523,6 +534,11 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
       // At the deadline the range may have drained all the same.
       next(self->file_.busy.IsDrained(self->block_id_));
     });
+  }
+
+  void Uncount() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (counted_) --co_->parked_;
+    counted_ = false;
   }
 
   uint64_t page_size() const { return co_->page_size_; }
@@ -561,6 +577,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
   // The wait the change is parked in, and shutdown.
   absl::Mutex mu_;
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;  // In LayoutCoordinator::parked_.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::AnyInvocable<void(bool)> next_ ABSL_GUARDED_BY(mu_);
   Clock::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;

@@ -36,6 +36,7 @@
 // on an executor thread or the synchronous caller's; they may call into the engine.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -169,6 +170,9 @@ class LayoutCoordinator {
 
   // *Async() changes started and not yet completed (for tests and metrics).
   size_t pending_async() const ABSL_LOCKS_EXCLUDED(ops_mu_);
+  // Changes (of either form) parked right now, waiting for their turn or a drain with their
+  // deadline timer set: tests move a SimulatedClock once what they wait for is parked.
+  size_t parked() const { return static_cast<size_t>(parked_.load()); }
   // The executor that runs the steps of *Async() changes; the engine may post its own
   // continuations to it.
   Executor* executor() { return &executor_; }
@@ -234,6 +238,7 @@ class LayoutCoordinator {
   // Every change in progress; `async` ones counted in async_ops_.
   absl::flat_hash_map<Op*, std::shared_ptr<Op>> ops_ ABSL_GUARDED_BY(ops_mu_);
   size_t async_ops_ ABSL_GUARDED_BY(ops_mu_) = 0;
+  std::atomic<int64_t> parked_{0};
 };
 
 }  // namespace pinbroker

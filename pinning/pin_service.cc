@@ -366,6 +366,7 @@ PinService::RevokeWaitId PinService::RevokeAfterGraceAsync(
     absl::MutexLock lock(&revoke_mu_);
     if (auto it = revoke_waits_.find(wait); it != revoke_waits_.end()) {
       it->second.timer = timer;
+      ++revoke_waits_parked_;
       pending = true;
     }
   }
@@ -385,6 +386,7 @@ void PinService::FinishRevokeWait(RevokeWaitId wait, bool revoke, bool from_time
     if (it == revoke_waits_.end()) return;
     ended = std::move(it->second);
     revoke_waits_.erase(it);
+    if (ended.timer != 0) --revoke_waits_parked_;
     auto by_lease = revoke_waits_by_lease_.find(ended.lease);
     if (by_lease != revoke_waits_by_lease_.end()) {
       std::erase(by_lease->second, wait);
@@ -416,6 +418,12 @@ void PinService::EndAllRevokeWaits() {
     return revoke_waits_.empty() && revoke_waits_running_ == 0;
   };
   revoke_mu_.Await(absl::Condition(&idle));
+}
+
+size_t PinService::parked() const {
+  const size_t changes = coordinator_.parked();
+  absl::MutexLock lock(&revoke_mu_);
+  return changes + revoke_waits_parked_;
 }
 
 size_t PinService::pending_async() const {

@@ -178,6 +178,9 @@ class PinService final : public GuardEngine {
   void EndRevokeWait(RevokeWaitId wait) ABSL_LOCKS_EXCLUDED(revoke_mu_);
   // Asynchronous layout changes and revoke waits not yet completed (for tests and metrics).
   size_t pending_async() const ABSL_LOCKS_EXCLUDED(revoke_mu_);
+  // Layout changes (either form) and revoke waits parked right now with their deadline timer
+  // set (LayoutCoordinator::parked()): for tests that move a SimulatedClock.
+  size_t parked() const ABSL_LOCKS_EXCLUDED(revoke_mu_);
 
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
   // The live lease `id` (O(log n)); NOT_FOUND otherwise.
@@ -240,7 +243,7 @@ class PinService final : public GuardEngine {
   struct RevokeWait {
     LeaseId lease = 0;
     std::string reason;
-    Clock::TimerId timer = 0;
+    Clock::TimerId timer = 0;  // Set once scheduled: the wait is parked.
     absl::AnyInvocable<void(bool revoked)> done;
   };
   // Ends wait `wait` if it is still pending: withdraws its timer (unless `from_timer`, its own
@@ -267,6 +270,7 @@ class PinService final : public GuardEngine {
   absl::flat_hash_map<LeaseId, std::vector<RevokeWaitId>> revoke_waits_by_lease_
       ABSL_GUARDED_BY(revoke_mu_);
   size_t revoke_waits_running_ ABSL_GUARDED_BY(revoke_mu_) = 0;  // Ended, `done` not yet run.
+  size_t revoke_waits_parked_ ABSL_GUARDED_BY(revoke_mu_) = 0;   // With their timer set.
   // Hooks are called under a reader lock, so that AttachGuard(nullptr) can wait them out.
   mutable absl::Mutex guard_mu_;
   FileGuardHooks* guard_ ABSL_GUARDED_BY(guard_mu_) = nullptr;
