@@ -377,64 +377,176 @@ Status PinBrokerService::AnswerLayout(absl::string_view what, const PeerIdentity
   return Status::OK;
 }
 
-Status PinBrokerService::Truncate(Ctx* context, const v1::TruncateRequest* request,
-                                  v1::LayoutChangeResponse* response) {
-  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
-  const PeerIdentity caller = Caller(context);
-  auto layout =
-      AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
-  if (!layout.ok()) return ToGrpcStatus(layout.status());
-  // Held while the change may wait (queued behind others, defer, revoke grace).
-  auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
-  if (!blocked.ok()) return ToGrpcStatus(blocked.status());
-  return AnswerLayout("truncate", caller, request->export_name(), request->path(),
-                      engine_->Truncate(*layout, request->new_size()), response);
+PinService::LayoutDone PinBrokerService::FinishLayout(::grpc::ServerUnaryReactor* reactor,
+                                                      std::string what, PeerIdentity caller,
+                                                      std::string export_name, std::string path,
+                                                      QuotaHold blocked,
+                                                      v1::LayoutChangeResponse* response) const {
+  return [this, reactor, what = std::move(what), caller = std::move(caller),
+          export_name = std::move(export_name), path = std::move(path),
+          blocked = std::move(blocked), response](absl::StatusOr<LayoutResult> result) mutable {
+    const Status status = AnswerLayout(what, caller, export_name, path, result, response);
+    blocked.Reset();  // Held while the change waited; nothing of the call is used after Finish.
+    reactor->Finish(status);
+  };
 }
 
-Status PinBrokerService::PunchHole(Ctx* context, const v1::PunchHoleRequest* request,
-                                   v1::LayoutChangeResponse* response) {
-  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
+::grpc::ServerUnaryReactor* PinBrokerService::Truncate(CallbackCtx* context,
+                                                       const v1::TruncateRequest* request,
+                                                       v1::LayoutChangeResponse* response) {
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Validate(*request); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   const PeerIdentity caller = Caller(context);
   auto layout =
       AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
-  if (!layout.ok()) return ToGrpcStatus(layout.status());
+  if (!layout.ok()) {
+    reactor->Finish(ToGrpcStatus(layout.status()));
+    return reactor;
+  }
+  // Held while the change may wait (queued behind others, defer, revoke grace).
   auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
-  if (!blocked.ok()) return ToGrpcStatus(blocked.status());
-  return AnswerLayout("punchhole", caller, request->export_name(), request->path(),
-                      engine_->PunchHole(*layout, request->offset(), request->length()), response);
+  if (!blocked.ok()) {
+    reactor->Finish(ToGrpcStatus(blocked.status()));
+    return reactor;
+  }
+  engine_->TruncateAsync(*layout, request->new_size(),
+                         FinishLayout(reactor, "truncate", caller, request->export_name(),
+                                      request->path(), *std::move(blocked), response));
+  return reactor;
+}
+
+::grpc::ServerUnaryReactor* PinBrokerService::PunchHole(CallbackCtx* context,
+                                                        const v1::PunchHoleRequest* request,
+                                                        v1::LayoutChangeResponse* response) {
+  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = Validate(*request); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  const PeerIdentity caller = Caller(context);
+  auto layout =
+      AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
+  if (!layout.ok()) {
+    reactor->Finish(ToGrpcStatus(layout.status()));
+    return reactor;
+  }
+  auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
+  if (!blocked.ok()) {
+    reactor->Finish(ToGrpcStatus(blocked.status()));
+    return reactor;
+  }
+  engine_->PunchHoleAsync(*layout, request->offset(), request->length(),
+                          FinishLayout(reactor, "punchhole", caller, request->export_name(),
+                                       request->path(), *std::move(blocked), response));
+  return reactor;
 }
 
 // --- admin --------------------------------------------------------------------------------
 
-Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest* request,
-                                     v1::RevokeLeaseResponse* response) {
+// A RevokeLease call with a grace: finished by the engine once the lease ended or the grace ran
+// out; a cancelled call revokes at once, as a shutdown does.
+class PinBrokerService::RevokeReactor final : public ::grpc::ServerUnaryReactor {
+ public:
+  RevokeReactor(PinService* engine, v1::RevokeLeaseResponse* response, QuotaHold blocked)
+      : engine_(engine), response_(response), blocked_(std::move(blocked)) {}
+
+  // The engine may complete the wait (on its executor) before this returns; the call is
+  // finished by whichever of the two comes last.
+  void Start(LeaseId id, std::string reason, absl::Time deadline) {
+    PinService* const engine = engine_;
+    const PinService::RevokeWaitId wait = engine->RevokeAfterGraceAsync(
+        id, std::move(reason), deadline, [this](bool revoked) { Complete(revoked); });
+    bool finish = false;
+    bool end = false;
+    {
+      absl::MutexLock lock(&mu_);
+      wait_ = wait;
+      started_ = true;
+      finish = completed_;
+      end = cancelled_ && !completed_;
+    }
+    if (finish) return FinishCall();
+    if (end) engine->EndRevokeWait(wait);  // Completes (and may delete) this reactor.
+  }
+
+  void OnCancel() override {
+    PinService::RevokeWaitId wait = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (started_ && !completed_) wait = wait_;
+    }
+    if (wait != 0) engine_->EndRevokeWait(wait);  // No-op once it completed.
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Complete(bool revoked) {
+    {
+      absl::MutexLock lock(&mu_);
+      revoked_ = revoked;
+      completed_ = true;
+      if (!started_) return;  // Start() finishes the call.
+    }
+    FinishCall();
+  }
+  void FinishCall() {
+    bool revoked;
+    {
+      absl::MutexLock lock(&mu_);
+      revoked = revoked_;
+    }
+    response_->set_revoked(revoked);
+    blocked_.Reset();
+    Finish(Status::OK);
+  }
+
+  PinService* const engine_;
+  v1::RevokeLeaseResponse* const response_;
+  QuotaHold blocked_;
+  absl::Mutex mu_;
+  PinService::RevokeWaitId wait_ ABSL_GUARDED_BY(mu_) = 0;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool completed_ ABSL_GUARDED_BY(mu_) = false;
+  bool revoked_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+::grpc::ServerUnaryReactor* PinBrokerService::RevokeLease(CallbackCtx* context,
+                                                          const v1::RevokeLeaseRequest* request,
+                                                          v1::RevokeLeaseResponse* response) {
+  const auto fail = [context](const absl::Status& s) {
+    ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  };
   const PeerIdentity caller = Caller(context);
   auto id = ids_->Parse(request->lease_id());
-  if (!id.ok()) return ToGrpcStatus(id.status());
+  if (!id.ok()) return fail(id.status());
   auto grace = NonNegative(request->grace(), "grace");
-  if (!grace.ok()) return ToGrpcStatus(grace.status());
-  std::optional<LeaseInfo> lease;
-  for (const LeaseInfo& l : engine_->ListLeases(LeaseFilter())) {
-    if (l.id == *id) lease = l;
-  }
+  if (!grace.ok()) return fail(grace.status());
+  absl::StatusOr<LeaseInfo> lease = engine_->GetLease(*id);
   // Someone else's lease is NOT_FOUND for non-admins, like an unknown one.
-  if (!lease.has_value() || !Visible(caller, *lease)) {
-    return ToGrpcStatus(absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
+  if (!lease.ok() || !Visible(caller, *lease)) {
+    return fail(absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
   }
   if (absl::Status s = authorizer_->Check(caller, lease->export_name, Right::kAdmin); !s.ok()) {
     PB_LOG(WARNING) << "revoke of lease " << request->lease_id() << " refused: " << s.message();
-    return ToGrpcStatus(s);
+    return fail(s);
   }
   if (absl::Status s =
           CheckCap("grace", *grace, CapsOf(lease->export_name).max_grace, lease->export_name);
       !s.ok()) {
-    return ToGrpcStatus(s);
+    return fail(s);
   }
   // A revoke with a grace waits for it: it counts as a blocked call meanwhile.
   QuotaHold blocked;
   if (*grace > absl::ZeroDuration()) {
     auto reserved = Reserve(caller, QuotaKind::kBlockedCalls);
-    if (!reserved.ok()) return ToGrpcStatus(reserved.status());
+    if (!reserved.ok()) return fail(reserved.status());
     blocked = *std::move(reserved);
   }
   const std::string reason =
@@ -444,30 +556,17 @@ Status PinBrokerService::RevokeLease(Ctx* context, const v1::RevokeLeaseRequest*
                << " (export " << lease->export_name << ", grace " << absl::FormatDuration(*grace)
                << "): \"" << SafeText(request->reason(), 256) << "\"";
   LeaseToProto(*lease, response->mutable_lease());
-  if (*grace > absl::ZeroDuration()) {
-    Clock* clock = engine_->clock();
-    const absl::Time deadline = clock->Now() + *grace;
-    engine_->RecallLeases({*id}, reason, deadline);
-    // Holders get the grace period to release; whatever is left then is revoked. Looked at
-    // once a second, so a release, a cancelled call or a shutdown ends the wait early.
-    static const bool kNever = false;
-    absl::Mutex mu;
-    absl::MutexLock lock(&mu);
-    LeaseFilter same_owner;
-    same_owner.owner = lease->owner;
-    const auto live = [&] {
-      for (const LeaseInfo& l : engine_->ListLeases(same_owner)) {
-        if (l.id == *id) return true;
-      }
-      return false;
-    };
-    while (clock->Now() < deadline && live() && !context->IsCancelled() && CheckAccepting().ok()) {
-      clock->AwaitWithDeadline(&mu, absl::Condition(&kNever),
-                               std::min(deadline, clock->Now() + absl::Seconds(1)));
-    }
+  if (*grace <= absl::ZeroDuration() || !CheckAccepting().ok()) {
+    response->set_revoked(engine_->RevokeLeases({*id}, reason) == 1);
+    ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(Status::OK);
+    return reactor;
   }
-  response->set_revoked(engine_->RevokeLeases({*id}, reason) == 1);
-  return Status::OK;
+  // Holders get the grace period to release; whatever is left then is revoked. The engine
+  // completes the call when the lease ends, at the deadline, on cancellation or at shutdown.
+  auto* reactor = new RevokeReactor(engine_, response, std::move(blocked));
+  reactor->Start(*id, reason, engine_->clock()->Now() + *grace);
+  return reactor;
 }
 
 Status PinBrokerService::ListSessions(Ctx* context, const v1::ListSessionsRequest*,

@@ -1,9 +1,13 @@
 // PinBrokerService: the pinbroker.v1.PinBroker gRPC service over a PinService.
 //
 // Each handler authenticates (where the RPC needs a session), converts the request, calls the
-// engine once and converts the result; absl::Status becomes grpc::Status only here. Unary RPCs
-// use gRPC's synchronous API because layout changes block while they drain (defer, revoke
-// grace); Watch uses the callback API so an idle stream costs no thread.
+// engine once and converts the result; absl::Status becomes grpc::Status only here. The RPCs
+// that may wait use gRPC's callback API so that a waiting call costs no thread: Truncate,
+// PunchHole and RevokeLease check, authorize and validate in the handler, start the engine's
+// asynchronous form and return; the engine's completion (on its small executor) finishes the
+// call. Watch streams are callback-based too, so an idle stream costs no thread. The other
+// unary RPCs return promptly and use the synchronous API. Shutdown: the engine's RecallAll()
+// completes every pending layout change and revoke wait, which finishes their calls.
 //
 // Identity: every call's caller is the PeerIdentity its connection has (PeerRegistry: the
 // kernel's SO_PEERCRED for Unix peers, the certificate for TLS peers, nobody otherwise), never
@@ -40,8 +44,11 @@ namespace pinbroker::broker {
 
 namespace v1 = ::pinbroker::v1;
 
-class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMethod_Watch<
-                                   ::pinbroker::v1::PinBroker::Service> {
+class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMethod_Truncate<
+                                   ::pinbroker::v1::PinBroker::WithCallbackMethod_PunchHole<
+                                       ::pinbroker::v1::PinBroker::WithCallbackMethod_RevokeLease<
+                                           ::pinbroker::v1::PinBroker::WithCallbackMethod_Watch<
+                                               ::pinbroker::v1::PinBroker::Service>>>> {
  public:
   struct Info {
     std::string version;
@@ -83,9 +90,13 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   Status Release(Ctx*, const v1::ReleaseRequest*, v1::ReleaseResponse*) override;
   Status ListLeases(Ctx*, const v1::ListLeasesRequest*, v1::ListLeasesResponse*) override;
   Status DescribeFile(Ctx*, const v1::DescribeFileRequest*, v1::DescribeFileResponse*) override;
-  Status Truncate(Ctx*, const v1::TruncateRequest*, v1::LayoutChangeResponse*) override;
-  Status PunchHole(Ctx*, const v1::PunchHoleRequest*, v1::LayoutChangeResponse*) override;
-  Status RevokeLease(Ctx*, const v1::RevokeLeaseRequest*, v1::RevokeLeaseResponse*) override;
+  using CallbackCtx = ::grpc::CallbackServerContext;
+  ::grpc::ServerUnaryReactor* Truncate(CallbackCtx*, const v1::TruncateRequest*,
+                                       v1::LayoutChangeResponse*) override;
+  ::grpc::ServerUnaryReactor* PunchHole(CallbackCtx*, const v1::PunchHoleRequest*,
+                                        v1::LayoutChangeResponse*) override;
+  ::grpc::ServerUnaryReactor* RevokeLease(CallbackCtx*, const v1::RevokeLeaseRequest*,
+                                          v1::RevokeLeaseResponse*) override;
   Status ListSessions(Ctx*, const v1::ListSessionsRequest*, v1::ListSessionsResponse*) override;
   Status GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse*) override;
   Status Echo(Ctx*, const v1::EchoRequest*, v1::EchoResponse*) override;
@@ -108,6 +119,14 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
 
   class WatchReactor;
   friend class WatchReactor;
+  class RevokeReactor;
+
+  // The engine's completion of a layout change: answers it on `reactor` (a call's
+  // DefaultReactor), giving the blocked-calls quota back first.
+  PinService::LayoutDone FinishLayout(::grpc::ServerUnaryReactor* reactor, std::string what,
+                                      PeerIdentity caller, std::string export_name,
+                                      std::string path, QuotaHold blocked,
+                                      v1::LayoutChangeResponse* response) const;
 
   // The session id for `credentials` presented by `caller`, renewing the session;
   // UNAUTHENTICATED for bad credentials, PERMISSION_DENIED when the session is not the caller's.

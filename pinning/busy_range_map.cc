@@ -61,17 +61,24 @@ absl::Status BusyRangeMap::Commit(LeaseId lease, absl::FunctionRef<void()> on_co
 }
 
 absl::Status BusyRangeMap::Remove(LeaseId lease) {
-  absl::MutexLock lock(&mu_);
-  auto it = slots_.find(lease);
-  if (it == slots_.end()) {
-    return absl::NotFoundError(absl::StrCat("lease ", lease, " holds no range"));
+  std::vector<absl::AnyInvocable<void()>> drained;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = slots_.find(lease);
+    if (it == slots_.end()) {
+      return absl::NotFoundError(absl::StrCat("lease ", lease, " holds no range"));
+    }
+    const PageRange range = it->second.range;
+    index_.Erase(lease, range);
+    slots_.erase(it);
+    for (auto& [id, block] : blocks_) {
+      if (block.remaining > 0 && block.range.Overlaps(range) && --block.remaining == 0) {
+        for (auto& [wait, fn] : block.on_drained) drained.push_back(std::move(fn));
+        block.on_drained.clear();
+      }
+    }
   }
-  const PageRange range = it->second.range;
-  index_.Erase(lease, range);
-  slots_.erase(it);
-  for (auto& [id, block] : blocks_) {
-    if (block.remaining > 0 && block.range.Overlaps(range)) --block.remaining;
-  }
+  for (auto& fn : drained) fn();
   return absl::OkStatus();
 }
 
@@ -90,13 +97,18 @@ BusyRangeMap::BlockResult BusyRangeMap::Block(PageRange range, std::string reaso
                               }
                             });
   blocks_.emplace(
-      result.id, ActiveBlock{range, std::move(reason), result.held.size() + result.pending.size()});
+      result.id,
+      ActiveBlock{range, std::move(reason), result.held.size() + result.pending.size(), {}});
   return result;
 }
 
 void BusyRangeMap::Unblock(BlockId block) {
+  absl::flat_hash_map<DrainWaitId, absl::AnyInvocable<void()>> dropped;  // Destroyed unlocked.
   absl::MutexLock lock(&mu_);
-  blocks_.erase(block);
+  auto it = blocks_.find(block);
+  if (it == blocks_.end()) return;
+  dropped = std::move(it->second.on_drained);
+  blocks_.erase(it);
 }
 
 bool BusyRangeMap::AwaitDrained(BlockId block, absl::Time deadline) {
@@ -113,6 +125,32 @@ bool BusyRangeMap::IsDrained(BlockId block) const {
   absl::MutexLock lock(&mu_);
   auto it = blocks_.find(block);
   return it != blocks_.end() && it->second.remaining == 0;
+}
+
+BusyRangeMap::DrainWaitId BusyRangeMap::OnDrained(BlockId block, absl::AnyInvocable<void()> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = blocks_.find(block);
+    if (it == blocks_.end()) return 0;
+    if (it->second.remaining > 0) {
+      const DrainWaitId wait = next_drain_wait_++;
+      it->second.on_drained.emplace(wait, std::move(fn));
+      return wait;
+    }
+  }
+  fn();
+  return 0;
+}
+
+bool BusyRangeMap::CancelOnDrained(BlockId block, DrainWaitId wait) {
+  absl::AnyInvocable<void()> withdrawn;  // Destroyed after the lock is released.
+  absl::MutexLock lock(&mu_);
+  auto it = blocks_.find(block);
+  if (it == blocks_.end()) return false;
+  auto node = it->second.on_drained.extract(wait);
+  if (node.empty()) return false;
+  withdrawn = std::move(node.mapped());
+  return true;
 }
 
 std::vector<BusyRangeMap::Entry> BusyRangeMap::OverlappingLocked(PageRange range) const {

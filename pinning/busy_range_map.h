@@ -10,14 +10,16 @@
 // dax_layout_busy_page(): from then on new reservations overlapping the range fail (or wait, if
 // the caller asks), and AwaitDrained() blocks until every entry that overlapped it at block time
 // has been removed. Drain waits are woken by the Remove() of the last such entry (a counter per
-// block reaches zero), never by polling; deadlines come from the Clock.
+// block reaches zero), never by polling; deadlines come from the Clock. OnDrained() is the
+// same wait without a thread: a callback run by that Remove().
 //
 // Costs (n entries, k results, b active blocks, normally 0 or 1): Reserve and Remove
 // O(log n + b); Overlapping O(B log_B n + k), see BTreeIntervalIndex; Block O(log n + k).
 //
 // Thread-safety: safe to call concurrently. Commit() runs its callback under the map's lock, so
 // the callback must not call back into this map; it may take locks that are ordered after it
-// (the engine's rule: BusyRangeMap before LeaseTable).
+// (the engine's rule: BusyRangeMap before LeaseTable). OnDrained() callbacks run with no lock of
+// the map held (they may call back into it), on the thread whose Remove() drained the block.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -40,6 +43,7 @@ namespace pinbroker {
 class BusyRangeMap {
  public:
   using BlockId = uint64_t;
+  using DrainWaitId = uint64_t;  // An OnDrained() registration; 0 is never one.
 
   struct Entry {
     LeaseId lease = 0;
@@ -89,6 +93,14 @@ class BusyRangeMap {
   bool AwaitDrained(BlockId block, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
   bool IsDrained(BlockId block) const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Calls `fn` once the block has drained: at once, on this thread, if it already has
+  // (returning 0), else from the Remove() that drains it, outside the map's lock. Never for an
+  // unknown block or one unblocked first (`fn` is destroyed then; returns 0 if unknown). The
+  // returned id lets CancelOnDrained() withdraw the callback.
+  DrainWaitId OnDrained(BlockId block, absl::AnyInvocable<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+  // Withdraws a callback that has not started. True if it was withdrawn (it will never run).
+  bool CancelOnDrained(BlockId block, DrainWaitId wait) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Entries overlapping `range`, ascending by (range.first, lease).
   std::vector<Entry> Overlapping(PageRange range) const ABSL_LOCKS_EXCLUDED(mu_);
   bool AnyOverlapping(PageRange range) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -109,6 +121,7 @@ class BusyRangeMap {
     PageRange range;
     std::string reason;
     size_t remaining = 0;
+    absl::flat_hash_map<DrainWaitId, absl::AnyInvocable<void()>> on_drained;
   };
 
   const ActiveBlock* BlockingLocked(PageRange range) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -120,6 +133,7 @@ class BusyRangeMap {
   absl::flat_hash_map<LeaseId, Slot> slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<BlockId, ActiveBlock> blocks_ ABSL_GUARDED_BY(mu_);
   BlockId next_block_ ABSL_GUARDED_BY(mu_) = 1;
+  DrainWaitId next_drain_wait_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace pinbroker

@@ -8,15 +8,18 @@
 // Lock order: FileRegistry -> FileState::layout_mu -> BusyRangeMap.
 #pragma once
 
+#include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
-#include "pinning/busy_range_map.h"
 #include "pinbroker/clock.h"
+#include "pinning/busy_range_map.h"
 #include "pinning/file_info.h"
 
 namespace pinbroker {
@@ -26,10 +29,19 @@ struct FileState {
 
   const FileId id;
   BusyRangeMap busy;
-  // Layout changes on one file run one at a time; this flag (not a held lock) lets the next
-  // one wait with a deadline on the Clock.
+  // Layout changes on one file run one at a time, in arrival order, and none holds a thread
+  // while it waits for its turn: the running one has set layout_in_progress (a flag, not a held
+  // lock), the others wait in layout_queue, and the one that finishes hands the file to the
+  // first of them (LayoutCoordinator). A queued change whose deadline passes leaves the queue.
+  struct QueuedLayout {
+    uint64_t id = 0;
+    absl::AnyInvocable<void()> enter;   // Its turn came: called outside layout_mu.
+    Clock::TimerId deadline_timer = 0;  // 0: none.
+  };
   absl::Mutex layout_mu;
   bool layout_in_progress ABSL_GUARDED_BY(layout_mu) = false;
+  std::deque<QueuedLayout> layout_queue ABSL_GUARDED_BY(layout_mu);
+  uint64_t next_queued_layout ABSL_GUARDED_BY(layout_mu) = 1;
 };
 
 class FileRegistry {

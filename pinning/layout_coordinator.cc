@@ -8,7 +8,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
+#include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -62,101 +64,679 @@ std::string LayoutCoordinator::DescribeLeases(const std::vector<BusyRangeMap::En
   return absl::StrJoin(parts, ", ");
 }
 
-absl::Status LayoutCoordinator::EnterLayout(FileState& file, absl::Time deadline,
-                                            const std::string& what) {
-  absl::MutexLock lock(&file.layout_mu);
-  auto idle = [&file]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(file.layout_mu) {
-    return !file.layout_in_progress;
-  };
-  if (!clock_->AwaitWithDeadline(&file.layout_mu, absl::Condition(&idle), deadline)) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(what, " of file ", file.id.ToString(),
+// Runs steps on the coordinator's executor.
+class LayoutCoordinator::ExecutorRunner final : public LayoutCoordinator::Runner {
+ public:
+  explicit ExecutorRunner(Executor* executor) : executor_(executor) {}
+  void Post(absl::AnyInvocable<void()> step) override { executor_->Post(std::move(step)); }
+
+ private:
+  Executor* const executor_;
+};
+
+// Runs steps on the synchronous caller's thread, which waits on the clock for the next one
+// (until the deadline of the wait the change is parked in, so that SimulatedClock counts it as
+// a waiter exactly while the change waits).
+class LayoutCoordinator::CallerRunner final : public LayoutCoordinator::Runner {
+ public:
+  explicit CallerRunner(Clock* clock) : clock_(clock) {}
+
+  void Post(absl::AnyInvocable<void()> step) override {
+    absl::MutexLock lock(&mu_);
+    steps_.push_back(std::move(step));
+  }
+  void Parked(absl::Time until) override {
+    absl::MutexLock lock(&mu_);
+    park_until_ = until;
+  }
+  void Finish(absl::StatusOr<LayoutResult> result) {
+    absl::MutexLock lock(&mu_);
+    result_ = std::move(result);
+    done_ = true;
+  }
+
+  // Runs posted steps until Finish().
+  absl::StatusOr<LayoutResult> Run() ABSL_LOCKS_EXCLUDED(mu_) {
+    for (;;) {
+      absl::AnyInvocable<void()> step;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]()
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !steps_.empty() || done_; };
+        while (!ready()) {
+          if (!clock_->AwaitWithDeadline(&mu_, absl::Condition(&ready), park_until_)) {
+            // The deadline passed; its timer posts the next step (a RealClock timer may run a
+            // moment after a timed wait returns).
+            park_until_ = absl::InfiniteFuture();
+          }
+        }
+        if (steps_.empty()) return std::move(result_);
+        step = std::move(steps_.front());
+        steps_.pop_front();
+        park_until_ = absl::InfiniteFuture();
+      }
+      step();
+    }
+  }
+
+ private:
+  Clock* const clock_;
+  absl::Mutex mu_;
+  std::deque<absl::AnyInvocable<void()>> steps_ ABSL_GUARDED_BY(mu_);
+  absl::Time park_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::StatusOr<LayoutResult> result_ ABSL_GUARDED_BY(mu_);
+};
+
+// One layout change: its turn on the file, then steps 2-5 of the header comment, each wait
+// parked without a thread (Await) and resumed on its runner.
+class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordinator::Op> {
+ public:
+  Op(LayoutCoordinator* coordinator, FileState& file, std::string what, LayoutOptions options,
+     absl::AnyInvocable<absl::StatusOr<Prepared>()> prepare,
+     absl::AnyInvocable<absl::Status()> apply, Runner* runner, bool async, Done done)
+      : co_(coordinator),
+        file_(file),
+        what_(std::move(what)),
+        options_(std::move(options)),
+        prepare_(std::move(prepare)),
+        apply_(std::move(apply)),
+        runner_(runner),
+        async_(async),
+        done_(std::move(done)) {}
+
+  bool async() const { return async_; }
+  // For a change refused before it started.
+  Done TakeDone() { return std::move(done_); }
+
+  // Asks for the file's turn (on the runner).
+  void Start() {
+    runner_->Post([self = shared_from_this()] { self->Enter(); });
+  }
+
+  // Shutdown, first for every change: from now on the change fails with `status` at its next
+  // step or wait (so that one cancelled change handing the file on does not start the next).
+  void MarkCancelled(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_ || finished_) return;
+    cancelled_ = true;
+    cancel_status_ = std::move(status);
+  }
+
+  // Shutdown, then: ends the wait the change is parked in, if any, failing it.
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_, file_.layout_mu) {
+    Clock::TimerId timer = 0;
+    BusyRangeMap::DrainWaitId drain = 0;
+    bool claimed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancelled_ || finished_) return;
+      if (waiting_) {
+        claimed = true;
+        waiting_ = false;
+        Uncount();
+        next_ = nullptr;
+        std::swap(timer, timer_);
+        std::swap(drain, drain_);
+      }
+    }
+    if (claimed) {
+      if (timer != 0) co_->clock_->Cancel(timer);
+      if (drain != 0) file_.busy.CancelOnDrained(block_id_, drain);
+      PostFinishCancelled();
+      return;
+    }
+    if (LeaveQueue()) PostFinishCancelled();
+    // Otherwise a step is running: it fails at its next wait, or completes.
+  }
+
+ private:
+  void PostFinishCancelled() {
+    runner_->Post([self = shared_from_this()] { self->Finish(self->CancelStatus()); });
+  }
+  absl::Status CancelStatus() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return cancel_status_;
+  }
+  bool Cancelled() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+  // --- the file's turn ---
+
+  void Enter() ABSL_LOCKS_EXCLUDED(mu_, file_.layout_mu) {
+    if (Cancelled()) return Finish(CancelStatus());
+    const absl::Time deadline = options_.deadline;
+    bool gave_up = false;
+    {
+      absl::MutexLock lock(&file_.layout_mu);
+      if (!file_.layout_in_progress) {
+        file_.layout_in_progress = true;
+      } else if (deadline <= co_->clock_->Now()) {
+        gave_up = true;
+      } else {
+        queue_id_ = file_.next_queued_layout++;
+        FileState::QueuedLayout entry;
+        entry.id = queue_id_;
+        entry.enter = [self = shared_from_this()] {
+          self->runner_->Post([self] { self->Entered(); });
+        };
+        if (deadline != absl::InfiniteFuture()) {
+          entry.deadline_timer = co_->clock_->Schedule(
+              deadline, [self = shared_from_this()] { self->QueueDeadline(); });
+        }
+        file_.layout_queue.push_back(std::move(entry));
+        queued_ = true;
+        ++co_->parked_;
+      }
+    }
+    if (gave_up) return FinishQueueDeadline();
+    if (!queued_) return Entered();
+    runner_->Parked(deadline);
+    // A Cancel() that ran before the entry was queued did not find it.
+    if (Cancelled() && LeaveQueue()) PostFinishCancelled();
+  }
+
+  // Takes this change out of the file's queue; false if it is not there (its turn came, or its
+  // deadline did).
+  bool LeaveQueue() ABSL_LOCKS_EXCLUDED(file_.layout_mu) {
+    Clock::TimerId timer = 0;
+    {
+      absl::MutexLock lock(&file_.layout_mu);
+      if (!queued_) return false;
+      auto it =
+          std::find_if(file_.layout_queue.begin(), file_.layout_queue.end(),
+                       [this](const FileState::QueuedLayout& q) { return q.id == queue_id_; });
+      if (it == file_.layout_queue.end()) return false;
+      timer = it->deadline_timer;
+      file_.layout_queue.erase(it);
+      --co_->parked_;
+    }
+    if (timer != 0) co_->clock_->Cancel(timer);
+    return true;
+  }
+
+  void QueueDeadline() {
+    {
+      absl::MutexLock lock(&file_.layout_mu);
+      auto it =
+          std::find_if(file_.layout_queue.begin(), file_.layout_queue.end(),
+                       [this](const FileState::QueuedLayout& q) { return q.id == queue_id_; });
+      if (it == file_.layout_queue.end()) return;  // Its turn came first.
+      file_.layout_queue.erase(it);
+      --co_->parked_;
+    }
+    runner_->Post([self = shared_from_this()] { self->FinishQueueDeadline(); });
+  }
+
+  void FinishQueueDeadline() {
+    Finish(absl::DeadlineExceededError(
+        absl::StrCat(what_, " of file ", file_.id.ToString(),
                      " gave up: another layout change on the file was still running at the "
-                     "deadline; retry later or with a longer deadline"));
+                     "deadline; retry later or with a longer deadline")));
   }
-  file.layout_in_progress = true;
-  return absl::OkStatus();
+
+  // Hands the file to the first queued change, or marks it idle.
+  void Exit() ABSL_LOCKS_EXCLUDED(file_.layout_mu) {
+    std::optional<FileState::QueuedLayout> next;
+    {
+      absl::MutexLock lock(&file_.layout_mu);
+      if (file_.layout_queue.empty()) {
+        file_.layout_in_progress = false;
+      } else {
+        next.emplace(std::move(file_.layout_queue.front()));
+        file_.layout_queue.pop_front();
+        --co_->parked_;
+      }
+    }
+    if (!next.has_value()) return;
+    if (next->deadline_timer != 0) co_->clock_->Cancel(next->deadline_timer);
+    next->enter();
+  }
+
+  // --- steps 1-5 ---
+
+  void Entered() {
+    entered_ = true;
+    if (Cancelled()) return Finish(CancelStatus());
+    absl::StatusOr<Prepared> prepared = prepare_();
+    if (!prepared.ok()) return Finish(prepared.status());
+    prepared_ = *std::move(prepared);
+    const Change& change = prepared_.change;
+    start_ = co_->clock_->Now();
+    const std::string policy(LayoutPolicyName(options_.policy));
+    reason_ =
+        absl::StrCat(change.description, ", policy ", policy,
+                     options_.initiator.empty() ? "" : absl::StrCat(", by ", options_.initiator));
+    result_.policy = options_.policy;
+    result_.affected = change.affected;
+
+    BusyRangeMap::BlockResult block = file_.busy.Block(change.affected, reason_);
+    block_id_ = block.id;
+    blocked_ = true;
+    held_ = std::move(block.held);
+
+    // Only a lease whose holder could change the layout itself (LeaseInfo::guards_layout) may
+    // make a refuse change fail or a defer change wait; every other one is recalled and, after
+    // the grace period, revoked, as under policy revoke. Otherwise any reader could hold off
+    // the writers of a file it can only read.
+    // The leases the caller may learn of (all of them without LayoutOptions::discloses; a
+    // lease that is already ending has no owner to ask about and stays undisclosed).
+    hide_others_ = static_cast<bool>(options_.discloses);
+    for (LeaseId id : held_) {
+      auto lease = co_->table_->Get(id);
+      const bool guards = lease.ok() && lease->guards_layout;  // Not found: ending anyway.
+      (options_.policy != LayoutPolicy::kRevoke && guards ? guarding_ : recall_).push_back(id);
+      if (hide_others_ && lease.ok() && options_.discloses(lease->owner)) disclosed_.insert(id);
+    }
+    if (options_.policy == LayoutPolicy::kRefuse && !guarding_.empty()) {
+      return Finish(absl::FailedPreconditionError(
+          absl::StrCat(change.description, " refused: ", BytesText(change.affected, page_size()),
+                       " are pinned by ", Describe(),
+                       "; release those leases first, or use policy defer or revoke")));
+    }
+    if (recall_.empty()) return Defer();
+    recall_reason_ =
+        options_.policy == LayoutPolicy::kRevoke
+            ? reason_
+            : absl::StrCat(reason_,
+                           "; the holder may not change the file's layout, so its lease "
+                           "cannot hold the change off");
+    const absl::Time grace_deadline = co_->clock_->Now() + options_.grace;
+    for (LeaseId id : recall_) {
+      auto recalled = co_->table_->Recall(id, recall_reason_, grace_deadline);
+      if (!recalled.ok()) continue;  // Ended meanwhile.
+      result_.recalled.push_back(id);
+      PB_LOG(INFO) << co_->table_->Name(id) << " recalled: owner=" << recalled->owner
+                   << " export=" << recalled->export_name << " path=" << recalled->path
+                   << " deadline=" << absl::FormatTime(grace_deadline) << " reason=\""
+                   << recall_reason_ << "\"";
+    }
+    Await(grace_deadline, [this](bool drained) { AfterGrace(drained); });
+  }
+
+  void AfterGrace(bool drained) {
+    if (!drained) {
+      for (const auto& entry : file_.busy.Overlapping(prepared_.change.affected)) {
+        if (!entry.held) continue;                      // A pin being set up aborts by itself.
+        if (!Contains(recall_, entry.lease)) continue;  // Guarding: defer waits for it below.
+        const absl::Status revoked =
+            co_->lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
+                                                              absl::FormatDuration(options_.grace),
+                                                              " grace period: ", recall_reason_));
+        if (revoked.ok()) {
+          result_.revoked.push_back(entry.lease);
+        } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
+          return Finish(absl::InternalError(absl::StrCat(
+              prepared_.change.description, " not applied, file unchanged: ", revoked.message())));
+        }
+      }
+    }
+    Defer();
+  }
+
+  void Defer() {
+    if (options_.policy != LayoutPolicy::kDefer || guarding_.empty()) return WaitForTheRest();
+    Await(options_.deadline, [this](bool drained) {
+      if (drained) return WaitForTheRest();
+      const Change& change = prepared_.change;
+      Finish(absl::DeadlineExceededError(absl::StrCat(
+          change.description, " deferred until the deadline but ",
+          BytesText(change.affected, page_size()), " are still pinned by ", Describe(),
+          "; the file is unchanged. Ask the holders to release, or use policy revoke")));
+    });
+  }
+
+  // Every policy: wait for what is left (reservations aborting, ends in progress).
+  void WaitForTheRest() {
+    Await(std::max(options_.deadline, co_->clock_->Now()), [this](bool drained) {
+      if (drained) return Apply();
+      const Change& change = prepared_.change;
+      Finish(absl::DeadlineExceededError(
+          absl::StrCat(change.description,
+                       " not applied by the deadline: ", BytesText(change.affected, page_size()),
+                       " still held by ", Describe(), "; the file is unchanged")));
+    });
+  }
+
+  void Apply() {
+    const Change& change = prepared_.change;
+    for (LeaseId id : held_) {
+      if (Contains(result_.revoked, id)) continue;
+      if (co_->table_->EndState(id) == LeaseState::kExpired) {
+        result_.expired.push_back(id);
+      } else {
+        result_.released.push_back(id);
+      }
+    }
+    result_.waited = co_->clock_->Now() - start_;
+    result_.size_before = prepared_.size_before;
+    result_.size_after = prepared_.size_after;
+    if (co_->observer_) co_->observer_(file_.id, result_);
+    // The backend may hold registrations wider than its leases (RDMA regions over whole files):
+    // it must not keep pages the change removes (no engine lock is held here).
+    const ByteRange changed = ToBytes(change.affected, page_size());
+    PinBackend* backend = co_->lifecycle_->backend();
+    backend->OnLayoutChange(file_.id, changed, LayoutPhase::kBefore);
+    const absl::Status applied = apply_();
+    backend->OnLayoutChange(file_.id, changed, LayoutPhase::kAfter);
+    if (!applied.ok()) {
+      const bool ended = !result_.revoked.empty() || !result_.released.empty();
+      return Finish(absl::Status(applied.code(),
+                                 absl::StrCat(change.description, " failed: ", applied.message(),
+                                              ended ? "; leases already ended stay ended" : "")));
+    }
+    PB_LOG(INFO) << "layout " << reason_ << ": affected " << BytesText(change.affected, page_size())
+                 << ", recalled [" << absl::StrJoin(result_.recalled, ",") << "], released ["
+                 << absl::StrJoin(result_.released, ",") << "], expired ["
+                 << absl::StrJoin(result_.expired, ",") << "], revoked ["
+                 << absl::StrJoin(result_.revoked, ",") << "], waited "
+                 << absl::FormatDuration(result_.waited);
+    if (hide_others_) {
+      auto keep_disclosed = [this](std::vector<LeaseId>& ids, uint32_t& count) {
+        const size_t before = ids.size();
+        std::erase_if(ids, [this](LeaseId id) { return !disclosed_.contains(id); });
+        count = static_cast<uint32_t>(before - ids.size());
+      };
+      keep_disclosed(result_.recalled, result_.undisclosed.recalled);
+      keep_disclosed(result_.released, result_.undisclosed.released);
+      keep_disclosed(result_.expired, result_.undisclosed.expired);
+      keep_disclosed(result_.revoked, result_.undisclosed.revoked);
+    }
+    Finish(std::move(result_));
+  }
+
+  // Step 5 and the outcome: unblocks, passes the file's turn on, calls `done`, and forgets the
+  // change. Runs once, on the runner.
+  void Finish(absl::StatusOr<LayoutResult> outcome) ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    if (blocked_) file_.busy.Unblock(block_id_);
+    if (entered_) Exit();
+    Done done = std::move(done_);
+    done(std::move(outcome));
+    done = nullptr;
+    co_->Forget(this);  // May destroy this Op: the last thing it does.
+  }
+
+  // Parks the change until the affected range has drained or the clock reaches `deadline`,
+  // whichever first, then runs `next(drained)` on the runner. Without waiting if either holds
+  // already, as Clock::AwaitWithDeadline would return at once.
+  void Await(absl::Time deadline, absl::AnyInvocable<void(bool drained)> next)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    if (file_.busy.IsDrained(block_id_)) return next(true);
+    if (deadline <= co_->clock_->Now()) return next(file_.busy.IsDrained(block_id_));
+    uint64_t generation = 0;
+    bool cancelled = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled = cancelled_;
+      if (!cancelled) {
+        generation = ++generation_;
+        waiting_ = true;
+        next_ = std::move(next);
+      }
+    }
+    if (cancelled) return Finish(CancelStatus());
+    runner_->Parked(deadline);
+    std::shared_ptr<Op> self = shared_from_this();
+    Clock::TimerId timer = 0;
+    if (deadline != absl::InfiniteFuture()) {
+      timer = co_->clock_->Schedule(deadline,
+                                    [self, generation] { self->Wake(generation, /*timer=*/true); });
+    }
+    if (!Record(generation, &timer_, timer) && timer != 0) co_->clock_->Cancel(timer);
+    const BusyRangeMap::DrainWaitId drain =
+        file_.busy.OnDrained(block_id_, [self, generation] { self->Wake(generation, false); });
+    if (!Record(generation, &drain_, drain) && drain != 0) {
+      file_.busy.CancelOnDrained(block_id_, drain);
+    }
+    absl::MutexLock lock(&mu_);
+    if (waiting_ && generation_ == generation) {
+      counted_ = true;
+      ++co_->parked_;
+    }
+  }
+
+  // Stores a wait's timer or drain id if that wait is still parked; false if it ended already.
+  template <typename Id>
+  bool Record(uint64_t generation, Id* slot, Id id) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (!waiting_ || generation_ != generation) return false;
+    *slot = id;
+    return true;
+  }
+
+  // The deadline (`timer`) or the drain ended wait `generation`: the first caller wins,
+  // withdraws the other, and posts the continuation.
+  void Wake(uint64_t generation, bool timer) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::AnyInvocable<void(bool)> next;
+    Clock::TimerId timer_id = 0;
+    BusyRangeMap::DrainWaitId drain_id = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!waiting_ || generation_ != generation) return;
+      waiting_ = false;
+      Uncount();
+      next = std::move(next_);
+      std::swap(timer_id, timer_);
+      std::swap(drain_id, drain_);
+    }
+    if (timer) {
+      if (drain_id != 0) file_.busy.CancelOnDrained(block_id_, drain_id);
+    } else if (timer_id != 0) {
+      co_->clock_->Cancel(timer_id);
+    }
+    runner_->Post([self = shared_from_this(), next = std::move(next)]() mutable {
+      // At the deadline the range may have drained all the same.
+      next(self->file_.busy.IsDrained(self->block_id_));
+    });
+  }
+
+  void Uncount() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (counted_) --co_->parked_;
+    counted_ = false;
+  }
+
+  uint64_t page_size() const { return co_->page_size_; }
+  std::string Describe() const {
+    return co_->DescribeLeases(file_.busy.Overlapping(prepared_.change.affected),
+                               hide_others_ ? &disclosed_ : nullptr);
+  }
+
+  LayoutCoordinator* const co_;
+  FileState& file_;
+  const std::string what_;
+  const LayoutOptions options_;
+  absl::AnyInvocable<absl::StatusOr<Prepared>()> prepare_;
+  absl::AnyInvocable<absl::Status()> apply_;
+  Runner* const runner_;
+  const bool async_;
+  Done done_;
+
+  // Used by one step at a time (steps run one after another on the runner).
+  bool queued_ = false;  // Also read by Cancel(), under file_.layout_mu, once set there.
+  uint64_t queue_id_ = 0;
+  bool entered_ = false;
+  bool blocked_ = false;
+  BusyRangeMap::BlockId block_id_ = 0;
+  Prepared prepared_;
+  std::string reason_;
+  std::string recall_reason_;
+  absl::Time start_;
+  LayoutResult result_;
+  std::vector<LeaseId> held_;
+  std::vector<LeaseId> guarding_;
+  std::vector<LeaseId> recall_;
+  bool hide_others_ = false;
+  absl::flat_hash_set<LeaseId> disclosed_;
+
+  // The wait the change is parked in, and shutdown.
+  absl::Mutex mu_;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool counted_ ABSL_GUARDED_BY(mu_) = false;  // In LayoutCoordinator::parked_.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::AnyInvocable<void(bool)> next_ ABSL_GUARDED_BY(mu_);
+  Clock::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
+  BusyRangeMap::DrainWaitId drain_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status cancel_status_ ABSL_GUARDED_BY(mu_);
+};
+
+LayoutCoordinator::LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle,
+                                     uint64_t page_size, ApplyObserver observer)
+    : clock_(clock),
+      table_(table),
+      lifecycle_(lifecycle),
+      page_size_(page_size),
+      observer_(std::move(observer)),
+      executor_(kExecutorThreads),
+      executor_runner_(std::make_unique<ExecutorRunner>(&executor_)) {}
+
+LayoutCoordinator::~LayoutCoordinator() {
+  Shutdown();
+  executor_.Join();
 }
 
-void LayoutCoordinator::ExitLayout(FileState& file) {
-  absl::MutexLock lock(&file.layout_mu);
-  file.layout_in_progress = false;
+void LayoutCoordinator::Start(FileState& file, std::string what, LayoutOptions options,
+                              absl::AnyInvocable<absl::StatusOr<Prepared>()> prepare,
+                              absl::AnyInvocable<absl::Status()> apply, Runner* runner, bool async,
+                              Done done) {
+  auto op =
+      std::make_shared<Op>(this, file, std::move(what), std::move(options), std::move(prepare),
+                           std::move(apply), runner, async, std::move(done));
+  bool refused = false;
+  {
+    absl::MutexLock lock(&ops_mu_);
+    refused = async && stopping_;
+    if (!refused) {
+      ops_.emplace(op.get(), op);
+      if (async) ++async_ops_;
+    }
+  }
+  if (!refused) return op->Start();
+  runner->Post([done = op->TakeDone()]() mutable {
+    done(absl::UnavailableError("the broker is shutting down"));
+  });
 }
 
-absl::StatusOr<LayoutResult> LayoutCoordinator::Truncate(FileState& file, int fd, uint64_t new_size,
-                                                         const LayoutOptions& options) {
-  if (new_size > kMaxOffset) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("new size ", new_size, " exceeds the largest file offset ", kMaxOffset));
-  }
-  RETURN_IF_ERROR(EnterLayout(file, options.deadline, "truncate"));
-  absl::Cleanup exit = [&] { ExitLayout(file); };
-  ASSIGN_OR_RETURN(const uint64_t size_before, FileSize(fd));
-  // Shrinking frees every page from the one holding the new EOF (its tail is zeroed). Growing
-  // frees nothing, but the kernel may zero the old last page's tail, so that page counts too.
-  // No change in size touches nothing.
-  const uint64_t first = std::min(size_before, new_size) / page_size_;
-  const Change change{
-      size_before == new_size ? PageRange{first, first} : PageRange{first, kPageRangeToInfinity},
-      absl::StrCat("truncate from ", size_before, " to ", new_size, " bytes")};
-  ASSIGN_OR_RETURN(LayoutResult result, Run(file, change, options, [&]() -> absl::Status {
-                     if (ftruncate(fd, static_cast<off_t>(new_size)) != 0) {
-                       return ErrnoToStatus(errno, "ftruncate");
-                     }
-                     return absl::OkStatus();
-                   }));
-  result.size_before = size_before;
-  result.size_after = new_size;
-  return result;
+void LayoutCoordinator::Forget(Op* op) {
+  absl::MutexLock lock(&ops_mu_);
+  auto it = ops_.find(op);
+  if (it == ops_.end()) return;
+  if (op->async()) --async_ops_;
+  ops_.erase(it);
 }
 
-absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int fd, uint64_t offset,
-                                                          uint64_t length,
-                                                          const LayoutOptions& options) {
-  if (length == 0) return absl::InvalidArgumentError("punch hole length must be positive");
-  if (offset > kMaxOffset || length > kMaxOffset - offset) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "punch hole [", offset, " +", length, ") runs past the largest file offset ", kMaxOffset));
+void LayoutCoordinator::Shutdown() {
+  std::vector<std::shared_ptr<Op>> pending;
+  {
+    absl::MutexLock lock(&ops_mu_);
+    stopping_ = true;
+    for (const auto& [raw, op] : ops_) {
+      if (op->async()) pending.push_back(op);
+    }
   }
-  RETURN_IF_ERROR(EnterLayout(file, options.deadline, "punch hole"));
-  absl::Cleanup exit = [&] { ExitLayout(file); };
-  ASSIGN_OR_RETURN(const uint64_t size, FileSize(fd));
-  if (offset >= size) {
-    return absl::OutOfRangeError(absl::StrCat("punch hole offset ", offset,
-                                              " is at or past end of file (size ", size,
-                                              "); nothing to punch"));
+  for (const auto& op : pending) {
+    op->MarkCancelled(absl::UnavailableError("the broker is shutting down"));
   }
-  const Change change{*PagesCovering(offset, length, page_size_),
-                      absl::StrCat("punch hole [", offset, ", ", offset + length, ")")};
-  ASSIGN_OR_RETURN(LayoutResult result, Run(file, change, options, [&]() -> absl::Status {
-                     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
-                       const int err = errno;
-                       if (err == EOPNOTSUPP) {
-                         return absl::FailedPreconditionError(
-                             "this filesystem does not support punching holes "
-                             "(fallocate PUNCH_HOLE: EOPNOTSUPP)");
-                       }
-                       return ErrnoToStatus(err, "fallocate(PUNCH_HOLE)");
-                     }
-                     return absl::OkStatus();
-                   }));
-  result.size_before = result.size_after = size;
-  return result;
+  for (const auto& op : pending) op->Cancel();
+  pending.clear();
+  absl::MutexLock lock(&ops_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_) { return async_ops_ == 0; };
+  ops_mu_.Await(absl::Condition(&idle));
 }
 
-absl::StatusOr<LayoutResult> LayoutCoordinator::CoordinateExternal(
-    FileState& file, const ExternalChange& change, const LayoutOptions& options,
-    absl::FunctionRef<absl::Status()> proceed) {
-  RETURN_IF_ERROR(EnterLayout(file, options.deadline, change.description));
-  absl::Cleanup exit = [&] { ExitLayout(file); };
-  Change run{PageRange{}, change.description};
+size_t LayoutCoordinator::pending_async() const {
+  absl::MutexLock lock(&ops_mu_);
+  return async_ops_;
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::RunHere(
+    FileState& file, std::string what, const LayoutOptions& options,
+    absl::AnyInvocable<absl::StatusOr<Prepared>()> prepare,
+    absl::AnyInvocable<absl::Status()> apply) {
+  CallerRunner runner(clock_);
+  Start(file, std::move(what), options, std::move(prepare), std::move(apply), &runner,
+        /*async=*/false,
+        [&runner](absl::StatusOr<LayoutResult> result) { runner.Finish(std::move(result)); });
+  return runner.Run();
+}
+
+absl::AnyInvocable<absl::StatusOr<LayoutCoordinator::Prepared>()>
+LayoutCoordinator::PrepareTruncate(int fd, uint64_t new_size) const {
+  return [fd, new_size, page_size = page_size_]() -> absl::StatusOr<Prepared> {
+    ASSIGN_OR_RETURN(const uint64_t size_before, FileSize(fd));
+    // Shrinking frees every page from the one holding the new EOF (its tail is zeroed).
+    // Growing frees nothing, but the kernel may zero the old last page's tail, so that page
+    // counts too. No change in size touches nothing.
+    const uint64_t first = std::min(size_before, new_size) / page_size;
+    Prepared prepared;
+    prepared.change = Change{
+        size_before == new_size ? PageRange{first, first} : PageRange{first, kPageRangeToInfinity},
+        absl::StrCat("truncate from ", size_before, " to ", new_size, " bytes")};
+    prepared.size_before = size_before;
+    prepared.size_after = new_size;
+    return prepared;
+  };
+}
+
+absl::AnyInvocable<absl::Status()> LayoutCoordinator::ApplyTruncate(int fd, uint64_t new_size) {
+  return [fd, new_size]() -> absl::Status {
+    if (ftruncate(fd, static_cast<off_t>(new_size)) != 0) return ErrnoToStatus(errno, "ftruncate");
+    return absl::OkStatus();
+  };
+}
+
+absl::AnyInvocable<absl::StatusOr<LayoutCoordinator::Prepared>()>
+LayoutCoordinator::PreparePunchHole(int fd, uint64_t offset, uint64_t length) const {
+  return [fd, offset, length, page_size = page_size_]() -> absl::StatusOr<Prepared> {
+    ASSIGN_OR_RETURN(const uint64_t size, FileSize(fd));
+    if (offset >= size) {
+      return absl::OutOfRangeError(absl::StrCat("punch hole offset ", offset,
+                                                " is at or past end of file (size ", size,
+                                                "); nothing to punch"));
+    }
+    Prepared prepared;
+    prepared.change = Change{*PagesCovering(offset, length, page_size),
+                             absl::StrCat("punch hole [", offset, ", ", offset + length, ")")};
+    prepared.size_before = prepared.size_after = size;
+    return prepared;
+  };
+}
+
+absl::AnyInvocable<absl::Status()> LayoutCoordinator::ApplyPunchHole(int fd, uint64_t offset,
+                                                                     uint64_t length) {
+  return [fd, offset, length]() -> absl::Status {
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) != 0) {
+      const int err = errno;
+      if (err == EOPNOTSUPP) {
+        return absl::FailedPreconditionError(
+            "this filesystem does not support punching holes "
+            "(fallocate PUNCH_HOLE: EOPNOTSUPP)");
+      }
+      return ErrnoToStatus(err, "fallocate(PUNCH_HOLE)");
+    }
+    return absl::OkStatus();
+  };
+}
+
+absl::StatusOr<LayoutCoordinator::Prepared> LayoutCoordinator::PrepareExternal(
+    const ExternalChange& change) const {
+  Prepared prepared;
+  prepared.change.description = change.description;
+  PageRange& affected = prepared.change.affected;
   switch (change.kind) {
     case ExternalChange::Kind::kTruncate: {
       // As Truncate(): from the page holding the smaller of the two sizes.
       const uint64_t first = std::min(change.size_before, change.new_size) / page_size_;
       const uint64_t end = change.size_before == change.new_size ? first : kPageRangeToInfinity;
-      run.affected = PageRange{first, end};
+      affected = PageRange{first, end};
       break;
     }
     case ExternalChange::Kind::kPunchHole: {
@@ -164,153 +744,97 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::CoordinateExternal(
       const std::optional<PageRange> pages =
           PagesCovering(change.offset, change.length, page_size_);
       if (pages.has_value()) {
-        run.affected = *pages;
+        affected = *pages;
       } else {  // Empty (length 0), or running past 2^64.
-        run.affected = PageRange{first, change.length == 0 ? first : kPageRangeToInfinity};
+        affected = PageRange{first, change.length == 0 ? first : kPageRangeToInfinity};
       }
       break;
     }
     case ExternalChange::Kind::kFromOffset:
-      run.affected = PageRange{change.offset / page_size_, kPageRangeToInfinity};
+      affected = PageRange{change.offset / page_size_, kPageRangeToInfinity};
       break;
   }
-  ASSIGN_OR_RETURN(LayoutResult result, Run(file, run, options, proceed));
-  result.size_before = change.size_before;
-  result.size_after =
+  prepared.size_before = change.size_before;
+  prepared.size_after =
       change.kind == ExternalChange::Kind::kTruncate ? change.new_size : change.size_before;
-  return result;
+  return prepared;
 }
 
-absl::StatusOr<LayoutResult> LayoutCoordinator::Run(FileState& file, const Change& change,
-                                                    const LayoutOptions& options,
-                                                    absl::FunctionRef<absl::Status()> apply) {
-  const absl::Time start = clock_->Now();
-  const std::string policy(LayoutPolicyName(options.policy));
-  const std::string reason =
-      absl::StrCat(change.description, ", policy ", policy,
-                   options.initiator.empty() ? "" : absl::StrCat(", by ", options.initiator));
-  LayoutResult result;
-  result.policy = options.policy;
-  result.affected = change.affected;
+namespace {
 
-  BusyRangeMap::BlockResult block = file.busy.Block(change.affected, reason);
-  absl::Cleanup unblock = [&] { file.busy.Unblock(block.id); };
-  const std::vector<LeaseId>& held = block.held;
+absl::Status CheckNewSize(uint64_t new_size) {
+  if (new_size > kMaxOffset) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("new size ", new_size, " exceeds the largest file offset ", kMaxOffset));
+  }
+  return absl::OkStatus();
+}
 
-  // Only a lease whose holder could change the layout itself (LeaseInfo::guards_layout) may
-  // make a refuse change fail or a defer change wait; every other one is recalled and, after
-  // the grace period, revoked, as under policy revoke. Otherwise any reader could hold off
-  // the writers of a file it can only read.
-  std::vector<LeaseId> guarding;
-  std::vector<LeaseId> recall;
-  // The leases the caller may learn of (all of them without LayoutOptions::discloses; a lease
-  // that is already ending has no owner to ask about and stays undisclosed).
-  const bool hide_others = static_cast<bool>(options.discloses);
-  absl::flat_hash_set<LeaseId> disclosed;
-  for (LeaseId id : held) {
-    auto lease = table_->Get(id);
-    const bool guards = lease.ok() && lease->guards_layout;  // Not found: ending anyway.
-    (options.policy != LayoutPolicy::kRevoke && guards ? guarding : recall).push_back(id);
-    if (hide_others && lease.ok() && options.discloses(lease->owner)) disclosed.insert(id);
+absl::Status CheckHole(uint64_t offset, uint64_t length) {
+  if (length == 0) return absl::InvalidArgumentError("punch hole length must be positive");
+  if (offset > kMaxOffset || length > kMaxOffset - offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "punch hole [", offset, " +", length, ") runs past the largest file offset ", kMaxOffset));
   }
-  auto describe = [&](const std::vector<BusyRangeMap::Entry>& entries) {
-    return DescribeLeases(entries, hide_others ? &disclosed : nullptr);
-  };
-  if (options.policy == LayoutPolicy::kRefuse && !guarding.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(change.description, " refused: ", BytesText(change.affected, page_size_),
-                     " are pinned by ", describe(file.busy.Overlapping(change.affected)),
-                     "; release those leases first, or use policy defer or revoke"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::Truncate(FileState& file, int fd, uint64_t new_size,
+                                                         const LayoutOptions& options) {
+  RETURN_IF_ERROR(CheckNewSize(new_size));
+  return RunHere(file, "truncate", options, PrepareTruncate(fd, new_size),
+                 ApplyTruncate(fd, new_size));
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::PunchHole(FileState& file, int fd, uint64_t offset,
+                                                          uint64_t length,
+                                                          const LayoutOptions& options) {
+  RETURN_IF_ERROR(CheckHole(offset, length));
+  return RunHere(file, "punch hole", options, PreparePunchHole(fd, offset, length),
+                 ApplyPunchHole(fd, offset, length));
+}
+
+absl::StatusOr<LayoutResult> LayoutCoordinator::CoordinateExternal(
+    FileState& file, const ExternalChange& change, const LayoutOptions& options,
+    absl::FunctionRef<absl::Status()> proceed) {
+  // `proceed` runs on this thread (the CallerRunner's), while it is valid.
+  return RunHere(
+      file, change.description, options,
+      [prepared = PrepareExternal(change)]() { return prepared; },
+      [proceed]() { return proceed(); });
+}
+
+void LayoutCoordinator::TruncateAsync(FileState& file, int fd, uint64_t new_size,
+                                      LayoutOptions options, Done done) {
+  if (absl::Status s = CheckNewSize(new_size); !s.ok()) {
+    executor_.Post([done = std::move(done), s]() mutable { done(s); });
+    return;
   }
-  if (!recall.empty()) {
-    const std::string recall_reason =
-        options.policy == LayoutPolicy::kRevoke
-            ? reason
-            : absl::StrCat(reason,
-                           "; the holder may not change the file's layout, so its lease "
-                           "cannot hold the change off");
-    const absl::Time grace_deadline = clock_->Now() + options.grace;
-    for (LeaseId id : recall) {
-      auto recalled = table_->Recall(id, recall_reason, grace_deadline);
-      if (!recalled.ok()) continue;  // Ended meanwhile.
-      result.recalled.push_back(id);
-      PB_LOG(INFO) << table_->Name(id) << " recalled: owner=" << recalled->owner
-                   << " export=" << recalled->export_name << " path=" << recalled->path
-                   << " deadline=" << absl::FormatTime(grace_deadline) << " reason=\""
-                   << recall_reason << "\"";
-    }
-    if (!file.busy.AwaitDrained(block.id, grace_deadline)) {
-      for (const auto& entry : file.busy.Overlapping(change.affected)) {
-        if (!entry.held) continue;                     // A pin being set up aborts by itself.
-        if (!Contains(recall, entry.lease)) continue;  // Guarding: defer waits for it below.
-        const absl::Status revoked =
-            lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
-                                                         absl::FormatDuration(options.grace),
-                                                         " grace period: ", recall_reason));
-        if (revoked.ok()) {
-          result.revoked.push_back(entry.lease);
-        } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
-          return absl::InternalError(absl::StrCat(
-              change.description, " not applied, file unchanged: ", revoked.message()));
-        }
-      }
-    }
+  Start(file, "truncate", std::move(options), PrepareTruncate(fd, new_size),
+        ApplyTruncate(fd, new_size), executor_runner_.get(), /*async=*/true, std::move(done));
+}
+
+void LayoutCoordinator::PunchHoleAsync(FileState& file, int fd, uint64_t offset, uint64_t length,
+                                       LayoutOptions options, Done done) {
+  if (absl::Status s = CheckHole(offset, length); !s.ok()) {
+    executor_.Post([done = std::move(done), s]() mutable { done(s); });
+    return;
   }
-  if (options.policy == LayoutPolicy::kDefer && !guarding.empty() &&
-      !file.busy.AwaitDrained(block.id, options.deadline)) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(change.description, " deferred until the deadline but ",
-                     BytesText(change.affected, page_size_), " are still pinned by ",
-                     describe(file.busy.Overlapping(change.affected)),
-                     "; the file is unchanged. Ask the holders to release, or use policy revoke"));
-  }
-  // Every policy: wait for what is left (reservations aborting, ends in progress).
-  if (!file.busy.AwaitDrained(block.id, std::max(options.deadline, clock_->Now()))) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        change.description,
-        " not applied by the deadline: ", BytesText(change.affected, page_size_), " still held by ",
-        describe(file.busy.Overlapping(change.affected)), "; the file is unchanged"));
-  }
-  for (LeaseId id : held) {
-    if (Contains(result.revoked, id)) continue;
-    if (table_->EndState(id) == LeaseState::kExpired) {
-      result.expired.push_back(id);
-    } else {
-      result.released.push_back(id);
-    }
-  }
-  result.waited = clock_->Now() - start;
-  if (observer_) observer_(file.id, result);
-  // The backend may hold registrations wider than its leases (RDMA regions over whole files):
-  // it must not keep pages the change removes (no engine lock is held here).
-  const ByteRange changed = ToBytes(change.affected, page_size_);
-  lifecycle_->backend()->OnLayoutChange(file.id, changed, LayoutPhase::kBefore);
-  const absl::Status applied = apply();
-  lifecycle_->backend()->OnLayoutChange(file.id, changed, LayoutPhase::kAfter);
-  if (!applied.ok()) {
-    const bool ended = !result.revoked.empty() || !result.released.empty();
-    return absl::Status(applied.code(),
-                        absl::StrCat(change.description, " failed: ", applied.message(),
-                                     ended ? "; leases already ended stay ended" : ""));
-  }
-  PB_LOG(INFO) << "layout " << reason << ": affected " << BytesText(change.affected, page_size_)
-               << ", recalled [" << absl::StrJoin(result.recalled, ",") << "], released ["
-               << absl::StrJoin(result.released, ",") << "], expired ["
-               << absl::StrJoin(result.expired, ",") << "], revoked ["
-               << absl::StrJoin(result.revoked, ",") << "], waited "
-               << absl::FormatDuration(result.waited);
-  if (hide_others) {
-    auto keep_disclosed = [&disclosed](std::vector<LeaseId>& ids, uint32_t& count) {
-      const size_t before = ids.size();
-      std::erase_if(ids, [&disclosed](LeaseId id) { return !disclosed.contains(id); });
-      count = static_cast<uint32_t>(before - ids.size());
-    };
-    keep_disclosed(result.recalled, result.undisclosed.recalled);
-    keep_disclosed(result.released, result.undisclosed.released);
-    keep_disclosed(result.expired, result.undisclosed.expired);
-    keep_disclosed(result.revoked, result.undisclosed.revoked);
-  }
-  return result;
+  Start(file, "punch hole", std::move(options), PreparePunchHole(fd, offset, length),
+        ApplyPunchHole(fd, offset, length), executor_runner_.get(), /*async=*/true,
+        std::move(done));
+}
+
+void LayoutCoordinator::CoordinateExternalAsync(FileState& file, const ExternalChange& change,
+                                                LayoutOptions options,
+                                                absl::AnyInvocable<absl::Status()> proceed,
+                                                Done done) {
+  Start(
+      file, change.description, std::move(options),
+      [prepared = PrepareExternal(change)]() { return prepared; }, std::move(proceed),
+      executor_runner_.get(), /*async=*/true, std::move(done));
 }
 
 }  // namespace pinbroker

@@ -1,7 +1,8 @@
 // LayoutCoordinator: changes a file's layout (truncate, punch hole) without freeing pages that
 // a lease still pins.
 //
-// One change at a time per file (a second waits, bounded by its deadline). For each change:
+// One change at a time per file (the others queue in arrival order, each bounded by its
+// deadline). For each change:
 //  1. compute the affected pages conservatively: the page holding a new EOF and the partial
 //     pages at a hole's edges count, because the kernel zeroes them;
 //  2. block that range in the file's BusyRangeMap first, so no new pin can slip in;
@@ -21,20 +22,38 @@
 // while it waits. CoordinateExternal() runs the same steps for a change another process is
 // making (caught by the file guard), with step 4 letting that process go instead.
 //
-// Thread-safety: safe to call concurrently.
+// Waiting holds no thread. Every wait (for the file's turn, for the affected range to drain)
+// is "the event or the deadline, whichever first": a Clock timer for the deadline and a
+// BusyRangeMap::OnDrained callback (or the file's queue hand-off) for the event; the first to
+// fire wins and withdraws the other. The winner only posts the next step: the steps
+// themselves (system calls, backend revokes, the observer, the completion) run on the
+// coordinator's small executor for the *Async() calls, and on the calling thread for the
+// synchronous ones, which are the asynchronous ones plus a wait on the clock (so tests on
+// SimulatedClock see them as waiters, as before). Shutdown() fails every pending *Async()
+// change with UNAVAILABLE.
+//
+// Thread-safety: safe to call concurrently. Completion callbacks run with no engine lock held,
+// on an executor thread or the synchronous caller's; they may call into the engine.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "pinbroker/clock.h"
+#include "pinning/executor.h"
 #include "pinning/file_registry.h"
 #include "pinning/layout_policy.h"
 #include "pinning/lease_lifecycle.h"
@@ -97,14 +116,18 @@ class LayoutCoordinator {
   // range is still blocked: with the file and the change. For audit logs and tests; must not
   // call back into the engine for the same file.
   using ApplyObserver = std::function<void(const FileId&, const LayoutResult&)>;
+  // Receives a change's outcome, once.
+  using Done = absl::AnyInvocable<void(absl::StatusOr<LayoutResult>)>;
+
+  // Threads of the executor that runs the steps of *Async() changes (started on demand).
+  static constexpr int kExecutorThreads = 2;
 
   LayoutCoordinator(Clock* clock, LeaseTable* table, LeaseLifecycle* lifecycle, uint64_t page_size,
-                    ApplyObserver observer = nullptr)
-      : clock_(clock),
-        table_(table),
-        lifecycle_(lifecycle),
-        page_size_(page_size),
-        observer_(std::move(observer)) {}
+                    ApplyObserver observer = nullptr);
+  // Shutdown()s, then joins the executor.
+  ~LayoutCoordinator();
+  LayoutCoordinator(const LayoutCoordinator&) = delete;
+  LayoutCoordinator& operator=(const LayoutCoordinator&) = delete;
 
   // Sets the size of the file open read-write as `fd` (state `file`) to `new_size`. Growing
   // counts the page holding the old EOF as affected. Errors: as in the header comment, plus
@@ -129,17 +152,74 @@ class LayoutCoordinator {
                                                   const LayoutOptions& options,
                                                   absl::FunctionRef<absl::Status()> proceed);
 
+  // The same changes without a waiting thread: they return at once and deliver the outcome
+  // (exactly what the synchronous form returns) to `done`, on the executor, after the range
+  // is unblocked and the file's turn passed on. `file` and `fd` must stay valid until then.
+  // After Shutdown() they fail at once with UNAVAILABLE.
+  void TruncateAsync(FileState& file, int fd, uint64_t new_size, LayoutOptions options, Done done);
+  void PunchHoleAsync(FileState& file, int fd, uint64_t offset, uint64_t length,
+                      LayoutOptions options, Done done);
+  void CoordinateExternalAsync(FileState& file, const ExternalChange& change, LayoutOptions options,
+                               absl::AnyInvocable<absl::Status()> proceed, Done done);
+
+  // Fails every pending *Async() change with UNAVAILABLE "the broker is shutting down" (its
+  // range unblocked, its file untouched) and returns once each has completed; later ones fail
+  // at once. A change already applying its system call completes as it would have.
+  // Synchronous changes are left to finish (their callers wait for them). Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(ops_mu_);
+
+  // *Async() changes started and not yet completed (for tests and metrics).
+  size_t pending_async() const ABSL_LOCKS_EXCLUDED(ops_mu_);
+  // Changes (of either form) parked right now, waiting for their turn or a drain with their
+  // deadline timer set: tests move a SimulatedClock once what they wait for is parked.
+  size_t parked() const { return static_cast<size_t>(parked_.load()); }
+  // The executor that runs the steps of *Async() changes; the engine may post its own
+  // continuations to it.
+  Executor* executor() { return &executor_; }
+
  private:
   struct Change {
     PageRange affected;
     std::string description;  // "truncate to 0 bytes", "punch hole [4096, 8192)".
   };
-  // Steps 2-5 for `change`, with `apply` doing the system call; file.layout_in_progress held.
-  absl::StatusOr<LayoutResult> Run(FileState& file, const Change& change,
-                                   const LayoutOptions& options,
-                                   absl::FunctionRef<absl::Status()> apply);
-  absl::Status EnterLayout(FileState& file, absl::Time deadline, const std::string& what);
-  void ExitLayout(FileState& file);
+  // What a change works on, computed once it has the file's turn.
+  struct Prepared {
+    Change change;
+    uint64_t size_before = 0;
+    uint64_t size_after = 0;
+  };
+  // Where a change's steps run: Post() runs one later (never inline); Parked() tells that the
+  // change now waits, at most until `until`.
+  class Runner {
+   public:
+    virtual ~Runner() = default;
+    virtual void Post(absl::AnyInvocable<void()> step) = 0;
+    virtual void Parked(absl::Time until) { (void)until; }
+  };
+  class ExecutorRunner;
+  class CallerRunner;
+  class Op;
+  friend class Op;
+
+  // Queues (the file's turn), prepares, and runs steps 2-5 with `apply` doing the system call,
+  // then calls `done`. `async`: started by an *Async() call (Shutdown() fails it).
+  void Start(FileState& file, std::string what, LayoutOptions options,
+             absl::AnyInvocable<absl::StatusOr<Prepared>()> prepare,
+             absl::AnyInvocable<absl::Status()> apply, Runner* runner, bool async, Done done)
+      ABSL_LOCKS_EXCLUDED(ops_mu_);
+  // Runs Start() on this thread's CallerRunner and returns its outcome.
+  absl::StatusOr<LayoutResult> RunHere(FileState& file, std::string what,
+                                       const LayoutOptions& options,
+                                       absl::AnyInvocable<absl::StatusOr<Prepared>()> prepare,
+                                       absl::AnyInvocable<absl::Status()> apply);
+  void Forget(Op* op) ABSL_LOCKS_EXCLUDED(ops_mu_);
+  absl::AnyInvocable<absl::StatusOr<Prepared>()> PrepareTruncate(int fd, uint64_t new_size) const;
+  absl::AnyInvocable<absl::StatusOr<Prepared>()> PreparePunchHole(int fd, uint64_t offset,
+                                                                  uint64_t length) const;
+  absl::StatusOr<Prepared> PrepareExternal(const ExternalChange& change) const;
+  static absl::AnyInvocable<absl::Status()> ApplyTruncate(int fd, uint64_t new_size);
+  static absl::AnyInvocable<absl::Status()> ApplyPunchHole(int fd, uint64_t offset,
+                                                           uint64_t length);
   // "lease 3 (owner s1, bytes [0, 4096), read-write, granted), ..." for busy entries.
   // Leases for an error message; with `disclosed`, those outside it without name or owner.
   std::string DescribeLeases(const std::vector<BusyRangeMap::Entry>& entries,
@@ -150,6 +230,15 @@ class LayoutCoordinator {
   LeaseLifecycle* const lifecycle_;
   const uint64_t page_size_;
   const ApplyObserver observer_;
+  Executor executor_;
+  std::unique_ptr<ExecutorRunner> executor_runner_;
+
+  mutable absl::Mutex ops_mu_;
+  bool stopping_ ABSL_GUARDED_BY(ops_mu_) = false;
+  // Every change in progress; `async` ones counted in async_ops_.
+  absl::flat_hash_map<Op*, std::shared_ptr<Op>> ops_ ABSL_GUARDED_BY(ops_mu_);
+  size_t async_ops_ ABSL_GUARDED_BY(ops_mu_) = 0;
+  std::atomic<int64_t> parked_{0};
 };
 
 }  // namespace pinbroker

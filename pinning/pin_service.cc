@@ -84,6 +84,8 @@ absl::StatusOr<std::unique_ptr<PinService>> PinService::Create(Clock* clock, Pin
 }
 
 PinService::~PinService() {
+  EndAllRevokeWaits();
+  coordinator_.Shutdown();
   for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
     lifecycle_.Revoke(lease.id, "broker shutting down").IgnoreError();
   }
@@ -281,6 +283,156 @@ absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request,
   return result;
 }
 
+void PinService::TruncateAsync(const LayoutRequest& request, uint64_t new_size, LayoutDone done) {
+  absl::StatusOr<const Export*> exp = ExportFor(request.export_name);
+  absl::StatusOr<OpenedFile> file =
+      exp.ok() ? OpenFile(**exp, request.path, Access::kReadWrite, request.caller)
+               : absl::StatusOr<OpenedFile>(exp.status());
+  if (!file.ok()) {
+    coordinator_.executor()->Post(
+        [done = std::move(done), status = file.status()]() mutable { done(status); });
+    return;
+  }
+  // The descriptor and the file's state live until the change completes.
+  auto opened = std::make_shared<OpenedFile>(*std::move(file));
+  auto state = std::make_shared<FileRegistry::FileRef>(files_.Acquire(opened->info.id));
+  coordinator_.TruncateAsync(
+      **state, opened->fd.get(), new_size, LayoutOptionsFor(**exp, request),
+      [opened, state, done = std::move(done), name = (*exp)->name(), path = request.path,
+       new_size](absl::StatusOr<LayoutResult> result) mutable {
+        if (!result.ok()) {
+          PB_LOG(WARNING) << "layout truncate of " << name << "/" << path << " to " << new_size
+                          << " not applied: " << result.status();
+        }
+        done(std::move(result));
+      });
+}
+
+void PinService::PunchHoleAsync(const LayoutRequest& request, uint64_t offset, uint64_t length,
+                                LayoutDone done) {
+  absl::StatusOr<const Export*> exp = ExportFor(request.export_name);
+  absl::StatusOr<OpenedFile> file =
+      exp.ok() ? OpenFile(**exp, request.path, Access::kReadWrite, request.caller)
+               : absl::StatusOr<OpenedFile>(exp.status());
+  if (!file.ok()) {
+    coordinator_.executor()->Post(
+        [done = std::move(done), status = file.status()]() mutable { done(status); });
+    return;
+  }
+  auto opened = std::make_shared<OpenedFile>(*std::move(file));
+  auto state = std::make_shared<FileRegistry::FileRef>(files_.Acquire(opened->info.id));
+  coordinator_.PunchHoleAsync(
+      **state, opened->fd.get(), offset, length, LayoutOptionsFor(**exp, request),
+      [opened, state, done = std::move(done), name = (*exp)->name(), path = request.path, offset,
+       length](absl::StatusOr<LayoutResult> result) mutable {
+        if (!result.ok()) {
+          PB_LOG(WARNING) << "layout punch hole of " << name << "/" << path << " [" << offset
+                          << ", +" << length << ") not applied: " << result.status();
+        }
+        done(std::move(result));
+      });
+}
+
+PinService::RevokeWaitId PinService::RevokeAfterGraceAsync(
+    LeaseId id, std::string reason, absl::Time deadline,
+    absl::AnyInvocable<void(bool revoked)> done) {
+  RevokeWaitId wait = 0;
+  {
+    absl::MutexLock lock(&revoke_mu_);
+    if (!revoke_stopping_) {
+      wait = next_revoke_wait_++;
+      revoke_waits_.emplace(wait, RevokeWait{id, reason, 0, std::move(done)});
+      revoke_waits_by_lease_[id].push_back(wait);
+    }
+  }
+  if (wait == 0) {  // Shutting down: no grace.
+    coordinator_.executor()->Post(
+        [this, id, reason = std::move(reason), done = std::move(done)]() mutable {
+          done(lifecycle_.Revoke(id, reason).ok());
+        });
+    return 0;
+  }
+  RecallLeases({id}, reason, deadline);
+  // Registered before the check, so an end in between is seen by one of the two.
+  if (!IsLive(id)) {
+    FinishRevokeWait(wait, /*revoke=*/false, /*from_timer=*/false);
+    return wait;
+  }
+  const Clock::TimerId timer = clock_->Schedule(deadline, [this, wait] {
+    // On the clock's thread: the revoke itself runs on the executor.
+    FinishRevokeWait(wait, /*revoke=*/true, /*from_timer=*/true);
+  });
+  bool pending = false;
+  {
+    absl::MutexLock lock(&revoke_mu_);
+    if (auto it = revoke_waits_.find(wait); it != revoke_waits_.end()) {
+      it->second.timer = timer;
+      ++revoke_waits_parked_;
+      pending = true;
+    }
+  }
+  if (!pending) clock_->Cancel(timer);
+  return wait;
+}
+
+void PinService::EndRevokeWait(RevokeWaitId wait) {
+  FinishRevokeWait(wait, /*revoke=*/true, /*from_timer=*/false);
+}
+
+void PinService::FinishRevokeWait(RevokeWaitId wait, bool revoke, bool from_timer) {
+  RevokeWait ended;
+  {
+    absl::MutexLock lock(&revoke_mu_);
+    auto it = revoke_waits_.find(wait);
+    if (it == revoke_waits_.end()) return;
+    ended = std::move(it->second);
+    revoke_waits_.erase(it);
+    if (ended.timer != 0) --revoke_waits_parked_;
+    auto by_lease = revoke_waits_by_lease_.find(ended.lease);
+    if (by_lease != revoke_waits_by_lease_.end()) {
+      std::erase(by_lease->second, wait);
+      if (by_lease->second.empty()) revoke_waits_by_lease_.erase(by_lease);
+    }
+    ++revoke_waits_running_;
+  }
+  // (A callback must not cancel itself; it has started anyway.)
+  if (ended.timer != 0 && !from_timer) clock_->Cancel(ended.timer);
+  coordinator_.executor()->Post([this, revoke, ended = std::move(ended)]() mutable {
+    const bool revoked = revoke && lifecycle_.Revoke(ended.lease, ended.reason).ok();
+    ended.done(revoked);
+    ended.done = nullptr;
+    absl::MutexLock lock(&revoke_mu_);
+    --revoke_waits_running_;
+  });
+}
+
+void PinService::EndAllRevokeWaits() {
+  std::vector<RevokeWaitId> waits;
+  {
+    absl::MutexLock lock(&revoke_mu_);
+    revoke_stopping_ = true;
+    for (const auto& [wait, unused] : revoke_waits_) waits.push_back(wait);
+  }
+  for (RevokeWaitId wait : waits) FinishRevokeWait(wait, /*revoke=*/true, /*from_timer=*/false);
+  absl::MutexLock lock(&revoke_mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(revoke_mu_) {
+    return revoke_waits_.empty() && revoke_waits_running_ == 0;
+  };
+  revoke_mu_.Await(absl::Condition(&idle));
+}
+
+size_t PinService::parked() const {
+  const size_t changes = coordinator_.parked();
+  absl::MutexLock lock(&revoke_mu_);
+  return changes + revoke_waits_parked_;
+}
+
+size_t PinService::pending_async() const {
+  const size_t changes = coordinator_.pending_async();
+  absl::MutexLock lock(&revoke_mu_);
+  return changes + revoke_waits_.size() + revoke_waits_running_;
+}
+
 std::vector<LeaseInfo> PinService::ListLeases(const LeaseFilter& filter) const {
   return table_.List(filter);
 }
@@ -323,8 +475,18 @@ void PinService::AttachGuard(FileGuardHooks* guard) {
 }
 
 void PinService::NotifyLeaseEnded(const LeaseInfo& lease) {
-  absl::ReaderMutexLock lock(&guard_mu_);
-  if (guard_ != nullptr) guard_->OnLeaseEnded(lease);
+  {
+    absl::ReaderMutexLock lock(&guard_mu_);
+    if (guard_ != nullptr) guard_->OnLeaseEnded(lease);
+  }
+  std::vector<RevokeWaitId> waits;
+  {
+    absl::MutexLock lock(&revoke_mu_);
+    if (auto it = revoke_waits_by_lease_.find(lease.id); it != revoke_waits_by_lease_.end()) {
+      waits = it->second;
+    }
+  }
+  for (RevokeWaitId wait : waits) FinishRevokeWait(wait, /*revoke=*/false, /*from_timer=*/false);
 }
 
 bool PinService::IsLive(LeaseId id) const { return table_.Get(id).ok(); }
@@ -397,6 +559,9 @@ LeaseTable::Subscription PinService::Watch(std::string owner, absl::AnyInvocable
 }
 
 size_t PinService::RecallAll(const std::string& reason, absl::Duration grace) {
+  // Pending asynchronous work ends first: revoke waits revoke now, layout changes fail.
+  EndAllRevokeWaits();
+  coordinator_.Shutdown();
   const absl::Time deadline = clock_->Now() + grace;
   for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
     if (table_.Recall(lease.id, reason, deadline).ok()) {

@@ -10,9 +10,15 @@
 // (re-checking the range against the new size) or fail with ABORTED. A pin that was being set
 // up when the block arrived fails with ABORTED too: retry it.
 //
-// Thread-safety: safe to call concurrently from any number of threads. Layout operations block
-// their calling thread while they wait (defer, revoke grace); everything else returns promptly
-// except for the backend's own work.
+// Layout changes come in two forms: Truncate()/PunchHole() block their calling thread while
+// they wait (queued behind another change on the file, defer, revoke grace); TruncateAsync()/
+// PunchHoleAsync() return at once and hold no thread while they wait (the coordinator's small
+// executor runs their steps and their completion). RevokeAfterGraceAsync() likewise waits for a
+// recalled lease's end without a thread. Destruction and RecallAll() complete every pending
+// asynchronous change with UNAVAILABLE.
+//
+// Thread-safety: safe to call concurrently from any number of threads. Everything but the
+// synchronous layout operations returns promptly except for the backend's own work.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +29,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -148,7 +156,37 @@ class PinService final : public GuardEngine {
   absl::StatusOr<LayoutResult> PunchHole(const LayoutRequest& request, uint64_t offset,
                                          uint64_t length);
 
+  // The same without a waiting thread. The file is opened on this thread, with the caller's
+  // credentials, before the call returns; `done` gets what the synchronous form would return,
+  // on the coordinator's executor (never on this thread), after the range is unblocked.
+  // After RecallAll() began, or while the service is destroyed: UNAVAILABLE.
+  using LayoutDone = LayoutCoordinator::Done;
+  void TruncateAsync(const LayoutRequest& request, uint64_t new_size, LayoutDone done);
+  void PunchHoleAsync(const LayoutRequest& request, uint64_t offset, uint64_t length,
+                      LayoutDone done);
+
+  // Recalls lease `id` with `reason` (deadline `deadline`) and, without holding a thread,
+  // completes once the lease has ended (done(false): its holder released it, or it expired or
+  // was revoked otherwise) or, at `deadline`, revokes it (done(true) if this revoked it). A
+  // lease that is not live completes with done(false) at once. The returned id lets
+  // EndRevokeWait() revoke at once instead (a cancelled call). RecallAll() and destruction
+  // end every such wait the same way. `done` runs on the executor.
+  using RevokeWaitId = uint64_t;
+  RevokeWaitId RevokeAfterGraceAsync(LeaseId id, std::string reason, absl::Time deadline,
+                                     absl::AnyInvocable<void(bool revoked)> done)
+      ABSL_LOCKS_EXCLUDED(revoke_mu_);
+  // Ends a RevokeAfterGraceAsync() wait now, revoking the lease if it is still live. No-op
+  // once the wait completed.
+  void EndRevokeWait(RevokeWaitId wait) ABSL_LOCKS_EXCLUDED(revoke_mu_);
+  // Asynchronous layout changes and revoke waits not yet completed (for tests and metrics).
+  size_t pending_async() const ABSL_LOCKS_EXCLUDED(revoke_mu_);
+  // Layout changes (either form) and revoke waits parked right now with their deadline timer
+  // set (LayoutCoordinator::parked()): for tests that move a SimulatedClock.
+  size_t parked() const ABSL_LOCKS_EXCLUDED(revoke_mu_);
+
   std::vector<LeaseInfo> ListLeases(const LeaseFilter& filter) const;
+  // The live lease `id` (O(log n)); NOT_FOUND otherwise.
+  absl::StatusOr<LeaseInfo> GetLease(LeaseId id) const { return table_.Get(id); }
   // Whether `file` has a live lease, without listing them (O(log n)): for the guard, which
   // must not list a file's leases on every lease end (that makes teardown quadratic).
   bool HasLiveLeases(const FileId& file) const { return table_.HasLiveLeases(file); }
@@ -202,7 +240,20 @@ class PinService final : public GuardEngine {
   // file lease of its own that the open would break (which would fail it with UNAVAILABLE).
   absl::StatusOr<OpenedFile> OpenFile(const Export& exp, absl::string_view path, Access access,
                                       const std::optional<UnixCredentials>& caller);
-  void NotifyLeaseEnded(const LeaseInfo& lease) ABSL_LOCKS_EXCLUDED(guard_mu_);
+  void NotifyLeaseEnded(const LeaseInfo& lease) ABSL_LOCKS_EXCLUDED(guard_mu_, revoke_mu_);
+  // A RevokeAfterGraceAsync() wait.
+  struct RevokeWait {
+    LeaseId lease = 0;
+    std::string reason;
+    Clock::TimerId timer = 0;  // Set once scheduled: the wait is parked.
+    absl::AnyInvocable<void(bool revoked)> done;
+  };
+  // Ends wait `wait` if it is still pending: withdraws its timer (unless `from_timer`, its own
+  // callback), and posts the revoke (if `revoke`) and `done` to the executor.
+  void FinishRevokeWait(RevokeWaitId wait, bool revoke, bool from_timer)
+      ABSL_LOCKS_EXCLUDED(revoke_mu_);
+  // Ends every revoke wait (revoking) and refuses new ones; waits until their `done` ran.
+  void EndAllRevokeWaits() ABSL_LOCKS_EXCLUDED(revoke_mu_);
 
   Clock* const clock_;
   PinBackend* const backend_;
@@ -213,6 +264,15 @@ class PinService final : public GuardEngine {
   LeaseTable table_;
   LeaseLifecycle lifecycle_;
   LayoutCoordinator coordinator_;
+  // RevokeAfterGraceAsync() waits, by id and by lease.
+  mutable absl::Mutex revoke_mu_;
+  bool revoke_stopping_ ABSL_GUARDED_BY(revoke_mu_) = false;
+  RevokeWaitId next_revoke_wait_ ABSL_GUARDED_BY(revoke_mu_) = 1;
+  absl::flat_hash_map<RevokeWaitId, RevokeWait> revoke_waits_ ABSL_GUARDED_BY(revoke_mu_);
+  absl::flat_hash_map<LeaseId, std::vector<RevokeWaitId>> revoke_waits_by_lease_
+      ABSL_GUARDED_BY(revoke_mu_);
+  size_t revoke_waits_running_ ABSL_GUARDED_BY(revoke_mu_) = 0;  // Ended, `done` not yet run.
+  size_t revoke_waits_parked_ ABSL_GUARDED_BY(revoke_mu_) = 0;   // With their timer set.
   // Hooks are called under a reader lock, so that AttachGuard(nullptr) can wait them out.
   mutable absl::Mutex guard_mu_;
   FileGuardHooks* guard_ ABSL_GUARDED_BY(guard_mu_) = nullptr;

@@ -129,6 +129,7 @@ class BrokerTest : public ::testing::Test {
       e->mutable_layout_timeout()->set_seconds(30);
     }
     config.mutable_session_ttl()->set_seconds(30);
+    Configure(config);
     auto backend = std::make_unique<pinbroker::testing::FakeBackend>();
     backend_ = backend.get();
     auto broker = Broker::Start(config, &clock_, std::move(backend));
@@ -140,6 +141,20 @@ class BrokerTest : public ::testing::Test {
   }
 
   void TearDown() override { broker_.reset(); }
+
+  // Waits (bounded) until `n` calls wait in the engine with their deadline timers set (a
+  // waiting call holds no thread, so SimulatedClock::WaitForWaiters does not see it), so that
+  // the clock may move.
+  void AwaitParked(size_t n) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(120);
+    while (broker_->engine().parked() < n && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_GE(broker_->engine().parked(), n) << "the calls never reached their wait";
+  }
+
+  // Lets a test change the configuration before the broker starts.
+  virtual void Configure(v1::BrokerConfig& config) { (void)config; }
 
   v1::SessionCredentials OpenSession(const std::string& name = "test") {
     grpc::ClientContext context;

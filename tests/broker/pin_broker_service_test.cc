@@ -452,7 +452,7 @@ TEST_F(PinBrokerServiceTest, DeferredTruncateReturnsAfterTheRelease) {
   absl::StatusOr<v1::LayoutChangeResponse> result;
   std::thread truncate(
       [&] { result = Call(&Stub::Truncate, TruncateRequestFor(page_, v1::LAYOUT_POLICY_DEFER)); });
-  clock_.WaitForWaiters(1);
+  AwaitParked(1);
   EXPECT_EQ(FileSize(), kPages * page_);
   v1::ReleaseRequest release;
   *release.mutable_credentials() = creds;
@@ -471,7 +471,7 @@ TEST_F(PinBrokerServiceTest, DeferredTruncateTimesOutWithTheFileUnchanged) {
   request.mutable_options()->mutable_timeout()->set_seconds(3);
   absl::StatusOr<v1::LayoutChangeResponse> result;
   std::thread truncate([&] { result = Call(&Stub::Truncate, request); });
-  clock_.WaitForWaiters(1);
+  AwaitParked(1);
   clock_.Advance(absl::Seconds(3));
   truncate.join();
   EXPECT_THAT(result, StatusIs(Code::kDeadlineExceeded, HasSubstr("unchanged")));

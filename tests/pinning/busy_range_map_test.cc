@@ -4,9 +4,9 @@
 
 #include <thread>
 
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace pinbroker {
@@ -201,6 +201,60 @@ TEST_F(BusyRangeMapTest, BlocksReportReasonAndRemainingEntries) {
   EXPECT_EQ(blocks[0].range, (PageRange{3, kPageRangeToInfinity}));
   EXPECT_EQ(blocks[0].reason, "truncate to 12288 bytes");
   EXPECT_EQ(blocks[0].remaining, 1u);
+}
+
+// --- OnDrained ---
+
+TEST_F(BusyRangeMapTest, OnDrainedRunsOnceFromTheRemoveThatDrainsTheBlock) {
+  Hold(1, {0, 4});
+  Hold(2, {2, 6});
+  const BusyRangeMap::BlockId block = map_.Block({0, 8}, "punch").id;
+  int calls = 0;
+  EXPECT_NE(map_.OnDrained(block, [&] { ++calls; }), 0u);
+  ASSERT_OK(map_.Remove(1));
+  EXPECT_EQ(calls, 0);  // One entry is still there.
+  ASSERT_OK(map_.Remove(2));
+  EXPECT_EQ(calls, 1);
+  Hold(3, {8, 9});  // Not part of the block's drain: never runs it again.
+  ASSERT_OK(map_.Remove(3));
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(map_.IsDrained(block));
+}
+
+TEST_F(BusyRangeMapTest, OnDrainedRunsAtOnceWhenAlreadyDrainedAndNeverForUnknownBlocks) {
+  const BusyRangeMap::BlockId block = map_.Block({0, 4}, "punch").id;
+  int calls = 0;
+  EXPECT_EQ(map_.OnDrained(block, [&] { ++calls; }), 0u);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(map_.OnDrained(block + 100, [&] { ++calls; }), 0u);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(BusyRangeMapTest, OnDrainedCallbackRunsOutsideTheLockAndMayCallBack) {
+  Hold(1, {0, 4});
+  const BusyRangeMap::BlockId block = map_.Block({0, 4}, "truncate").id;
+  bool unblocked = false;
+  map_.OnDrained(block, [&] {
+    map_.Unblock(block);  // Would deadlock if run under the map's lock.
+    unblocked = map_.Blocks().empty();
+  });
+  ASSERT_OK(map_.Remove(1));
+  EXPECT_TRUE(unblocked);
+}
+
+TEST_F(BusyRangeMapTest, CancelledAndUnblockedDrainCallbacksNeverRun) {
+  Hold(1, {0, 4});
+  const BusyRangeMap::BlockId block = map_.Block({0, 4}, "truncate").id;
+  int cancelled_calls = 0;
+  int unblocked_calls = 0;
+  const BusyRangeMap::DrainWaitId wait = map_.OnDrained(block, [&] { ++cancelled_calls; });
+  EXPECT_TRUE(map_.CancelOnDrained(block, wait));
+  EXPECT_FALSE(map_.CancelOnDrained(block, wait));
+  map_.OnDrained(block, [&] { ++unblocked_calls; });
+  map_.Unblock(block);
+  ASSERT_OK(map_.Remove(1));
+  EXPECT_EQ(cancelled_calls, 0);
+  EXPECT_EQ(unblocked_calls, 0);
 }
 
 }  // namespace
