@@ -4,7 +4,6 @@
 // (/proc/self/task, client and server together) before and while they all wait. Time is
 // simulated; the waits end by releases and Advance(), and every wait for another thread is a
 // condition with a generous safety bound.
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <memory>
@@ -14,10 +13,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/broker/broker_fixture.h"
+#include "tests/testing/waiting.h"
 
 namespace pinbroker::broker {
 namespace {
 
+using ::pinbroker::testing::Eventually;
+using ::pinbroker::testing::ThreadCount;
 using ::pinbroker::broker::testing::BrokerTest;
 using Stub = v1::PinBroker::Stub;
 
@@ -26,25 +28,6 @@ constexpr int kCalls = 1000;
 // engine's executor): far less than one per call.
 constexpr size_t kThreadAllowance = 64;
 constexpr absl::Duration kSafety = absl::Seconds(120);  // Never reached unless broken.
-
-size_t ThreadCount() {
-  size_t n = 0;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return 0;
-  while (dirent* e = readdir(dir)) n += e->d_name[0] != '.';
-  closedir(dir);
-  return n;
-}
-
-template <typename Cond>
-bool Eventually(Cond cond) {
-  const absl::Time give_up = absl::Now() + kSafety;
-  while (!cond()) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return true;
-}
 
 // Outcomes of asynchronous client calls, by index.
 class Completions {
