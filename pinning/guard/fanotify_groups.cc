@@ -16,8 +16,8 @@ namespace {
 
 constexpr uint64_t kNotifyMask = FAN_ATTRIB | FAN_MODIFY | FAN_DELETE_SELF;
 
-// Reads every queued event of the group `fd` (non-blocking) and calls on_event(metadata) for
-// each. `what` names the group in errors.
+// Reads every queued event of the group `fd` (non-blocking) and calls on_event(metadata,
+// event bytes) for each. `what` names the group in errors.
 template <typename OnEvent>
 absl::Status ReadQueuedEvents(int fd, const char* what, OnEvent on_event) {
   alignas(fanotify_event_metadata) char buf[8192];
@@ -29,19 +29,24 @@ absl::Status ReadQueuedEvents(int fd, const char* what, OnEvent on_event) {
       return ErrnoToStatus(errno, absl::StrCat("read(", what, ")"));
     }
     if (n == 0) return absl::OkStatus();
-    ssize_t len = n;
-    for (auto* m = reinterpret_cast<fanotify_event_metadata*>(buf); FAN_EVENT_OK(m, len);
-         m = FAN_EVENT_NEXT(m, len)) {
-      on_event(*m);
+    // Events with info records are padded to 4 bytes only, so the next one may be misaligned
+    // for its metadata: each is copied out before it is read.
+    for (size_t off = 0; off + sizeof(fanotify_event_metadata) <= static_cast<size_t>(n);) {
+      fanotify_event_metadata m;
+      std::memcpy(&m, buf + off, sizeof(m));
+      if (m.event_len < sizeof(m) || off + m.event_len > static_cast<size_t>(n)) break;
+      on_event(m, buf + off);
+      off += m.event_len;
     }
   }
 }
 
-// Calls on_info(header, record, record_end) for each well-formed info record of event `m`.
+// Calls on_info(header, record, record_end) for each well-formed info record of event `m`,
+// whose bytes (metadata first) start at `event`.
 template <typename OnInfo>
-void ForEachInfoRecord(const fanotify_event_metadata& m, OnInfo on_info) {
-  const char* info = reinterpret_cast<const char*>(&m) + m.metadata_len;
-  const char* end = reinterpret_cast<const char*>(&m) + m.event_len;
+void ForEachInfoRecord(const fanotify_event_metadata& m, const char* event, OnInfo on_info) {
+  const char* info = event + m.metadata_len;
+  const char* end = event + m.event_len;
   while (info + sizeof(fanotify_event_info_header) <= end) {
     fanotify_event_info_header hdr;
     std::memcpy(&hdr, info, sizeof(hdr));
@@ -106,14 +111,15 @@ void PermissionGroup::Unmark(int file_fd) {
 
 absl::StatusOr<std::vector<PermissionGroup::Event>> PermissionGroup::ReadEvents() {
   std::vector<Event> out;
-  absl::Status read =
-      ReadQueuedEvents(fd_.get(), "fanotify pre-content group", [&](fanotify_event_metadata& m) {
+  absl::Status read = ReadQueuedEvents(
+      fd_.get(), "fanotify pre-content group",
+      [&](const fanotify_event_metadata& m, const char* bytes) {
         Event event;
         event.fd.reset(m.fd);
         event.tid = m.pid;
         event.mask = m.mask;
         ForEachInfoRecord(
-            m, [&](const fanotify_event_info_header& hdr, const char* info, const char*) {
+            m, bytes, [&](const fanotify_event_info_header& hdr, const char* info, const char*) {
               if (hdr.info_type == FAN_EVENT_INFO_TYPE_RANGE &&
                   hdr.len >= sizeof(fanotify_event_info_range)) {
                 fanotify_event_info_range range;
@@ -179,12 +185,14 @@ void NotifyGroup::Unmark(int file_fd) {
 
 absl::StatusOr<std::vector<NotifyGroup::Event>> NotifyGroup::ReadEvents() {
   std::vector<Event> out;
-  absl::Status read =
-      ReadQueuedEvents(fd_.get(), "fanotify notification group", [&](fanotify_event_metadata& m) {
+  absl::Status read = ReadQueuedEvents(
+      fd_.get(), "fanotify notification group",
+      [&](const fanotify_event_metadata& m, const char* bytes) {
         Event event;
         event.mask = m.mask;
         ForEachInfoRecord(
-            m, [&](const fanotify_event_info_header& hdr, const char* info, const char* end) {
+            m, bytes,
+            [&](const fanotify_event_info_header& hdr, const char* info, const char* end) {
               if (hdr.info_type != FAN_EVENT_INFO_TYPE_FID) return;
               // header, fsid, then a struct file_handle.
               const char* p = info + sizeof(hdr);

@@ -1,7 +1,8 @@
 // Requests that protobuf will not parse, sent as raw bytes to a real in-process broker: a
 // `string` field that is not UTF-8 (at the top and nested) and bytes that are no message at
-// all. Each is INVALID_ARGUMENT saying why, changes nothing, writes no log line per request,
-// and the broker goes on serving.
+// all. Each is INVALID_ARGUMENT saying why (UNIMPLEMENTED with no message for the calls served
+// on gRPC's callback API), changes nothing, writes no log line per request, and the broker goes
+// on serving.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
 
@@ -115,7 +116,25 @@ TEST_F(MalformedRequestTest, ANonUtf8PathPinsNothing) {
   EXPECT_OK(Pin(creds, 0, page_).status());
 }
 
-TEST_F(MalformedRequestTest, ANonUtf8NestedInitiatorTruncatesNothing) {
+TEST_F(MalformedRequestTest, ANonUtf8NestedSessionIdPinsNothing) {
+  const v1::SessionCredentials creds = OpenSession();
+  v1::PinRequest pin = PinRequestFor(creds, 0, page_);
+  pin.mutable_credentials()->clear_session_id();
+  const grpc::Status status = RawCall(
+      "Pin",
+      pin.SerializeAsString() +
+          LengthDelimitedField(
+              v1::PinRequest::kCredentialsFieldNumber,
+              LengthDelimitedField(v1::SessionCredentials::kSessionIdFieldNumber, kNotUtf8)));
+  EXPECT_THAT(status, IsInvalidArgumentNaming("pinbroker.v1.PinRequest.credentials.session_id"));
+  EXPECT_EQ(broker_->engine().live_lease_count(), 0u);
+  EXPECT_OK(Pin(creds, 0, page_).status());
+}
+
+// Truncate, PunchHole, RevokeLease and Watch are served on gRPC's callback API, whose grpc 1.51
+// handlers answer a request that fails to decode with UNIMPLEMENTED and no message, whatever
+// the decoder said (docs/API.md). It is still refused, and changes nothing.
+TEST_F(MalformedRequestTest, ANonUtf8InitiatorOfACallbackCallIsRefusedAndTruncatesNothing) {
   const v1::SessionCredentials creds = OpenSession();
   auto lease = Pin(creds, 0, page_);
   ASSERT_OK(lease.status());
@@ -127,7 +146,8 @@ TEST_F(MalformedRequestTest, ANonUtf8NestedInitiatorTruncatesNothing) {
                   LengthDelimitedField(
                       v1::TruncateRequest::kOptionsFieldNumber,
                       LengthDelimitedField(v1::LayoutOptions::kInitiatorFieldNumber, kNotUtf8)));
-  EXPECT_THAT(status, IsInvalidArgumentNaming("pinbroker.v1.TruncateRequest.options.initiator"));
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
   EXPECT_EQ(FileSize(), kPages * page_);
   EXPECT_EQ(broker_->engine().live_lease_count(), 1u);  // Not recalled either.
   v1::ReleaseRequest release;
