@@ -283,7 +283,9 @@ absl::StatusOr<LayoutResult> PinService::PunchHole(const LayoutRequest& request,
   return result;
 }
 
-void PinService::TruncateAsync(const LayoutRequest& request, uint64_t new_size, LayoutDone done) {
+void PinService::StartLayoutAsync(
+    const LayoutRequest& request, std::string what, LayoutDone done,
+    absl::FunctionRef<void(FileState&, int fd, LayoutOptions, LayoutDone)> start) {
   absl::StatusOr<const Export*> exp = ExportFor(request.export_name);
   absl::StatusOr<OpenedFile> file =
       exp.ok() ? OpenFile(**exp, request.path, Access::kReadWrite, request.caller)
@@ -296,41 +298,34 @@ void PinService::TruncateAsync(const LayoutRequest& request, uint64_t new_size, 
   // The descriptor and the file's state live until the change completes.
   auto opened = std::make_shared<OpenedFile>(*std::move(file));
   auto state = std::make_shared<FileRegistry::FileRef>(files_.Acquire(opened->info.id));
-  coordinator_.TruncateAsync(
-      **state, opened->fd.get(), new_size, LayoutOptionsFor(**exp, request),
-      [opened, state, done = std::move(done), name = (*exp)->name(), path = request.path,
-       new_size](absl::StatusOr<LayoutResult> result) mutable {
-        if (!result.ok()) {
-          PB_LOG(WARNING) << "layout truncate of " << name << "/" << path << " to " << new_size
-                          << " not applied: " << result.status();
-        }
-        done(std::move(result));
-      });
+  start(**state, opened->fd.get(), LayoutOptionsFor(**exp, request),
+        [opened, state, done = std::move(done), what = std::move(what),
+         where = absl::StrCat((*exp)->name(), "/", request.path)](
+            absl::StatusOr<LayoutResult> result) mutable {
+          if (!result.ok()) {
+            PB_LOG(WARNING) << "layout " << what << " of " << where
+                            << " not applied: " << result.status();
+          }
+          done(std::move(result));
+        });
+}
+
+void PinService::TruncateAsync(const LayoutRequest& request, uint64_t new_size, LayoutDone done) {
+  StartLayoutAsync(request, absl::StrCat("truncate to ", new_size), std::move(done),
+                   [&](FileState& file, int fd, LayoutOptions options, LayoutDone finish) {
+                     coordinator_.TruncateAsync(file, fd, new_size, std::move(options),
+                                                std::move(finish));
+                   });
 }
 
 void PinService::PunchHoleAsync(const LayoutRequest& request, uint64_t offset, uint64_t length,
                                 LayoutDone done) {
-  absl::StatusOr<const Export*> exp = ExportFor(request.export_name);
-  absl::StatusOr<OpenedFile> file =
-      exp.ok() ? OpenFile(**exp, request.path, Access::kReadWrite, request.caller)
-               : absl::StatusOr<OpenedFile>(exp.status());
-  if (!file.ok()) {
-    coordinator_.executor()->Post(
-        [done = std::move(done), status = file.status()]() mutable { done(status); });
-    return;
-  }
-  auto opened = std::make_shared<OpenedFile>(*std::move(file));
-  auto state = std::make_shared<FileRegistry::FileRef>(files_.Acquire(opened->info.id));
-  coordinator_.PunchHoleAsync(
-      **state, opened->fd.get(), offset, length, LayoutOptionsFor(**exp, request),
-      [opened, state, done = std::move(done), name = (*exp)->name(), path = request.path, offset,
-       length](absl::StatusOr<LayoutResult> result) mutable {
-        if (!result.ok()) {
-          PB_LOG(WARNING) << "layout punch hole of " << name << "/" << path << " [" << offset
-                          << ", +" << length << ") not applied: " << result.status();
-        }
-        done(std::move(result));
-      });
+  StartLayoutAsync(request, absl::StrCat("punch hole [", offset, ", +", length, ")"),
+                   std::move(done),
+                   [&](FileState& file, int fd, LayoutOptions options, LayoutDone finish) {
+                     coordinator_.PunchHoleAsync(file, fd, offset, length, std::move(options),
+                                                 std::move(finish));
+                   });
 }
 
 PinService::RevokeWaitId PinService::RevokeAfterGraceAsync(

@@ -234,6 +234,12 @@ class PinService final : public GuardEngine {
 
   absl::StatusOr<const Export*> ExportFor(absl::string_view name) const;
   absl::Duration EffectiveTtl(const Export& exp, absl::Duration requested) const;
+  // TruncateAsync/PunchHoleAsync: opens the file as the caller on this thread and has `start`
+  // begin the change on it; the descriptor and file state live until `done` (a failure is
+  // logged as "layout <what> of <export>/<path> not applied").
+  void StartLayoutAsync(
+      const LayoutRequest& request, std::string what, LayoutDone done,
+      absl::FunctionRef<void(FileState&, int fd, LayoutOptions, LayoutDone)> start);
   LayoutOptions LayoutOptionsFor(const Export& exp, const LayoutRequest& request) const;
   // Opens for I/O with `caller`'s filesystem credentials on this thread (ScopedFsCredentials),
   // so the kernel decides whether the caller may; for writing, first has the guard give up a

@@ -26,6 +26,7 @@
 #include "pinning/host_backend.h"
 #include "tests/broker/broker_fixture.h"
 #include "tests/testing/fake_backend.h"
+#include "tests/testing/process_maps.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -33,6 +34,7 @@ namespace pinbroker::broker {
 namespace {
 
 namespace v1 = ::pinbroker::v1;
+using ::pinbroker::testing::MapCountOf;
 using ::pinbroker::testing::StatusIs;
 using ::testing::HasSubstr;
 
@@ -314,21 +316,6 @@ TEST_F(QuotaTest, BlockedCallsAreBoundedPerIdentity) {
   blocked.join();
   EXPECT_TRUE(waited.ok()) << waited;
   EXPECT_EQ(a.Usage().blocked_calls(), 0u);
-}
-
-// The broker's VMAs that map `path` (the lines of /proc/self/maps naming it: the broker runs in
-// this process).
-size_t MapCountOf(const std::string& path) {
-  std::ifstream maps("/proc/self/maps");
-  size_t n = 0;
-  for (std::string line; std::getline(maps, line);) {
-    if (line.size() > path.size() &&
-        line.compare(line.size() - path.size(), path.size(), path) == 0 &&
-        line[line.size() - path.size() - 1] == ' ') {
-      ++n;
-    }
-  }
-  return n;
 }
 
 // A real broker with the real host backend and the default limits, on a big tmpfs file.

@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "pinning/file_info.h"
 #include "pinning/page_range.h"
+#include "tests/testing/process_maps.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -34,6 +35,7 @@ namespace pinbroker {
 namespace {
 
 using ::pinbroker::testing::IsOk;
+using ::pinbroker::testing::MapCountOf;
 using ::pinbroker::testing::StatusIs;
 using ::pinbroker::testing::TempDir;
 using ::testing::_;
@@ -434,22 +436,6 @@ TEST_F(HostBackendTest, ConcurrentPinsAndReleasesKeepAccountsExact) {
 }
 
 // --- Floods and the VMA limit -----------------------------------------------------------------
-
-// Lines of /proc/self/maps: the process's VMAs, which vm.max_map_count bounds.
-// The process's VMAs that map `path` (the lines of /proc/self/maps naming it). Counting only the
-// test file's VMAs keeps allocator and sanitizer mappings, which come and go, out of the check.
-size_t MapCountOf(const std::string& path) {
-  std::ifstream maps("/proc/self/maps");
-  size_t n = 0;
-  for (std::string line; std::getline(maps, line);) {
-    if (line.size() > path.size() &&
-        line.compare(line.size() - path.size(), path.size(), path) == 0 &&
-        line[line.size() - path.size() - 1] == ' ') {
-      ++n;
-    }
-  }
-  return n;
-}
 
 // More one-page pins of one page than vm.max_map_count allows mappings: they share one mapping
 // and one locked page, so the process's VMA count stays where it was.
