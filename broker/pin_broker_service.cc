@@ -377,70 +377,53 @@ Status PinBrokerService::AnswerLayout(absl::string_view what, const PeerIdentity
   return Status::OK;
 }
 
-PinService::LayoutDone PinBrokerService::FinishLayout(::grpc::ServerUnaryReactor* reactor,
+PinService::LayoutDone PinBrokerService::FinishLayout(UnaryAnswer<v1::LayoutChangeResponse> answer,
                                                       std::string what, PeerIdentity caller,
                                                       std::string export_name, std::string path,
-                                                      QuotaHold blocked,
-                                                      v1::LayoutChangeResponse* response) const {
-  return [this, reactor, what = std::move(what), caller = std::move(caller),
+                                                      QuotaHold blocked) const {
+  return [this, answer = std::move(answer), what = std::move(what), caller = std::move(caller),
           export_name = std::move(export_name), path = std::move(path),
-          blocked = std::move(blocked), response](absl::StatusOr<LayoutResult> result) mutable {
-    const Status status = AnswerLayout(what, caller, export_name, path, result, response);
+          blocked = std::move(blocked)](absl::StatusOr<LayoutResult> result) mutable {
+    const Status status = AnswerLayout(what, caller, export_name, path, result, answer.response());
     blocked.Reset();  // Held while the change waited; nothing of the call is used after Finish.
-    reactor->Finish(status);
+    std::move(answer).Finish(status);
   };
 }
 
-::grpc::ServerUnaryReactor* PinBrokerService::Truncate(CallbackCtx* context,
-                                                       const v1::TruncateRequest* request,
-                                                       v1::LayoutChangeResponse* response) {
-  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = Validate(*request); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
-  }
+::grpc::ServerUnaryReactor* PinBrokerService::Truncate(CallbackCtx* context, const Bytes* bytes,
+                                                       Bytes* out) {
+  UnaryAnswer<v1::LayoutChangeResponse> answer(context, out);
+  v1::TruncateRequest request;
+  if (Status s = DecodeRequest(*bytes, &request); !s.ok()) return std::move(answer).Finish(s);
+  if (absl::Status s = Validate(request); !s.ok()) return std::move(answer).Finish(ToGrpcStatus(s));
   const PeerIdentity caller = Caller(context);
-  auto layout =
-      AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
-  if (!layout.ok()) {
-    reactor->Finish(ToGrpcStatus(layout.status()));
-    return reactor;
-  }
+  auto layout = AuthorizedLayout(caller, request.options(), request.export_name(), request.path());
+  if (!layout.ok()) return std::move(answer).Finish(ToGrpcStatus(layout.status()));
   // Held while the change may wait (queued behind others, defer, revoke grace).
   auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
-  if (!blocked.ok()) {
-    reactor->Finish(ToGrpcStatus(blocked.status()));
-    return reactor;
-  }
-  engine_->TruncateAsync(*layout, request->new_size(),
-                         FinishLayout(reactor, "truncate", caller, request->export_name(),
-                                      request->path(), *std::move(blocked), response));
+  if (!blocked.ok()) return std::move(answer).Finish(ToGrpcStatus(blocked.status()));
+  ::grpc::ServerUnaryReactor* const reactor = answer.reactor();
+  engine_->TruncateAsync(*layout, request.new_size(),
+                         FinishLayout(std::move(answer), "truncate", caller, request.export_name(),
+                                      request.path(), *std::move(blocked)));
   return reactor;
 }
 
-::grpc::ServerUnaryReactor* PinBrokerService::PunchHole(CallbackCtx* context,
-                                                        const v1::PunchHoleRequest* request,
-                                                        v1::LayoutChangeResponse* response) {
-  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = Validate(*request); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
-  }
+::grpc::ServerUnaryReactor* PinBrokerService::PunchHole(CallbackCtx* context, const Bytes* bytes,
+                                                        Bytes* out) {
+  UnaryAnswer<v1::LayoutChangeResponse> answer(context, out);
+  v1::PunchHoleRequest request;
+  if (Status s = DecodeRequest(*bytes, &request); !s.ok()) return std::move(answer).Finish(s);
+  if (absl::Status s = Validate(request); !s.ok()) return std::move(answer).Finish(ToGrpcStatus(s));
   const PeerIdentity caller = Caller(context);
-  auto layout =
-      AuthorizedLayout(caller, request->options(), request->export_name(), request->path());
-  if (!layout.ok()) {
-    reactor->Finish(ToGrpcStatus(layout.status()));
-    return reactor;
-  }
+  auto layout = AuthorizedLayout(caller, request.options(), request.export_name(), request.path());
+  if (!layout.ok()) return std::move(answer).Finish(ToGrpcStatus(layout.status()));
   auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
-  if (!blocked.ok()) {
-    reactor->Finish(ToGrpcStatus(blocked.status()));
-    return reactor;
-  }
-  engine_->PunchHoleAsync(*layout, request->offset(), request->length(),
-                          FinishLayout(reactor, "punchhole", caller, request->export_name(),
-                                       request->path(), *std::move(blocked), response));
+  if (!blocked.ok()) return std::move(answer).Finish(ToGrpcStatus(blocked.status()));
+  ::grpc::ServerUnaryReactor* const reactor = answer.reactor();
+  engine_->PunchHoleAsync(*layout, request.offset(), request.length(),
+                          FinishLayout(std::move(answer), "punchhole", caller,
+                                       request.export_name(), request.path(), *std::move(blocked)));
   return reactor;
 }
 
@@ -450,8 +433,10 @@ PinService::LayoutDone PinBrokerService::FinishLayout(::grpc::ServerUnaryReactor
 // out; a cancelled call revokes at once, as a shutdown does.
 class PinBrokerService::RevokeReactor final : public ::grpc::ServerUnaryReactor {
  public:
-  RevokeReactor(PinService* engine, v1::RevokeLeaseResponse* response, QuotaHold blocked)
-      : engine_(engine), response_(response), blocked_(std::move(blocked)) {}
+  // `out` is the call's response bytes; `response` what it answers, save `revoked`.
+  RevokeReactor(PinService* engine, ::grpc::ByteBuffer* out, v1::RevokeLeaseResponse response,
+                QuotaHold blocked)
+      : engine_(engine), out_(out), response_(std::move(response)), blocked_(std::move(blocked)) {}
 
   // The engine may complete the wait (on its executor) before this returns; the call is
   // finished by whichever of the two comes last.
@@ -499,13 +484,14 @@ class PinBrokerService::RevokeReactor final : public ::grpc::ServerUnaryReactor 
       absl::MutexLock lock(&mu_);
       revoked = revoked_;
     }
-    response_->set_revoked(revoked);
+    response_.set_revoked(revoked);
     blocked_.Reset();
-    Finish(Status::OK);
+    Finish(EncodeMessage(response_, out_));
   }
 
   PinService* const engine_;
-  v1::RevokeLeaseResponse* const response_;
+  ::grpc::ByteBuffer* const out_;
+  v1::RevokeLeaseResponse response_;
   QuotaHold blocked_;
   absl::Mutex mu_;
   PinService::RevokeWaitId wait_ ABSL_GUARDED_BY(mu_) = 0;
@@ -515,26 +501,26 @@ class PinBrokerService::RevokeReactor final : public ::grpc::ServerUnaryReactor 
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-::grpc::ServerUnaryReactor* PinBrokerService::RevokeLease(CallbackCtx* context,
-                                                          const v1::RevokeLeaseRequest* request,
-                                                          v1::RevokeLeaseResponse* response) {
-  const auto fail = [context](const absl::Status& s) {
-    ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+::grpc::ServerUnaryReactor* PinBrokerService::RevokeLease(CallbackCtx* context, const Bytes* bytes,
+                                                          Bytes* out) {
+  UnaryAnswer<v1::RevokeLeaseResponse> answer(context, out);
+  const auto fail = [&answer](const absl::Status& s) {
+    return std::move(answer).Finish(ToGrpcStatus(s));
   };
+  v1::RevokeLeaseRequest request;
+  if (Status s = DecodeRequest(*bytes, &request); !s.ok()) return std::move(answer).Finish(s);
   const PeerIdentity caller = Caller(context);
-  auto id = ids_->Parse(request->lease_id());
+  auto id = ids_->Parse(request.lease_id());
   if (!id.ok()) return fail(id.status());
-  auto grace = NonNegative(request->grace(), "grace");
+  auto grace = NonNegative(request.grace(), "grace");
   if (!grace.ok()) return fail(grace.status());
   absl::StatusOr<LeaseInfo> lease = engine_->GetLease(*id);
   // Someone else's lease is NOT_FOUND for non-admins, like an unknown one.
   if (!lease.ok() || !Visible(caller, *lease)) {
-    return fail(absl::NotFoundError(absl::StrCat("no live lease ", request->lease_id())));
+    return fail(absl::NotFoundError(absl::StrCat("no live lease ", request.lease_id())));
   }
   if (absl::Status s = authorizer_->Check(caller, lease->export_name, Right::kAdmin); !s.ok()) {
-    PB_LOG(WARNING) << "revoke of lease " << request->lease_id() << " refused: " << s.message();
+    PB_LOG(WARNING) << "revoke of lease " << request.lease_id() << " refused: " << s.message();
     return fail(s);
   }
   if (absl::Status s =
@@ -550,21 +536,20 @@ class PinBrokerService::RevokeReactor final : public ::grpc::ServerUnaryReactor 
     blocked = *std::move(reserved);
   }
   const std::string reason =
-      absl::StrCat("revoked by ", caller.Describe(), request->reason().empty() ? "" : ": ",
-                   SafeText(request->reason(), 256));
-  PB_LOG(INFO) << "admin " << caller.Describe() << " revokes lease " << request->lease_id()
+      absl::StrCat("revoked by ", caller.Describe(), request.reason().empty() ? "" : ": ",
+                   SafeText(request.reason(), 256));
+  PB_LOG(INFO) << "admin " << caller.Describe() << " revokes lease " << request.lease_id()
                << " (export " << lease->export_name << ", grace " << absl::FormatDuration(*grace)
-               << "): \"" << SafeText(request->reason(), 256) << "\"";
-  LeaseToProto(*lease, response->mutable_lease());
+               << "): \"" << SafeText(request.reason(), 256) << "\"";
+  LeaseToProto(*lease, answer.response()->mutable_lease());
   if (*grace <= absl::ZeroDuration() || !CheckAccepting().ok()) {
-    response->set_revoked(engine_->RevokeLeases({*id}, reason) == 1);
-    ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(Status::OK);
-    return reactor;
+    answer.response()->set_revoked(engine_->RevokeLeases({*id}, reason) == 1);
+    return std::move(answer).Finish(Status::OK);
   }
   // Holders get the grace period to release; whatever is left then is revoked. The engine
   // completes the call when the lease ends, at the deadline, on cancellation or at shutdown.
-  auto* reactor = new RevokeReactor(engine_, response, std::move(blocked));
+  auto* reactor =
+      new RevokeReactor(engine_, out, std::move(*answer.response()), std::move(blocked));
   reactor->Start(*id, reason, engine_->clock()->Now() + *grace);
   return reactor;
 }
@@ -683,14 +668,19 @@ Status PinBrokerService::Echo(Ctx*, const v1::EchoRequest* request, v1::EchoResp
 // events arriving while a write is in flight wait in the EventQueue. The queue's on_ready hook
 // reaches the reactor through `Link`, which OnDone() cuts, so a late event cannot touch a
 // finished reactor.
-class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v1::WatchEvent> {
+class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<Bytes> {
  public:
-  WatchReactor(PinBrokerService* service, const PeerIdentity& caller,
-               const v1::WatchRequest* request)
+  WatchReactor(PinBrokerService* service, const PeerIdentity& caller, const Bytes& bytes)
       : service_(service) {
-    absl::Status accepting = Validate(*request);
+    v1::WatchRequest request;
+    if (Status decoded = DecodeRequest(bytes, &request); !decoded.ok()) {
+      absl::MutexLock lock(&mu_);
+      FinishLocked(std::move(decoded));
+      return;
+    }
+    absl::Status accepting = Validate(request);
     if (accepting.ok()) accepting = service_->CheckAccepting();
-    auto session = accepting.ok() ? service_->Authenticate(request->credentials(), caller)
+    auto session = accepting.ok() ? service_->Authenticate(request.credentials(), caller)
                                   : absl::StatusOr<std::string>(accepting);
     if (session.ok()) {
       // Held until the stream is done (OnDone deletes the reactor).
@@ -808,8 +798,13 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
       ToProto(e.at, event.mutable_at());
       pending_.push_back(std::move(event));
     }
-    current_ = std::move(pending_.front());
+    const v1::WatchEvent event = std::move(pending_.front());
     pending_.pop_front();
+    current_.Clear();
+    if (Status encoded = EncodeMessage(event, &current_); !encoded.ok()) {
+      FinishLocked(std::move(encoded));
+      return;
+    }
     writing_ = true;
     StartWrite(&current_);
   }
@@ -827,14 +822,14 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<v
   absl::Mutex mu_;
   std::shared_ptr<EventQueue> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::WatchEvent> pending_ ABSL_GUARDED_BY(mu_);
-  v1::WatchEvent current_ ABSL_GUARDED_BY(mu_);
+  Bytes current_ ABSL_GUARDED_BY(mu_);  // The event being written, encoded.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-::grpc::ServerWriteReactor<v1::WatchEvent>* PinBrokerService::Watch(
-    ::grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
-  return new WatchReactor(this, Caller(context), request);
+::grpc::ServerWriteReactor<PinBrokerService::Bytes>* PinBrokerService::Watch(CallbackCtx* context,
+                                                                             const Bytes* request) {
+  return new WatchReactor(this, Caller(context), *request);
 }
 
 }  // namespace pinbroker::broker

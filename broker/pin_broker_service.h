@@ -5,9 +5,11 @@
 // that may wait use gRPC's callback API so that a waiting call costs no thread: Truncate,
 // PunchHole and RevokeLease check, authorize and validate in the handler, start the engine's
 // asynchronous form and return; the engine's completion (on its small executor) finishes the
-// call. Watch streams are callback-based too, so an idle stream costs no thread. The other
-// unary RPCs return promptly and use the synchronous API. Shutdown: the engine's RecallAll()
-// completes every pending layout change and revoke wait, which finishes their calls.
+// call. Watch streams are callback-based too, so an idle stream costs no thread. These four
+// decode their own requests (broker/raw_call.h), so a malformed one is answered as on the
+// synchronous API. The other unary RPCs return promptly and use the synchronous API.
+// Shutdown: the engine's RecallAll() completes every pending layout change and revoke wait,
+// which finishes their calls.
 //
 // Identity: every call's caller is the PeerIdentity its connection has (PeerRegistry: the
 // kernel's SO_PEERCRED for Unix peers, the certificate for TLS peers, nobody otherwise), never
@@ -33,6 +35,7 @@
 #include "broker/config.h"
 #include "broker/lease_id_codec.h"
 #include "broker/peer_identity.h"
+#include "broker/raw_call.h"
 #include "broker/session_table.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/backend_info.h"
@@ -44,11 +47,12 @@ namespace pinbroker::broker {
 
 namespace v1 = ::pinbroker::v1;
 
-class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMethod_Truncate<
-                                   ::pinbroker::v1::PinBroker::WithCallbackMethod_PunchHole<
-                                       ::pinbroker::v1::PinBroker::WithCallbackMethod_RevokeLease<
-                                           ::pinbroker::v1::PinBroker::WithCallbackMethod_Watch<
-                                               ::pinbroker::v1::PinBroker::Service>>>> {
+class PinBrokerService final
+    : public ::pinbroker::v1::PinBroker::WithRawCallbackMethod_Truncate<
+          ::pinbroker::v1::PinBroker::WithRawCallbackMethod_PunchHole<
+              ::pinbroker::v1::PinBroker::WithRawCallbackMethod_RevokeLease<
+                  ::pinbroker::v1::PinBroker::WithRawCallbackMethod_Watch<
+                      ::pinbroker::v1::PinBroker::Service>>>> {
  public:
   struct Info {
     std::string version;
@@ -90,18 +94,21 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   Status Release(Ctx*, const v1::ReleaseRequest*, v1::ReleaseResponse*) override;
   Status ListLeases(Ctx*, const v1::ListLeasesRequest*, v1::ListLeasesResponse*) override;
   Status DescribeFile(Ctx*, const v1::DescribeFileRequest*, v1::DescribeFileResponse*) override;
+  // The callback RPCs take their request and give their response as bytes (broker/raw_call.h
+  // says why); each decodes a TruncateRequest, PunchHoleRequest, RevokeLeaseRequest or
+  // WatchRequest and answers a LayoutChangeResponse, RevokeLeaseResponse or WatchEvents.
   using CallbackCtx = ::grpc::CallbackServerContext;
-  ::grpc::ServerUnaryReactor* Truncate(CallbackCtx*, const v1::TruncateRequest*,
-                                       v1::LayoutChangeResponse*) override;
-  ::grpc::ServerUnaryReactor* PunchHole(CallbackCtx*, const v1::PunchHoleRequest*,
-                                        v1::LayoutChangeResponse*) override;
-  ::grpc::ServerUnaryReactor* RevokeLease(CallbackCtx*, const v1::RevokeLeaseRequest*,
-                                          v1::RevokeLeaseResponse*) override;
+  using Bytes = ::grpc::ByteBuffer;
+  ::grpc::ServerUnaryReactor* Truncate(CallbackCtx*, const Bytes* request,
+                                       Bytes* response) override;
+  ::grpc::ServerUnaryReactor* PunchHole(CallbackCtx*, const Bytes* request,
+                                        Bytes* response) override;
+  ::grpc::ServerUnaryReactor* RevokeLease(CallbackCtx*, const Bytes* request,
+                                          Bytes* response) override;
   Status ListSessions(Ctx*, const v1::ListSessionsRequest*, v1::ListSessionsResponse*) override;
   Status GetInfo(Ctx*, const v1::GetInfoRequest*, v1::GetInfoResponse*) override;
   Status Echo(Ctx*, const v1::EchoRequest*, v1::EchoResponse*) override;
-  ::grpc::ServerWriteReactor<v1::WatchEvent>* Watch(::grpc::CallbackServerContext* context,
-                                                    const v1::WatchRequest* request) override;
+  ::grpc::ServerWriteReactor<Bytes>* Watch(CallbackCtx* context, const Bytes* request) override;
 
  private:
   // Truncate and PunchHole: the request's options as the engine's LayoutRequest, on behalf of
@@ -121,12 +128,12 @@ class PinBrokerService final : public ::pinbroker::v1::PinBroker::WithCallbackMe
   friend class WatchReactor;
   class RevokeReactor;
 
-  // The engine's completion of a layout change: answers it on `reactor` (a call's
-  // DefaultReactor), giving the blocked-calls quota back first.
-  PinService::LayoutDone FinishLayout(::grpc::ServerUnaryReactor* reactor, std::string what,
-                                      PeerIdentity caller, std::string export_name,
-                                      std::string path, QuotaHold blocked,
-                                      v1::LayoutChangeResponse* response) const;
+  // The engine's completion of a layout change: answers the call, giving the blocked-calls
+  // quota back first.
+  PinService::LayoutDone FinishLayout(UnaryAnswer<v1::LayoutChangeResponse> answer,
+                                      std::string what, PeerIdentity caller,
+                                      std::string export_name, std::string path,
+                                      QuotaHold blocked) const;
 
   // The session id for `credentials` presented by `caller`, renewing the session;
   // UNAUTHENTICATED for bad credentials, PERMISSION_DENIED when the session is not the caller's.

@@ -1,8 +1,8 @@
 // Requests that protobuf will not parse, sent as raw bytes to a real in-process broker: a
 // `string` field that is not UTF-8 (at the top and nested) and bytes that are no message at
-// all. Each is INVALID_ARGUMENT saying why (UNIMPLEMENTED with no message for the calls served
-// on gRPC's callback API), changes nothing, writes no log line per request, and the broker goes
-// on serving.
+// all. Each is INVALID_ARGUMENT saying why, on the synchronous calls and on those served on
+// gRPC's callback API alike; it changes nothing, writes no log line per request, and the broker
+// goes on serving.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
 
@@ -131,10 +131,10 @@ TEST_F(MalformedRequestTest, ANonUtf8NestedSessionIdPinsNothing) {
   EXPECT_OK(Pin(creds, 0, page_).status());
 }
 
-// Truncate, PunchHole, RevokeLease and Watch are served on gRPC's callback API, whose grpc 1.51
-// handlers answer a request that fails to decode with UNIMPLEMENTED and no message, whatever
-// the decoder said (docs/API.md). It is still refused, and changes nothing.
-TEST_F(MalformedRequestTest, ANonUtf8InitiatorOfACallbackCallIsRefusedAndTruncatesNothing) {
+// Truncate, PunchHole, RevokeLease and Watch are served on gRPC's callback API, whose typed
+// handlers (grpc 1.51) would answer UNIMPLEMENTED with no message; the broker decodes their
+// requests itself and answers as for the others.
+TEST_F(MalformedRequestTest, ANonUtf8NestedInitiatorTruncatesNothing) {
   const v1::SessionCredentials creds = OpenSession();
   auto lease = Pin(creds, 0, page_);
   ASSERT_OK(lease.status());
@@ -146,8 +146,7 @@ TEST_F(MalformedRequestTest, ANonUtf8InitiatorOfACallbackCallIsRefusedAndTruncat
                   LengthDelimitedField(
                       v1::TruncateRequest::kOptionsFieldNumber,
                       LengthDelimitedField(v1::LayoutOptions::kInitiatorFieldNumber, kNotUtf8)));
-  EXPECT_FALSE(status.ok());
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
+  EXPECT_THAT(status, IsInvalidArgumentNaming("pinbroker.v1.TruncateRequest.options.initiator"));
   EXPECT_EQ(FileSize(), kPages * page_);
   EXPECT_EQ(broker_->engine().live_lease_count(), 1u);  // Not recalled either.
   v1::ReleaseRequest release;
@@ -157,6 +156,48 @@ TEST_F(MalformedRequestTest, ANonUtf8InitiatorOfACallbackCallIsRefusedAndTruncat
   truncate.mutable_options()->set_initiator("test");
   EXPECT_OK(Call(&v1::PinBroker::Stub::Truncate, truncate).status());
   EXPECT_EQ(FileSize(), 0u);
+}
+
+TEST_F(MalformedRequestTest, ANonUtf8PathPunchesNoHole) {
+  v1::PunchHoleRequest punch;
+  punch.set_export_name("exp");
+  punch.set_offset(0);
+  punch.set_length(page_);
+  const grpc::Status status = RawCall(
+      "PunchHole", punch.SerializeAsString() +
+                       LengthDelimitedField(v1::PunchHoleRequest::kPathFieldNumber, kNotUtf8));
+  EXPECT_THAT(status, IsInvalidArgumentNaming("pinbroker.v1.PunchHoleRequest.path"));
+  EXPECT_EQ(FileSize(), kPages * page_);
+  EXPECT_EQ(dir_.ReadFile("data"), std::string(kPages * page_, 'd'));  // No byte zeroed.
+}
+
+TEST_F(MalformedRequestTest, ANonUtf8ReasonRevokesNothing) {
+  const v1::SessionCredentials creds = OpenSession();
+  auto lease = Pin(creds, 0, page_);
+  ASSERT_OK(lease.status());
+  v1::RevokeLeaseRequest revoke;
+  revoke.set_lease_id(lease->lease_id());
+  const grpc::Status status =
+      RawCall("RevokeLease",
+              revoke.SerializeAsString() +
+                  LengthDelimitedField(v1::RevokeLeaseRequest::kReasonFieldNumber, kNotUtf8));
+  EXPECT_THAT(status, IsInvalidArgumentNaming("pinbroker.v1.RevokeLeaseRequest.reason"));
+  EXPECT_EQ(broker_->engine().live_lease_count(), 1u);
+  revoke.set_reason("test");
+  auto revoked = Call(&v1::PinBroker::Stub::RevokeLease, revoke);
+  ASSERT_OK(revoked.status());
+  EXPECT_TRUE(revoked->revoked());
+  EXPECT_EQ(broker_->engine().live_lease_count(), 0u);
+}
+
+TEST_F(MalformedRequestTest, ANonUtf8SessionIdOpensNoWatch) {
+  const v1::SessionCredentials creds = OpenSession();
+  const grpc::Status status = RawCall(
+      "Watch", LengthDelimitedField(
+                   v1::WatchRequest::kCredentialsFieldNumber,
+                   LengthDelimitedField(v1::SessionCredentials::kSessionIdFieldNumber, kNotUtf8)));
+  EXPECT_THAT(status, IsInvalidArgumentNaming("pinbroker.v1.WatchRequest.credentials.session_id"));
+  EXPECT_EQ(broker_->sessions().List().at(0).watchers, 0);
 }
 
 TEST_F(MalformedRequestTest, BytesThatAreNoMessageAreInvalidArgument) {
