@@ -125,7 +125,60 @@ absl::StatusOr<std::unique_ptr<Export>> Export::Open(ExportOptions options) {
   return std::unique_ptr<Export>(new Export(std::move(options), std::move(root)));
 }
 
-absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Access access) const {
+absl::Status Export::OpenError(const std::string& path, bool write, int err, bool for_io) const {
+  const std::string export_name = Quote(name());
+  const std::string file = absl::StrCat("file ", Quote(path), " in export ", export_name);
+  switch (err) {
+    case EXDEV:
+      return absl::PermissionDeniedError(absl::StrCat(
+          "path ", Quote(path), " resolves outside export ", export_name,
+          " (via '..', an absolute symlink or a symlink leaving the root), or crosses a mount "
+          "point beneath it (allowed only with the export's cross_mounts); name a file "
+          "beneath the export root on its filesystem"));
+    case ELOOP:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "path ", Quote(path), " in export ", export_name,
+          " has too many levels of symlinks or crosses a /proc magic link; name the file "
+          "without them"));
+    case ENOENT:
+      return absl::NotFoundError(absl::StrCat("no file ", Quote(path), " in export ", export_name));
+    case ENOTDIR:
+      return absl::NotFoundError(absl::StrCat("no file ", Quote(path), " in export ", export_name,
+                                              ": a component of the path is not a directory"));
+    case ENAMETOOLONG:
+      return absl::InvalidArgumentError(
+          absl::StrCat("path ", Quote(path), " in export ", export_name, " is too long"));
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(absl::StrCat(
+          "permission denied opening ", file, write ? " read-write" : " read-only",
+          ": check the mode, owner and ACLs of the file and of its directories against the "
+          "caller's user and groups"));
+    case EROFS:
+      return absl::PermissionDeniedError(
+          absl::StrCat(file,
+                       " is on a read-only filesystem; request read access or mark the "
+                       "export read_only"));
+    case EAGAIN:
+      // The O_PATH open: a concurrent rename or mount raced a ".." (RESOLVE_BENEATH cannot
+      // prove it stayed beneath). The I/O open: also O_NONBLOCK meeting a file lease.
+      return for_io ? absl::UnavailableError(
+                          absl::StrCat(file,
+                                       " is busy (another process holds a file lease on it, or a "
+                                       "concurrent rename raced path resolution); retry"))
+                    : absl::AbortedError(
+                          absl::StrCat("a concurrent rename or mount raced resolving ", Quote(path),
+                                       " in export ", export_name, "; retry"));
+    case ENOSYS:
+      return absl::FailedPreconditionError(
+          "openat2(2) is not available (or is blocked by a seccomp filter); pinbroker needs "
+          "Linux >= 5.6 to open files safely beneath an export root");
+    default:
+      return ErrnoToStatus(err, absl::StrCat("openat2 of ", file, for_io ? " for I/O" : ""));
+  }
+}
+
+absl::StatusOr<ResolvedFile> Export::Resolve(absl::string_view relative_path, Access access) const {
   const std::string export_name = Quote(name());
   if (relative_path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("empty path in export ", export_name,
@@ -151,63 +204,10 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
 
   const std::string path(relative_path);
   const std::string file = absl::StrCat("file ", Quote(path), " in export ", export_name);
-  // Maps the errno of an openat2 on `path` to a status; `for_io` is the second (I/O) open.
-  const auto open_error = [&](int err, bool for_io) -> absl::Status {
-    switch (err) {
-      case EXDEV:
-        return absl::PermissionDeniedError(absl::StrCat(
-            "path ", Quote(path), " resolves outside export ", export_name,
-            " (via '..', an absolute symlink or a symlink leaving the root), or crosses a mount "
-            "point beneath it (allowed only with the export's cross_mounts); name a file "
-            "beneath the export root on its filesystem"));
-      case ELOOP:
-        return absl::InvalidArgumentError(absl::StrCat(
-            "path ", Quote(path), " in export ", export_name,
-            " has too many levels of symlinks or crosses a /proc magic link; name the file "
-            "without them"));
-      case ENOENT:
-        return absl::NotFoundError(
-            absl::StrCat("no file ", Quote(path), " in export ", export_name));
-      case ENOTDIR:
-        return absl::NotFoundError(absl::StrCat("no file ", Quote(path), " in export ", export_name,
-                                                ": a component of the path is not a directory"));
-      case ENAMETOOLONG:
-        return absl::InvalidArgumentError(
-            absl::StrCat("path ", Quote(path), " in export ", export_name, " is too long"));
-      case EACCES:
-      case EPERM:
-        return absl::PermissionDeniedError(absl::StrCat(
-            "permission denied opening ", file, write ? " read-write" : " read-only",
-            ": check the mode, owner and ACLs of the file and of its directories against the "
-            "caller's user and groups"));
-      case EROFS:
-        return absl::PermissionDeniedError(
-            absl::StrCat(file,
-                         " is on a read-only filesystem; request read access or mark the "
-                         "export read_only"));
-      case EAGAIN:
-        // The O_PATH open: a concurrent rename or mount raced a ".." (RESOLVE_BENEATH cannot
-        // prove it stayed beneath). The I/O open: also O_NONBLOCK meeting a file lease.
-        return for_io ? absl::UnavailableError(
-                            absl::StrCat(file,
-                                         " is busy (another process holds a file lease on it, or a "
-                                         "concurrent rename raced path resolution); retry"))
-                      : absl::AbortedError(
-                            absl::StrCat("a concurrent rename or mount raced resolving ",
-                                         Quote(path), " in export ", export_name, "; retry"));
-      case ENOSYS:
-        return absl::FailedPreconditionError(
-            "openat2(2) is not available (or is blocked by a seccomp filter); pinbroker needs "
-            "Linux >= 5.6 to open files safely beneath an export root");
-      default:
-        return ErrnoToStatus(err, absl::StrCat("openat2 of ", file, for_io ? " for I/O" : ""));
-    }
-  };
-
-  // 1. O_PATH: resolves the path and names the inode without opening it for I/O, so FIFOs,
-  //    devices and sockets are inspected but never opened.
+  // O_PATH: resolves the path and names the inode without opening it for I/O, so FIFOs,
+  // devices and sockets are inspected but never opened.
   ScopedFd path_fd(OpenBeneath(root_.get(), path, O_PATH | O_CLOEXEC, options_.cross_mounts));
-  if (!path_fd.valid()) return open_error(errno, /*for_io=*/false);
+  if (!path_fd.valid()) return OpenError(path, write, errno, /*for_io=*/false);
   struct stat path_st;
   if (::fstat(path_fd.get(), &path_st) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("fstat of ", file));
@@ -217,22 +217,65 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
                                                       ", not a regular file; only regular files "
                                                       "can be pinned"));
   }
+  ResolvedFile resolved;
+  resolved.path_fd = std::move(path_fd);
+  resolved.id = FileId{.dev = static_cast<uint64_t>(path_st.st_dev),
+                       .ino = static_cast<uint64_t>(path_st.st_ino)};
+  resolved.path = path;
+  resolved.access = access;
+  return resolved;
+}
 
-  // 2. Open for I/O by the same path and resolution rules. Between the two opens the path could
-  //    be renamed to another file, even a FIFO or a device: O_NONBLOCK keeps a FIFO from blocking
-  //    and O_NOCTTY keeps a terminal from becoming ours, and the identity check below refuses
-  //    (and closes) anything that is not the inode inspected above. A device node swapped in
-  //    within that window is still opened once before being refused; that takes someone able
-  //    to create or hard-link device nodes inside the export.
+absl::Status Export::CheckAccess(const ResolvedFile& resolved) const {
+  const bool write = resolved.access == Access::kReadWrite;
+  // What open(2) with O_RDONLY / O_RDWR would ask of the inode: inode_permission() with
+  // MAY_READ (| MAY_WRITE), which also refuses writes to an immutable file or a read-only
+  // mount; and may_open()'s rule that an append-only file opens for writing only with O_APPEND.
+  const int mode = write ? R_OK | W_OK : R_OK;
+  if (::syscall(SYS_faccessat2, resolved.path_fd.get(), "", mode, AT_EMPTY_PATH | AT_EACCESS) !=
+      0) {
+    if (errno == ENOSYS) {
+      return absl::UnimplementedError("faccessat2(2) is not available (Linux < 5.8)");
+    }
+    return OpenError(resolved.path, write, errno, /*for_io=*/true);
+  }
+  if (write) {
+    struct statx stx;
+    if (::statx(resolved.path_fd.get(), "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) != 0) {
+      return ErrnoToStatus(errno, absl::StrCat("statx of ", Quote(resolved.path)));
+    }
+    if ((stx.stx_attributes & STATX_ATTR_APPEND) != 0) {
+      return OpenError(resolved.path, write, EPERM, /*for_io=*/true);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Access access) const {
+  ASSIGN_OR_RETURN(ResolvedFile resolved, Resolve(relative_path, access));
+  return Open(resolved);
+}
+
+absl::StatusOr<OpenedFile> Export::Open(const ResolvedFile& resolved) const {
+  const std::string& path = resolved.path;
+  const bool write = resolved.access == Access::kReadWrite;
+  const std::string file = absl::StrCat("file ", Quote(path), " in export ", Quote(name()));
+  // Open for I/O by the same path and resolution rules. Since Resolve() the path could have been
+  // renamed to another file, even a FIFO or a device: O_NONBLOCK keeps a FIFO from blocking and
+  // O_NOCTTY keeps a terminal from becoming ours, and the identity check below refuses (and
+  // closes) anything that is not the inode resolved. A device node swapped in within that
+  // window is still opened once before being refused; that takes someone able to create or
+  // hard-link device nodes inside the export.
   ScopedFd fd(OpenBeneath(root_.get(), path,
                           (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
                           options_.cross_mounts));
-  if (!fd.valid()) return open_error(errno, /*for_io=*/true);
+  if (!fd.valid()) return OpenError(path, write, errno, /*for_io=*/true);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("fstat of ", file));
   }
-  if (st.st_dev != path_st.st_dev || st.st_ino != path_st.st_ino) {
+  if (static_cast<uint64_t>(st.st_dev) != resolved.id.dev ||
+      static_cast<uint64_t>(st.st_ino) != resolved.id.ino) {
     return absl::AbortedError(absl::StrCat(file, " was replaced while opening; retry"));
   }
   const int fl = ::fcntl(fd.get(), F_GETFL);
@@ -246,7 +289,7 @@ absl::StatusOr<OpenedFile> Export::OpenFile(absl::string_view relative_path, Acc
   opened.fd = std::move(fd);
   opened.info = std::move(info);
   opened.path = path;
-  opened.access = access;
+  opened.access = resolved.access;
   return opened;
 }
 

@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "pinbroker/clock.h"
 #include "pinning/busy_range_map.h"
+#include "pinning/export.h"
 #include "pinning/file_info.h"
 
 namespace pinbroker {
@@ -38,6 +39,16 @@ struct FileState {
     absl::AnyInvocable<void()> enter;   // Its turn came: called outside layout_mu.
     Clock::TimerId deadline_timer = 0;  // 0: none.
   };
+  // The descriptors the file's pins share (PinService::Pin): one per access, opened (with its
+  // caller's credentials) by the first pin that needed it and closed with this state, when the
+  // file has no lease left, as the host backend's mappings of it are. A later pin does not
+  // open the file again, and so costs no open(2) and no fanotify permission round trip to the
+  // guard; the kernel judges its caller's right to open the file instead
+  // (Export::CheckAccess). A leaf lock: nothing else is taken under it.
+  absl::Mutex descriptors_mu;
+  std::shared_ptr<const OpenedFile> read_only ABSL_GUARDED_BY(descriptors_mu);
+  std::shared_ptr<const OpenedFile> read_write ABSL_GUARDED_BY(descriptors_mu);
+
   absl::Mutex layout_mu;
   bool layout_in_progress ABSL_GUARDED_BY(layout_mu) = false;
   std::deque<QueuedLayout> layout_queue ABSL_GUARDED_BY(layout_mu);

@@ -45,13 +45,30 @@ absl::Status CheckRangeWithinFile(uint64_t offset, uint64_t length, uint64_t siz
 }
 
 // A refusal of an open made with `caller`'s credentials names them and the rule that refused.
-absl::StatusOr<OpenedFile> NameCaller(absl::StatusOr<OpenedFile> opened,
-                                      const UnixCredentials& caller) {
-  if (opened.ok() || !absl::IsPermissionDenied(opened.status())) return opened;
+// A permission refusal of `caller`'s, naming the caller and the rule.
+absl::Status NameCaller(const absl::Status& status, const UnixCredentials& caller) {
+  if (!absl::IsPermissionDenied(status)) return status;
   return absl::PermissionDeniedError(
-      absl::StrCat(caller.Describe(), ": ", opened.status().message(),
+      absl::StrCat(caller.Describe(), ": ", status.message(),
                    " (rule: a caller may do through the broker only what the file's own "
                    "permissions let it do, as the kernel decides for its uid and groups)"));
+}
+template <typename T>
+absl::StatusOr<T> NameCaller(absl::StatusOr<T> result, const UnixCredentials& caller) {
+  if (result.ok()) return result;
+  return NameCaller(result.status(), caller);
+}
+
+// `f()` run with `caller`'s filesystem credentials on this thread (the broker's own when
+// unset), its permission refusals naming the caller.
+template <typename F>
+auto AsCaller(const std::optional<UnixCredentials>& caller, F f) -> decltype(f()) {
+  if (!caller.has_value()) return f();
+  // The caller's credentials are this thread's only until the scope ends, before anything
+  // else runs on it.
+  ScopedFsCredentials as_caller(*caller);
+  RETURN_IF_ERROR(as_caller.status());
+  return NameCaller(f(), *caller);
 }
 
 }  // namespace
@@ -127,10 +144,16 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
                                                    request.length, " overflows 64 bits"));
   }
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(request.export_name));
-  ASSIGN_OR_RETURN(OpenedFile file, OpenFile(*exp, request.path, request.access, request.caller));
-  RETURN_IF_ERROR(CheckRangeWithinFile(request.offset, request.length, file.info.size));
-
-  FileRegistry::FileRef state = files_.Acquire(file.info.id);
+  // A file with leases is opened once per access, by its first pin; the pins after it share
+  // that descriptor once the kernel says their caller may open the file (FileState).
+  ASSIGN_OR_RETURN(const ResolvedFile resolved, AsCaller(request.caller, [&] {
+                     return exp->Resolve(request.path, request.access);
+                   }));
+  FileRegistry::FileRef state = files_.Acquire(resolved.id);
+  ASSIGN_OR_RETURN(const std::shared_ptr<const OpenedFile> opened,
+                   SharedDescriptor(*exp, *state, resolved, request.caller));
+  const int fd = opened->fd.get();
+  FileInfo info = opened->info;
   const LeaseId id = table_.NewId();
   bool reserved = false;
   bool committed = false;
@@ -148,10 +171,10 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   // A layout change may have finished while this pin waited or raced it: check the size the
   // file has now that the range is reserved (a later change will see the reservation).
   struct stat st;
-  if (fstat(file.fd.get(), &st) != 0) return ErrnoToStatus(errno, "fstat");
+  if (fstat(fd, &st) != 0) return ErrnoToStatus(errno, "fstat");
   RETURN_IF_ERROR(
       CheckRangeWithinFile(request.offset, request.length, static_cast<uint64_t>(st.st_size)));
-  file.info.size = static_cast<uint64_t>(st.st_size);
+  info.size = static_cast<uint64_t>(st.st_size);
 
   const ByteRange bytes = ToBytes(*pages, page_size_);
   // Counted before the backend pins, given back by the lease record when it is retired (or
@@ -172,8 +195,8 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   spec.lease = id;
   spec.owner = request.owner;
   spec.holder = request.holder;
-  spec.fd = file.fd.get();
-  spec.file = &file.info;
+  spec.fd = fd;
+  spec.file = &info;
   spec.bytes = bytes;
   spec.access = request.access;
   spec.rdma = request.rdma;
@@ -185,7 +208,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   lease.owner = request.owner;
   lease.export_name = exp->name();
   lease.path = request.path;
-  lease.file = file.info.id;
+  lease.file = info.id;
   lease.pages = *pages;
   lease.offset = bytes.offset;
   lease.length = bytes.length;
@@ -197,7 +220,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
   lease.backend_handle = pin.handle;
   lease.rdma = pin.rdma;
   lease.guards_layout = request.may_guard_layout.value_or(request.access == Access::kReadWrite ||
-                                                          MayWrite(file.fd.get(), request.caller));
+                                                          MayWrite(fd, request.caller));
 
   absl::Status inserted;
   const absl::Status commit = state->busy.Commit(
@@ -214,7 +237,7 @@ absl::StatusOr<LeaseInfo> PinService::Pin(const PinRequest& request) {
                << " mode=" << RegistrationModeName(lease.mode);
   {
     absl::ReaderMutexLock lock(&guard_mu_);
-    if (guard_ != nullptr) guard_->OnLeaseGranted(lease, file.fd.get());
+    if (guard_ != nullptr) guard_->OnLeaseGranted(lease, fd);
   }
   return lease;
 }
@@ -436,13 +459,8 @@ absl::StatusOr<FileDescription> PinService::DescribeFile(
     absl::string_view export_name, absl::string_view path,
     const std::optional<UnixCredentials>& caller) {
   ASSIGN_OR_RETURN(const Export* exp, ExportFor(export_name));
-  absl::StatusOr<OpenedFile> opened = [&]() -> absl::StatusOr<OpenedFile> {
-    if (!caller.has_value()) return exp->OpenFile(path, Access::kRead);
-    ScopedFsCredentials as_caller(*caller);
-    RETURN_IF_ERROR(as_caller.status());
-    return NameCaller(exp->OpenFile(path, Access::kRead), *caller);
-  }();
-  ASSIGN_OR_RETURN(OpenedFile file, std::move(opened));
+  ASSIGN_OR_RETURN(OpenedFile file,
+                   AsCaller(caller, [&] { return exp->OpenFile(path, Access::kRead); }));
   FileDescription out;
   out.export_name = exp->name();
   out.path = std::string(path);
@@ -501,16 +519,16 @@ std::optional<ExportOptions> PinService::ExportOptionsFor(absl::string_view name
 absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_view path,
                                                 Access access,
                                                 const std::optional<UnixCredentials>& caller) {
-  const auto open_as_caller = [&]() -> absl::StatusOr<OpenedFile> {
-    if (!caller.has_value()) return exp.OpenFile(path, access);
-    // The open is judged by the caller's credentials; they are this thread's only until the
-    // scope ends, before anything else runs on it.
-    ScopedFsCredentials as_caller(*caller);
-    RETURN_IF_ERROR(as_caller.status());
-    return NameCaller(exp.OpenFile(path, access), *caller);
-  };
+  ASSIGN_OR_RETURN(const ResolvedFile resolved,
+                   AsCaller(caller, [&] { return exp.Resolve(path, access); }));
+  return OpenResolved(exp, resolved, caller);
+}
+
+absl::StatusOr<OpenedFile> PinService::OpenResolved(const Export& exp, const ResolvedFile& resolved,
+                                                    const std::optional<UnixCredentials>& caller) {
+  const auto open_as_caller = [&] { return AsCaller(caller, [&] { return exp.Open(resolved); }); };
   absl::StatusOr<OpenedFile> file = open_as_caller();
-  if (file.ok() || access != Access::kReadWrite || !absl::IsUnavailable(file.status())) {
+  if (file.ok() || resolved.access != Access::kReadWrite || !absl::IsUnavailable(file.status())) {
     return file;
   }
   // UNAVAILABLE: a file lease refused the O_NONBLOCK open, after the kernel had granted the
@@ -520,11 +538,32 @@ absl::StatusOr<OpenedFile> PinService::OpenFile(const Export& exp, absl::string_
   {
     absl::ReaderMutexLock lock(&guard_mu_);
     if (guard_ == nullptr) return file;
-    absl::StatusOr<OpenedFile> probe = exp.OpenFile(path, Access::kRead);
-    if (!probe.ok()) return file;
-    guard_->YieldLease(probe->info.id);
+    guard_->YieldLease(resolved.id);
   }
   return open_as_caller();
+}
+
+absl::StatusOr<std::shared_ptr<const OpenedFile>> PinService::SharedDescriptor(
+    const Export& exp, FileState& state, const ResolvedFile& resolved,
+    const std::optional<UnixCredentials>& caller) {
+  const bool write = resolved.access == Access::kReadWrite;
+  std::shared_ptr<const OpenedFile> shared;
+  {
+    absl::MutexLock lock(&state.descriptors_mu);
+    shared = write ? state.read_write : (state.read_only ? state.read_only : state.read_write);
+  }
+  if (shared != nullptr) {
+    // Held already: the kernel judges the caller's right to open the inode as it is now.
+    const absl::Status allowed = AsCaller(caller, [&] { return exp.CheckAccess(resolved); });
+    if (allowed.ok()) return shared;
+    if (!absl::IsUnimplemented(allowed)) return allowed;
+  }
+  ASSIGN_OR_RETURN(OpenedFile opened, OpenResolved(exp, resolved, caller));
+  auto made = std::make_shared<const OpenedFile>(std::move(opened));
+  absl::MutexLock lock(&state.descriptors_mu);
+  std::shared_ptr<const OpenedFile>& slot = write ? state.read_write : state.read_only;
+  if (slot == nullptr) slot = made;  // Else a concurrent pin's stays; this one closes with the pin.
+  return made;
 }
 
 absl::StatusOr<LayoutResult> PinService::CoordinateExternal(

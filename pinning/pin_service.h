@@ -246,6 +246,16 @@ class PinService final : public GuardEngine {
   // file lease of its own that the open would break (which would fail it with UNAVAILABLE).
   absl::StatusOr<OpenedFile> OpenFile(const Export& exp, absl::string_view path, Access access,
                                       const std::optional<UnixCredentials>& caller);
+  // OpenFile's open for I/O of a file resolved as `caller`.
+  absl::StatusOr<OpenedFile> OpenResolved(const Export& exp, const ResolvedFile& resolved,
+                                          const std::optional<UnixCredentials>& caller);
+  // A descriptor of the resolved file for a pin: the one the file's state holds for the access
+  // (a read-write one serves reads too) once Export::CheckAccess says `caller` may open the
+  // file; else a new one opened as `caller` (OpenResolved), which the state keeps if it has
+  // none for that access yet.
+  absl::StatusOr<std::shared_ptr<const OpenedFile>> SharedDescriptor(
+      const Export& exp, FileState& state, const ResolvedFile& resolved,
+      const std::optional<UnixCredentials>& caller);
   void NotifyLeaseEnded(const LeaseInfo& lease) ABSL_LOCKS_EXCLUDED(guard_mu_, revoke_mu_);
   // A RevokeAfterGraceAsync() wait.
   struct RevokeWait {

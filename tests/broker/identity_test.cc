@@ -7,6 +7,8 @@
 // and calls over that connection. That needs root (CAP_SETUID/CAP_SETGID); the tests skip with
 // the reason otherwise.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +32,7 @@ namespace {
 namespace v1 = ::pinbroker::v1;
 using ::pinbroker::testing::StatusIs;
 using ::testing::_;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -277,6 +280,73 @@ TEST_F(IdentityTest, OwnFileIsWritableTruncatableAndForeignToOthers) {
   EXPECT_EQ(Read(path).size(), 8192u);
   EXPECT_OK(a.Truncate("mine", 4096));
   EXPECT_EQ(Read(path).size(), 4096u);
+}
+
+// A file with leases is opened once, by its first pin, and the later pins share that
+// descriptor; each is still judged by its own caller's rights on the file as they are now.
+TEST_F(IdentityTest, AWriterHoldingTheFileLendsNoRightToAnotherCaller) {
+  const std::string contents(8192, 'w');
+  const std::string path = MakeFile("shared", 0, 0, 0644, contents);
+  Client root = Root();
+  auto root_session = root.OpenSession();
+  ASSERT_OK(root_session.status());
+  ASSERT_OK(root.Pin(*root_session, "shared", v1::ACCESS_READ_WRITE).status());
+  Client a = UserA();
+  auto session = a.OpenSession();
+  ASSERT_OK(session.status());
+  EXPECT_THAT(a.Pin(*session, "shared", v1::ACCESS_READ_WRITE),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("permission denied opening file 'shared'")));
+  EXPECT_THAT(a.Truncate("shared", 0), StatusIs(absl::StatusCode::kPermissionDenied, _));
+  EXPECT_OK(a.Pin(*session, "shared", v1::ACCESS_READ).status());  // Reading it A may.
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  EXPECT_THAT(a.Pin(*session, "shared", v1::ACCESS_READ),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("read-only")));
+  EXPECT_EQ(Read(path), contents);
+  EXPECT_EQ(LiveLeases(), 2u);
+}
+
+TEST_F(IdentityTest, ARightTakenAwayAfterAPinRefusesTheNextPin) {
+  MakeFile("mine", kUserA, kGroupA, 0600);
+  Client a = UserA();
+  auto session = a.OpenSession();
+  ASSERT_OK(session.status());
+  ASSERT_OK(a.Pin(*session, "mine", v1::ACCESS_READ_WRITE).status());
+  ASSERT_EQ(chmod(dir_.Join("exp/mine").c_str(), 0400), 0);
+  EXPECT_THAT(a.Pin(*session, "mine", v1::ACCESS_READ_WRITE),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       AllOf(HasSubstr(absl::StrCat("uid ", kUserA)), HasSubstr("read-write"))));
+  EXPECT_OK(a.Pin(*session, "mine", v1::ACCESS_READ).status());
+  EXPECT_EQ(LiveLeases(), 2u);
+}
+
+// open(2) refuses to open an append-only file for writing without O_APPEND, root included; a
+// pin of a file whose descriptor the broker holds already is refused the same.
+TEST_F(IdentityTest, AnAppendOnlyFileIsNotPinnedWritable) {
+  const std::string path = MakeFile("log", 0, 0, 0644);
+  Client root = Root();
+  auto session = root.OpenSession();
+  ASSERT_OK(session.status());
+  ASSERT_OK(root.Pin(*session, "log", v1::ACCESS_READ_WRITE).status());
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+    close(fd);
+    GTEST_SKIP() << "the filesystem of " << path << " has no file flags: " << strerror(errno);
+  }
+  const int plain = flags;
+  flags |= FS_APPEND_FL;
+  if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
+    close(fd);
+    GTEST_SKIP() << "cannot make " << path << " append-only: " << strerror(errno);
+  }
+  EXPECT_THAT(root.Pin(*session, "log", v1::ACCESS_READ_WRITE),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("read-write")));
+  EXPECT_OK(root.Pin(*session, "log", v1::ACCESS_READ).status());
+  EXPECT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &plain), 0);
+  close(fd);
+  EXPECT_OK(root.Pin(*session, "log", v1::ACCESS_READ_WRITE).status());
 }
 
 TEST_F(IdentityTest, SupplementaryGroupsComeFromTheKernel) {

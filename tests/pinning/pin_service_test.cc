@@ -2,6 +2,8 @@
 // state behind. Layout policies are in layout_coordinator_test.cc.
 #include "pinning/pin_service.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,6 +79,42 @@ TEST_F(PinServiceTest, OverlappingLeasesOnOnePageCoexist) {
   LeaseInfo b = PinPages(1, 2, "s2");
   EXPECT_NE(a.id, b.id);
   EXPECT_EQ(service_->ListLeases({}).size(), 2u);
+}
+
+// How many of this process's descriptors are open on `path` (/proc/self/fd).
+size_t DescriptorsOn(const std::string& path) {
+  size_t n = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  while (const dirent* entry = readdir(dir)) {
+    char target[PATH_MAX];
+    const std::string link = absl::StrCat("/proc/self/fd/", entry->d_name);
+    const ssize_t len = readlink(link.c_str(), target, sizeof(target) - 1);
+    if (len > 0 && std::string(target, len) == path) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+// A file's first pin of each access opens it; the pins after it share that descriptor, which
+// is closed with the file's last lease.
+TEST_F(PinServiceTest, PinsOfAFileWithLeasesShareOneDescriptorPerAccess) {
+  const std::string path = dir_.Join("data");
+  ASSERT_EQ(DescriptorsOn(path), 0u);
+  LeaseInfo a = PinPages(0, 1);
+  EXPECT_EQ(DescriptorsOn(path), 1u);
+  LeaseInfo b = PinPages(1, 1, "s2");
+  LeaseInfo c = PinPages(2, 1);
+  EXPECT_EQ(DescriptorsOn(path), 1u);
+  PinRequest read = Request(3 * page_, page_);
+  read.access = Access::kRead;
+  ASSERT_OK_AND_ASSIGN(LeaseInfo d, service_->Pin(read));  // Served by the read-write one.
+  EXPECT_EQ(DescriptorsOn(path), 1u);
+  for (const LeaseInfo* lease : {&a, &b, &c, &d}) {
+    EXPECT_OK(service_->Release(lease->owner, lease->id));
+  }
+  EXPECT_EQ(DescriptorsOn(path), 0u);
+  ExpectNoState();
 }
 
 TEST_F(PinServiceTest, ZeroLengthIsInvalidArgument) {
