@@ -25,6 +25,8 @@
 // pass
 // --log_to_stderr to keep them. absl::Mutex deadlock detection is off, as in a release
 // pinbrokerd; --deadlock_detection turns it on (the default of a libabsl built without NDEBUG).
+// The file guard is on, as shipped; --noguard turns it off (the bound), --guard_no_fanotify and
+// --guard_no_file_leases leave out one of its mechanisms (to tell their costs apart).
 //
 // Run, for example (one line):
 //   build/gcc/tests/benchmarks/rpc_benchmark --benchmark_repetitions=5
@@ -79,6 +81,7 @@ struct Environment {
 };
 
 Environment* env = nullptr;
+v1::GuardConfig guard_config;  // The broker's file guard: on, as shipped, unless flags say.
 
 // CPU time and context switches of the whole process (every thread, the broker's included).
 struct ProcessUsage {
@@ -109,6 +112,34 @@ void ReportUsage(benchmark::State& state, const ProcessUsage& start) {
   std::fprintf(stderr, "rpc_benchmark: %s\n", what.c_str());
   std::exit(1);
 }
+
+// With `held` (the benchmark's argument "held:1"), a lease of the file's last page, held by
+// another owner while the benchmark runs, as an application holding leases of a file pins more
+// of it; without it (held:0) every pin is the first lease of an idle file.
+class HeldLease {
+ public:
+  explicit HeldLease(bool held) {
+    if (!held) return;
+    PinRequest pin;
+    pin.owner = "rpc_benchmark-held";
+    pin.export_name = kExport;
+    pin.path = kFile;
+    pin.offset = (env->pages - 1) * env->page_size;
+    pin.length = env->page_size;
+    pin.access = Access::kReadWrite;
+    auto lease = env->broker->engine().Pin(pin);
+    if (!lease.ok()) Die("the held lease: " + lease.status().ToString());
+    id_ = lease->id;
+  }
+  ~HeldLease() {
+    if (id_ != 0) env->broker->engine().Release("rpc_benchmark-held", id_).IgnoreError();
+  }
+  HeldLease(const HeldLease&) = delete;
+  HeldLease& operator=(const HeldLease&) = delete;
+
+ private:
+  LeaseId id_ = 0;
+};
 
 std::string MakeTempDir(const std::string& parent) {
   std::string templ = parent + "/pb-rpc.XXXXXX";
@@ -143,6 +174,7 @@ void SetUp() {
   v1::ExportConfig* exp = config.add_exports();
   exp->set_name(kExport);
   exp->set_root(env->data_dir);
+  *config.mutable_guard() = guard_config;
   auto broker = broker::Broker::Start(config, &env->clock);
   if (!broker.ok()) Die("starting the broker: " + broker.status().ToString());
   env->broker = *std::move(broker);
@@ -208,6 +240,7 @@ void BM_PinRelease(benchmark::State& state) {
   v1::PinResponse pinned;
   v1::ReleaseResponse released;
   uint64_t page = 0;
+  const HeldLease held(state.range(0) != 0);
   const ProcessUsage start = ProcessUsage::Now();
   for (auto _ : state) {
     pin.set_offset((page++ % env->pages) * env->page_size);
@@ -228,7 +261,7 @@ void BM_PinRelease(benchmark::State& state) {
   ReportUsage(state, start);
   state.SetItemsProcessed(2 * state.iterations());  // RPCs.
 }
-BENCHMARK(BM_PinRelease)->UseRealTime();
+BENCHMARK(BM_PinRelease)->ArgName("held")->Arg(0)->Arg(1)->UseRealTime();
 
 void BM_PinReleaseLibrary(benchmark::State& state) {
   client::PinOptions pin;
@@ -237,6 +270,7 @@ void BM_PinReleaseLibrary(benchmark::State& state) {
   pin.length = env->page_size;
   pin.access = v1::ACCESS_READ_WRITE;
   uint64_t page = 0;
+  const HeldLease held(state.range(0) != 0);
   const ProcessUsage start = ProcessUsage::Now();
   for (auto _ : state) {
     pin.offset = (page++ % env->pages) * env->page_size;
@@ -254,7 +288,7 @@ void BM_PinReleaseLibrary(benchmark::State& state) {
   ReportUsage(state, start);
   state.SetItemsProcessed(2 * state.iterations());  // RPCs.
 }
-BENCHMARK(BM_PinReleaseLibrary)->UseRealTime();
+BENCHMARK(BM_PinReleaseLibrary)->ArgName("held")->Arg(0)->Arg(1)->UseRealTime();
 
 void BM_EnginePinRelease(benchmark::State& state) {
   PinRequest pin;
@@ -265,6 +299,7 @@ void BM_EnginePinRelease(benchmark::State& state) {
   pin.access = Access::kReadWrite;
   PinService& engine = env->broker->engine();
   uint64_t page = 0;
+  const HeldLease held(state.range(0) != 0);
   const ProcessUsage start = ProcessUsage::Now();
   for (auto _ : state) {
     pin.offset = (page++ % env->pages) * env->page_size;
@@ -281,7 +316,7 @@ void BM_EnginePinRelease(benchmark::State& state) {
   }
   ReportUsage(state, start);
 }
-BENCHMARK(BM_EnginePinRelease)->UseRealTime();
+BENCHMARK(BM_EnginePinRelease)->ArgName("held")->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 }  // namespace pinbroker
@@ -291,9 +326,16 @@ int main(int argc, char** argv) {
   bool deadlock_detection = false;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
-    if (absl::string_view(argv[i]) == "--log_to_stderr") {
+    const absl::string_view arg = argv[i];
+    if (arg == "--noguard") {
+      pinbroker::guard_config.set_disabled(true);
+    } else if (arg == "--guard_no_fanotify") {
+      pinbroker::guard_config.set_no_fanotify(true);
+    } else if (arg == "--guard_no_file_leases") {
+      pinbroker::guard_config.set_no_file_leases(true);
+    } else if (arg == "--log_to_stderr") {
       log_to_stderr = true;
-    } else if (absl::string_view(argv[i]) == "--deadlock_detection") {
+    } else if (arg == "--deadlock_detection") {
       deadlock_detection = true;
     } else {
       args.push_back(argv[i]);
