@@ -30,10 +30,6 @@ absl::StatusOr<uint64_t> FileSize(int fd) {
   return static_cast<uint64_t>(st.st_size);
 }
 
-bool Contains(const std::vector<LeaseId>& ids, LeaseId id) {
-  return std::find(ids.begin(), ids.end(), id) != ids.end();
-}
-
 }  // namespace
 
 std::string LayoutCoordinator::DescribeLeases(const std::vector<BusyRangeMap::Entry>& entries,
@@ -327,7 +323,12 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
     for (LeaseId id : held_) {
       auto lease = co_->table_->Get(id);
       const bool guards = lease.ok() && lease->guards_layout;  // Not found: ending anyway.
-      (options_.policy != LayoutPolicy::kRevoke && guards ? guarding_ : recall_).push_back(id);
+      if (options_.policy != LayoutPolicy::kRevoke && guards) {
+        guarding_.push_back(id);
+      } else {
+        recall_.push_back(id);
+        recalling_.insert(id);
+      }
       if (hide_others_ && lease.ok() && options_.discloses(lease->owner)) disclosed_.insert(id);
     }
     if (options_.policy == LayoutPolicy::kRefuse && !guarding_.empty()) {
@@ -360,7 +361,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
     if (!drained) {
       for (const auto& entry : file_.busy.Overlapping(prepared_.change.affected)) {
         if (!entry.held) continue;                      // A pin being set up aborts by itself.
-        if (!Contains(recall_, entry.lease)) continue;  // Guarding: defer waits for it below.
+        if (!recalling_.contains(entry.lease)) continue;  // Guarding: defer waits for it below.
         const absl::Status revoked =
             co_->lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
                                                               absl::FormatDuration(options_.grace),
@@ -402,8 +403,9 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
 
   void Apply() {
     const Change& change = prepared_.change;
+    const absl::flat_hash_set<LeaseId> revoked(result_.revoked.begin(), result_.revoked.end());
     for (LeaseId id : held_) {
-      if (Contains(result_.revoked, id)) continue;
+      if (revoked.contains(id)) continue;
       if (co_->table_->EndState(id) == LeaseState::kExpired) {
         result_.expired.push_back(id);
       } else {
@@ -571,6 +573,7 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
   std::vector<LeaseId> held_;
   std::vector<LeaseId> guarding_;
   std::vector<LeaseId> recall_;
+  absl::flat_hash_set<LeaseId> recalling_;  // recall_'s leases, to look them up.
   bool hide_others_ = false;
   absl::flat_hash_set<LeaseId> disclosed_;
 

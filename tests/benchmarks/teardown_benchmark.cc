@@ -23,10 +23,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "pinning/layout_guard.h"
 #include "common/log.h"
-#include "pinning/pin_service.h"
 #include "common/simulated_clock.h"
+#include "pinning/layout_guard.h"
+#include "pinning/pin_service.h"
 #include "tests/testing/fake_backend.h"
 #include "tests/testing/temp_dir.h"
 
@@ -184,8 +184,18 @@ void CloseSessionWithGuardStub(benchmark::State& state, bool list) {
   SetLogSink(nullptr);
 }
 
-BENCHMARK(BM_CloseSession)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK(BM_Expire)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(BM_CloseSession)
+    ->Arg(10000)
+    ->Arg(30000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK(BM_Expire)
+    ->Arg(10000)
+    ->Arg(30000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 void BM_CloseSession_ListPerEnd(benchmark::State& state) { CloseSessionWithGuardStub(state, true); }
 void BM_CloseSession_HasLivePerEnd(benchmark::State& state) {
   CloseSessionWithGuardStub(state, false);
@@ -194,6 +204,7 @@ void BM_CloseSession_HasLivePerEnd(benchmark::State& state) {
 BENCHMARK(BM_CloseSession_ListPerEnd)->Arg(10000)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(BM_CloseSession_HasLivePerEnd)
     ->Arg(10000)
+    ->Arg(30000)
     ->Arg(100000)
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
