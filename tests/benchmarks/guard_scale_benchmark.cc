@@ -41,6 +41,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -296,6 +297,9 @@ int Main(int argc, char** argv) {
     }
   }
   SetMinLogSeverity(LogSeverity::kWarning);
+  // As pinbrokerd: absl::Mutex deadlock detection off (a libabsl built without NDEBUG, as
+  // Debian's is, would check every nested acquisition).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   for (bool guard : {true, false}) {
     for (size_t n : leases) Steady(n, guard, checks);
     for (size_t n : fanout_leases) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "common/log.h"
@@ -212,4 +213,13 @@ BENCHMARK(BM_CloseSession_HasLivePerEnd)
 }  // namespace
 }  // namespace pinbroker
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // As pinbrokerd: absl::Mutex deadlock detection off (a libabsl built without NDEBUG, as
+  // Debian's is, would check every nested acquisition).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
