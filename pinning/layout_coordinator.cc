@@ -812,7 +812,7 @@ absl::StatusOr<LayoutResult> LayoutCoordinator::CoordinateExternal(
 void LayoutCoordinator::TruncateAsync(FileState& file, int fd, uint64_t new_size,
                                       LayoutOptions options, Done done) {
   if (absl::Status s = CheckNewSize(new_size); !s.ok()) {
-    executor_.Post([done = std::move(done), s]() mutable { done(s); });
+    executor_.Post([done = std::move(done), s]() mutable { done(std::move(s)); });
     return;
   }
   Start(file, "truncate", std::move(options), PrepareTruncate(fd, new_size),
@@ -822,7 +822,7 @@ void LayoutCoordinator::TruncateAsync(FileState& file, int fd, uint64_t new_size
 void LayoutCoordinator::PunchHoleAsync(FileState& file, int fd, uint64_t offset, uint64_t length,
                                        LayoutOptions options, Done done) {
   if (absl::Status s = CheckHole(offset, length); !s.ok()) {
-    executor_.Post([done = std::move(done), s]() mutable { done(s); });
+    executor_.Post([done = std::move(done), s]() mutable { done(std::move(s)); });
     return;
   }
   Start(file, "punch hole", std::move(options), PreparePunchHole(fd, offset, length),

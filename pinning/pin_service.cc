@@ -315,7 +315,7 @@ void PinService::StartLayoutAsync(
                : absl::StatusOr<OpenedFile>(exp.status());
   if (!file.ok()) {
     coordinator_.executor()->Post(
-        [done = std::move(done), status = file.status()]() mutable { done(status); });
+        [done = std::move(done), status = file.status()]() mutable { done(std::move(status)); });
     return;
   }
   // The descriptor and the file's state live until the change completes.
