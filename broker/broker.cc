@@ -330,8 +330,14 @@ size_t Broker::Shutdown(absl::Duration grace) {
   // rdma_cm listener.
   if (verbs_ != nullptr) verbs_->Shutdown();
   service_->CloseAllWatches();
-  // Streams finish once their last events are written; give them a moment, then cut.
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Streams finish once their last events are written: wait for them (at most 2 s), then give
+  // the calls still finishing half a second and cut. gRPC would also wait for every idle
+  // connection until the deadline (a client with no call open answers the server's GOAWAY
+  // only when it next polls), so the deadline is short once the streams are done.
+  if (!service_->AwaitWatchesDone(absl::Seconds(2))) {
+    PB_LOG(WARNING) << "shutting down: some Watch streams did not finish within 2 s; cutting them";
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   server_->Wait();
   PB_LOG(INFO) << "shut down; " << revoked << " leases were revoked after the grace period";
   return revoked;

@@ -86,6 +86,12 @@ void PinBrokerService::CloseAllWatches() {
   for (const auto& queue : watches) queue->Close();
 }
 
+bool PinBrokerService::AwaitWatchesDone(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  const auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_watches_ == 0; };
+  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+}
+
 absl::Status PinBrokerService::CheckAccepting() const {
   absl::MutexLock lock(&mu_);
   if (!accepting_) {
@@ -672,6 +678,10 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<B
  public:
   WatchReactor(PinBrokerService* service, const PeerIdentity& caller, const Bytes& bytes)
       : service_(service) {
+    {
+      absl::MutexLock lock(&service_->mu_);
+      ++service_->live_watches_;  // Until OnDone.
+    }
     v1::WatchRequest request;
     if (Status decoded = DecodeRequest(bytes, &request); !decoded.ok()) {
       absl::MutexLock lock(&mu_);
@@ -763,7 +773,10 @@ class PinBrokerService::WatchReactor final : public ::grpc::ServerWriteReactor<B
       service_->watches_.erase(queue);
     }
     if (!session_.empty()) service_->sessions_->RemoveWatcher(session_);
+    PinBrokerService* const service = service_;
     delete this;
+    absl::MutexLock lock(&service->mu_);
+    --service->live_watches_;
   }
 
   void OnEventReady() {

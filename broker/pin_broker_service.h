@@ -83,6 +83,9 @@ class PinBrokerService final
   // Shutdown, step 2 (after the engine recalled and revoked everything): ends every Watch
   // stream once it has delivered what is queued, with UNAVAILABLE.
   void CloseAllWatches();
+  // Shutdown, step 3: waits (real time, at most `timeout`) until every Watch stream is done;
+  // false if some were not by then.
+  bool AwaitWatchesDone(absl::Duration timeout);
 
   using Ctx = ::grpc::ServerContext;
   using Status = ::grpc::Status;
@@ -163,6 +166,8 @@ class PinBrokerService final
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   // Queues of open Watch streams, closed by CloseAllWatches().
   absl::flat_hash_set<std::shared_ptr<EventQueue>> watches_ ABSL_GUARDED_BY(mu_);
+  // Watch streams not done yet (from their handler to their OnDone), for AwaitWatchesDone().
+  size_t live_watches_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace pinbroker::broker

@@ -11,7 +11,9 @@
 // (successive pages, wrapping) with 4 threads until 10k, then 100k, are held; then closes the
 // session (CloseSession releases them all; its time is printed); then opens 1k, then 10k Watch
 // streams (one session each). At each step the broker process's VmRSS, RssAnon and thread count
-// (/proc/self/status) are printed.
+// (/proc/self/status) are printed. Last, a new session holds the largest lease step again, the
+// streams still open, and the broker's Shutdown (what pinbrokerd does on SIGTERM) with a 1 s
+// grace is timed: the holder never releases, so every lease is revoked at the grace's end.
 //
 // Backend part: a HostBackend pins 10k one-page leases of a 10k-page file (one per page, then
 // all on one page), then revokes them all; prints the time per pin and per revoke, and the
@@ -202,11 +204,34 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
     }
     Say(absl::StrCat("watches ", target));
   }
-  for (auto& s : streams) s->context.TryCancel();
+  // Shutdown: a new session holds the largest lease step again, with every stream still open;
+  // the broker times its Shutdown (this process never releases, so the leases are revoked at
+  // the end of the grace). The broker closes the pipe when it is done.
+  {
+    const v1::SessionCredentials holder = OpenSession(*stub);
+    const uint64_t target = lease_steps.back();
+    for (uint64_t i = 0; i < target; ++i) {
+      v1::PinRequest pin;
+      *pin.mutable_credentials() = holder;
+      pin.set_export_name(kExport);
+      pin.set_path(kFile);
+      pin.set_offset((i % pages) * page_size);
+      pin.set_length(page_size);
+      pin.set_access(v1::ACCESS_READ);
+      pin.mutable_ttl()->set_seconds(600);
+      grpc::ClientContext context;
+      v1::PinResponse pinned;
+      grpc::Status s = stub->Pin(&context, pin, &pinned);
+      if (!s.ok()) Die(absl::StrCat("Pin ", i, " before shutdown: ", s.error_message()));
+    }
+    Say(absl::StrCat("held ", target));
+  }
   std::_Exit(0);  // The streams' teardown is not what is measured.
 }
 
 // --- Broker process -------------------------------------------------------------------------
+
+constexpr absl::Duration kShutdownGrace = absl::Seconds(1);
 
 int BrokerMain(const char* self, bool guard, bool smoke) {
   const std::string data_dir =
@@ -258,14 +283,25 @@ int BrokerMain(const char* self, bool guard, bool smoke) {
     if (absl::StartsWith(step, "closed ")) {
       PrintBroker("after CloseSession");
       std::printf("  %-28s %s ms\n", "CloseSession time", step.substr(7).c_str());
+    } else if (absl::StartsWith(step, "held ")) {
+      // What SIGTERM does in pinbrokerd: Shutdown with the configured grace, here 1 s.
+      PrintBroker(absl::StrCat("before shutdown, ", step));
+      const absl::Time start = absl::Now();
+      const size_t revoked = (*broker)->Shutdown(kShutdownGrace);
+      std::printf("  %-28s %.1f ms (grace %s, %zu leases revoked)\n", "Shutdown time",
+                  absl::ToDoubleMilliseconds(absl::Now() - start),
+                  absl::FormatDuration(kShutdownGrace).c_str(), revoked);
+      std::fflush(stdout);
+      break;
     } else {
       PrintBroker(step);
     }
     if (write(to_child[1], "\n", 1) != 1) break;
   }
+  close(to_child[1]);  // The client exits at its next read.
   int status = 0;
   waitpid(pid, &status, 0);
-  (*broker)->Shutdown(absl::ZeroDuration());
+  (*broker)->Shutdown(absl::ZeroDuration());  // No-op when the shutdown step ran.
   broker->reset();
   unlink((data_dir + "/" + kFile).c_str());
   rmdir(data_dir.c_str());
