@@ -8,7 +8,8 @@
 // off with --noguard as the bound) listens on a Unix socket and exports a directory holding one
 // 64 MiB file (on /dev/shm when writable). A client process (this program re-executed with
 // --client, so its memory is not counted) opens a session and pins one-page leases of the file
-// (successive pages, wrapping) with 4 threads until 10k, then 100k, are held; then closes the
+// (successive pages, wrapping at 4000 pages: an identity's share of the host backend's VMAs) with
+// 4 threads until 10k, then 100k, are held; then closes the
 // session (CloseSession releases them all; its time is printed); then opens 1k, then 10k Watch
 // streams (one session each). At each step the broker process's VmRSS, RssAnon and thread count
 // (/proc/self/status) are printed. Last, a new session holds the largest lease step again, the
@@ -30,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -52,12 +54,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "broker/broker.h"
+#include "common/log.h"
+#include "common/real_clock.h"
 #include "pinbroker/v1/pinbroker.grpc.pb.h"
 #include "pinning/file_info.h"
 #include "pinning/host_backend.h"
-#include "common/log.h"
 #include "pinning/page_range.h"
-#include "common/real_clock.h"
 
 extern char** environ;
 
@@ -126,6 +128,8 @@ void PrintBroker(absl::string_view step) {
 
 // --- Client process -------------------------------------------------------------------------
 
+constexpr uint64_t kDistinctPages = 4000;
+
 v1::SessionCredentials OpenSession(v1::PinBroker::Stub& stub) {
   grpc::ClientContext context;
   v1::OpenSessionRequest open;
@@ -147,7 +151,9 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
   auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
   auto stub = v1::PinBroker::NewStub(channel);
   const v1::SessionCredentials credentials = OpenSession(*stub);
-  const uint64_t pages = kFileBytes / page_size;
+  // One identity may hold 4095 distinct ranges of host pins by default (its max_vmas share:
+  // 2 per range), so the leases wrap at 4000 pages.
+  const uint64_t pages = std::min<uint64_t>(kFileBytes / page_size, kDistinctPages);
   std::atomic<uint64_t> next{0};
   for (uint64_t target : lease_steps) {
     std::vector<std::thread> threads;
@@ -245,6 +251,10 @@ int BrokerMain(const char* self, bool guard, bool smoke) {
   config.add_listen(endpoint);
   config.mutable_session_ttl()->set_seconds(600);
   config.mutable_guard()->set_disabled(!guard);
+  // One client process (one identity) plays every caller: its session and Watch stream quotas
+  // (1024 and 256 by default) are raised past the largest step.
+  config.mutable_quotas()->set_max_sessions(20000);
+  config.mutable_quotas()->set_max_watches(20000);
   v1::ExportConfig* exp = config.add_exports();
   exp->set_name(kExport);
   exp->set_root(data_dir);
