@@ -46,6 +46,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,7 @@ constexpr char kExport[] = "bench";
 constexpr char kFile[] = "data";
 
 struct Environment {
+  std::string endpoint;
   std::string data_dir;
   std::string socket_dir;
   RealClock clock;
@@ -170,6 +172,7 @@ void SetUp() {
 
   v1::BrokerConfig config;
   const std::string endpoint = absl::StrCat("unix:", env->socket_dir, "/s.sock");
+  env->endpoint = endpoint;
   config.add_listen(endpoint);
   v1::ExportConfig* exp = config.add_exports();
   exp->set_name(kExport);
@@ -289,6 +292,69 @@ void BM_PinReleaseLibrary(benchmark::State& state) {
   state.SetItemsProcessed(2 * state.iterations());  // RPCs.
 }
 BENCHMARK(BM_PinReleaseLibrary)->ArgName("held")->Arg(0)->Arg(1)->UseRealTime();
+
+// Throughput at 1, 4, 16 and 64 concurrent clients: each benchmark thread is a client with a
+// channel (and so a connection) of its own, calling one RPC at a time; items_per_second is the
+// RPCs per second of all of them together. BM_EchoClients is the baseline for
+// BM_PinReleaseClients (Pin + Release of one page, two RPCs per iteration, in one session, on a
+// file with a lease held, as held:1 above).
+std::unique_ptr<v1::PinBroker::Stub> ClientStub(int client) {
+  grpc::ChannelArguments args;
+  args.SetInt("pinbroker.rpc_benchmark.client", client);  // A connection of its own.
+  return v1::PinBroker::NewStub(
+      grpc::CreateCustomChannel(env->endpoint, grpc::InsecureChannelCredentials(), args));
+}
+
+void BM_EchoClients(benchmark::State& state) {
+  const auto stub = ClientStub(state.thread_index());
+  v1::EchoRequest request;
+  v1::EchoResponse response;
+  for (auto _ : state) {
+    grpc::ClientContext context;
+    const grpc::Status s = stub->Echo(&context, request, &response);
+    if (!s.ok()) {
+      state.SkipWithError(("Echo: " + s.error_message()).c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());  // RPCs.
+}
+BENCHMARK(BM_EchoClients)->Threads(1)->Threads(4)->Threads(16)->Threads(64)->UseRealTime();
+
+void BM_PinReleaseClients(benchmark::State& state) {
+  const auto stub = ClientStub(state.thread_index());
+  std::optional<HeldLease> held;
+  if (state.thread_index() == 0) held.emplace(true);  // Before the loop's start, for everyone.
+  v1::PinRequest pin;
+  *pin.mutable_credentials() = env->credentials;
+  pin.set_export_name(kExport);
+  pin.set_path(kFile);
+  pin.set_length(env->page_size);
+  pin.set_access(v1::ACCESS_READ_WRITE);
+  v1::ReleaseRequest release;
+  *release.mutable_credentials() = env->credentials;
+  v1::PinResponse pinned;
+  v1::ReleaseResponse released;
+  uint64_t page = static_cast<uint64_t>(state.thread_index()) * 61;
+  for (auto _ : state) {
+    pin.set_offset((page++ % (env->pages - 1)) * env->page_size);
+    grpc::ClientContext pin_context;
+    grpc::Status s = stub->Pin(&pin_context, pin, &pinned);
+    if (!s.ok()) {
+      state.SkipWithError(("Pin: " + s.error_message()).c_str());
+      break;
+    }
+    release.set_lease_id(pinned.lease().lease_id());
+    grpc::ClientContext release_context;
+    s = stub->Release(&release_context, release, &released);
+    if (!s.ok()) {
+      state.SkipWithError(("Release: " + s.error_message()).c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(2 * state.iterations());  // RPCs.
+}
+BENCHMARK(BM_PinReleaseClients)->Threads(1)->Threads(4)->Threads(16)->Threads(64)->UseRealTime();
 
 void BM_EnginePinRelease(benchmark::State& state) {
   PinRequest pin;
