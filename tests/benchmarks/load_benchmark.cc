@@ -1,7 +1,7 @@
 // Broker load: memory and threads of a real broker holding many leases and Watch streams, and
 // what pinning and revoking 10k leases costs the host backend. A plain program printing numbers.
 //
-//   load_benchmark [--noguard] [--smoke]   broker part
+//   load_benchmark [--noguard] [--unread_streams] [--smoke]   broker part
 //   load_benchmark --backend [--smoke]     host backend part
 //
 // Broker part: an in-process Broker (RealClock, host backend, the file guard on as shipped, or
@@ -14,7 +14,8 @@
 // streams (one session each). At each step the broker process's VmRSS, RssAnon and thread count
 // (/proc/self/status) are printed. Last, a new session holds the largest lease step again, the
 // streams still open, and the broker's Shutdown (what pinbrokerd does on SIGTERM) with a 1 s
-// grace is timed: the holder never releases, so every lease is revoked at the grace's end.
+// grace is timed: the holder never releases, so every lease is revoked at the grace's end. The
+// client reads its streams meanwhile, as clients do; --unread_streams: it reads none of them.
 //
 // Backend part: a HostBackend pins 10k one-page leases of a 10k-page file (one per page, then
 // all on one page), then revokes them all; prints the time per pin and per revoke, and the
@@ -147,7 +148,7 @@ void Say(const std::string& line) {
 }
 
 int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_steps,
-               const std::vector<uint64_t>& watch_steps, uint64_t page_size) {
+               const std::vector<uint64_t>& watch_steps, uint64_t page_size, bool read_streams) {
   auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
   auto stub = v1::PinBroker::NewStub(channel);
   const v1::SessionCredentials credentials = OpenSession(*stub);
@@ -195,6 +196,9 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
   struct Stream {
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientAsyncReader<v1::WatchEvent>> reader;
+    v1::WatchEvent event;
+    grpc::Status status;
+    bool finishing = false;
   };
   std::vector<std::unique_ptr<Stream>> streams;
   for (uint64_t target : watch_steps) {
@@ -212,7 +216,27 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
   }
   // Shutdown: a new session holds the largest lease step again, with every stream still open;
   // the broker times its Shutdown (this process never releases, so the leases are revoked at
-  // the end of the grace). The broker closes the pipe when it is done.
+  // the end of the grace). The broker closes the pipe when it is done. With `read_streams` the
+  // streams are read from here on, as a client reads its Watch stream, until they end.
+  std::thread drain;
+  if (read_streams) {
+    for (auto& stream : streams) stream->reader->Read(&stream->event, stream.get());
+    drain = std::thread([&cq] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq.Next(&tag, &ok)) {
+        auto* stream = static_cast<Stream*>(tag);
+        if (stream->finishing) continue;  // Its Finish came back: the stream has ended.
+        if (ok) {
+          stream->reader->Read(&stream->event, stream);
+        } else {
+          stream->finishing = true;
+          stream->reader->Finish(&stream->status, stream);
+        }
+      }
+    });
+    drain.detach();  // Until the process exits.
+  }
   {
     const v1::SessionCredentials holder = OpenSession(*stub);
     const uint64_t target = lease_steps.back();
@@ -239,7 +263,7 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
 
 constexpr absl::Duration kShutdownGrace = absl::Seconds(1);
 
-int BrokerMain(const char* self, bool guard, bool smoke) {
+int BrokerMain(const char* self, bool guard, bool smoke, bool read_streams) {
   const std::string data_dir =
       access("/dev/shm", W_OK) == 0 ? MakeTempDir("/dev/shm") : MakeTempDir("/tmp");
   const std::string socket_dir = MakeTempDir("/tmp");
@@ -275,8 +299,13 @@ int BrokerMain(const char* self, bool guard, bool smoke) {
   posix_spawn_file_actions_adddup2(&actions, to_child[0], 0);
   posix_spawn_file_actions_adddup2(&actions, from_child[1], 1);
   const std::string page_arg = absl::StrCat(page_size);
-  std::vector<const char*> argv = {self,           "--client",      endpoint.c_str(),
-                                   leases.c_str(), watches.c_str(), page_arg.c_str(),
+  std::vector<const char*> argv = {self,
+                                   "--client",
+                                   endpoint.c_str(),
+                                   leases.c_str(),
+                                   watches.c_str(),
+                                   page_arg.c_str(),
+                                   read_streams ? "read" : "unread",
                                    nullptr};
   pid_t pid = 0;
   if (posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, const_cast<char**>(argv.data()),
@@ -393,13 +422,15 @@ int main(int argc, char** argv) {
   bool guard = true;
   bool smoke = false;
   bool backend = false;
+  bool read_streams = true;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
-    if (arg == "--client" && i + 4 < argc) {
+    if (arg == "--client" && i + 5 < argc) {
       uint64_t page = 0;
       if (!absl::SimpleAtoi(argv[i + 4], &page)) return 2;
       return pinbroker::ClientMain(argv[i + 1], pinbroker::Numbers(argv[i + 2]),
-                                   pinbroker::Numbers(argv[i + 3]), page);
+                                   pinbroker::Numbers(argv[i + 3]), page,
+                                   absl::string_view(argv[i + 5]) == "read");
     }
     if (arg == "--noguard") {
       guard = false;
@@ -407,10 +438,14 @@ int main(int argc, char** argv) {
       smoke = true;
     } else if (arg == "--backend") {
       backend = true;
+    } else if (arg == "--unread_streams") {
+      read_streams = false;
     } else {
-      std::fprintf(stderr, "usage: load_benchmark [--noguard] [--backend] [--smoke]\n");
+      std::fprintf(stderr,
+                   "usage: load_benchmark [--noguard] [--unread_streams] [--backend] [--smoke]\n");
       return 2;
     }
   }
-  return backend ? pinbroker::BackendMain(smoke) : pinbroker::BrokerMain(argv[0], guard, smoke);
+  return backend ? pinbroker::BackendMain(smoke)
+                 : pinbroker::BrokerMain(argv[0], guard, smoke, read_streams);
 }
