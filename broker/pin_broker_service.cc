@@ -396,10 +396,12 @@ PinService::LayoutDone PinBrokerService::FinishLayout(UnaryAnswer<v1::LayoutChan
   };
 }
 
-::grpc::ServerUnaryReactor* PinBrokerService::Truncate(CallbackCtx* context, const Bytes* bytes,
-                                                       Bytes* out) {
+template <typename Request, typename Start>
+::grpc::ServerUnaryReactor* PinBrokerService::StartLayoutCall(CallbackCtx* context,
+                                                              const Bytes* bytes, Bytes* out,
+                                                              std::string what, Start start) {
   UnaryAnswer<v1::LayoutChangeResponse> answer(context, out);
-  v1::TruncateRequest request;
+  Request request;
   if (Status s = DecodeRequest(*bytes, &request); !s.ok()) return std::move(answer).Finish(s);
   if (absl::Status s = Validate(request); !s.ok()) return std::move(answer).Finish(ToGrpcStatus(s));
   const PeerIdentity caller = Caller(context);
@@ -409,28 +411,30 @@ PinService::LayoutDone PinBrokerService::FinishLayout(UnaryAnswer<v1::LayoutChan
   auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
   if (!blocked.ok()) return std::move(answer).Finish(ToGrpcStatus(blocked.status()));
   ::grpc::ServerUnaryReactor* const reactor = answer.reactor();
-  engine_->TruncateAsync(*layout, request.new_size(),
-                         FinishLayout(std::move(answer), "truncate", caller, request.export_name(),
-                                      request.path(), *std::move(blocked)));
+  start(*layout, request,
+        FinishLayout(std::move(answer), std::move(what), caller, request.export_name(),
+                     request.path(), *std::move(blocked)));
   return reactor;
+}
+
+::grpc::ServerUnaryReactor* PinBrokerService::Truncate(CallbackCtx* context, const Bytes* bytes,
+                                                       Bytes* out) {
+  return StartLayoutCall<v1::TruncateRequest>(
+      context, bytes, out, "truncate",
+      [this](const LayoutRequest& layout, const v1::TruncateRequest& request,
+             PinService::LayoutDone done) {
+        engine_->TruncateAsync(layout, request.new_size(), std::move(done));
+      });
 }
 
 ::grpc::ServerUnaryReactor* PinBrokerService::PunchHole(CallbackCtx* context, const Bytes* bytes,
                                                         Bytes* out) {
-  UnaryAnswer<v1::LayoutChangeResponse> answer(context, out);
-  v1::PunchHoleRequest request;
-  if (Status s = DecodeRequest(*bytes, &request); !s.ok()) return std::move(answer).Finish(s);
-  if (absl::Status s = Validate(request); !s.ok()) return std::move(answer).Finish(ToGrpcStatus(s));
-  const PeerIdentity caller = Caller(context);
-  auto layout = AuthorizedLayout(caller, request.options(), request.export_name(), request.path());
-  if (!layout.ok()) return std::move(answer).Finish(ToGrpcStatus(layout.status()));
-  auto blocked = Reserve(caller, QuotaKind::kBlockedCalls);
-  if (!blocked.ok()) return std::move(answer).Finish(ToGrpcStatus(blocked.status()));
-  ::grpc::ServerUnaryReactor* const reactor = answer.reactor();
-  engine_->PunchHoleAsync(*layout, request.offset(), request.length(),
-                          FinishLayout(std::move(answer), "punchhole", caller,
-                                       request.export_name(), request.path(), *std::move(blocked)));
-  return reactor;
+  return StartLayoutCall<v1::PunchHoleRequest>(
+      context, bytes, out, "punchhole",
+      [this](const LayoutRequest& layout, const v1::PunchHoleRequest& request,
+             PinService::LayoutDone done) {
+        engine_->PunchHoleAsync(layout, request.offset(), request.length(), std::move(done));
+      });
 }
 
 // --- admin --------------------------------------------------------------------------------

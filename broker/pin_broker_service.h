@@ -131,6 +131,12 @@ class PinBrokerService final
   friend class WatchReactor;
   class RevokeReactor;
 
+  // Truncate and PunchHole: decodes and validates the Request, authorizes the caller, counts
+  // the call as blocked, then has `start(layout, request, done)` begin the engine's change,
+  // whose completion answers the call.
+  template <typename Request, typename Start>
+  ::grpc::ServerUnaryReactor* StartLayoutCall(CallbackCtx* context, const Bytes* bytes, Bytes* out,
+                                              std::string what, Start start);
   // The engine's completion of a layout change: answers the call, giving the blocked-calls
   // quota back first.
   PinService::LayoutDone FinishLayout(UnaryAnswer<v1::LayoutChangeResponse> answer,

@@ -141,6 +141,24 @@ v1::SessionCredentials OpenSession(v1::PinBroker::Stub& stub) {
   return opened.credentials();
 }
 
+// Pin number `i` (`when`: "" or " before shutdown"): a read lease of [offset, offset + length)
+// with a 600 s TTL; dies saying so if refused.
+void PinPage(v1::PinBroker::Stub& stub, const v1::SessionCredentials& credentials, uint64_t offset,
+             uint64_t length, uint64_t i, absl::string_view when) {
+  v1::PinRequest pin;
+  *pin.mutable_credentials() = credentials;
+  pin.set_export_name(kExport);
+  pin.set_path(kFile);
+  pin.set_offset(offset);
+  pin.set_length(length);
+  pin.set_access(v1::ACCESS_READ);
+  pin.mutable_ttl()->set_seconds(600);
+  grpc::ClientContext context;
+  v1::PinResponse pinned;
+  const grpc::Status s = stub.Pin(&context, pin, &pinned);
+  if (!s.ok()) Die(absl::StrCat("Pin ", i, when, ": ", s.error_message()));
+}
+
 void Say(const std::string& line) {
   std::cout << line << std::endl;
   std::string ack;
@@ -161,19 +179,8 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&] {
         auto own = v1::PinBroker::NewStub(channel);
-        v1::PinRequest pin;
-        *pin.mutable_credentials() = credentials;
-        pin.set_export_name(kExport);
-        pin.set_path(kFile);
-        pin.set_length(page_size);
-        pin.set_access(v1::ACCESS_READ);
-        pin.mutable_ttl()->set_seconds(600);
         for (uint64_t i; (i = next.fetch_add(1)) < target;) {
-          pin.set_offset((i % pages) * page_size);
-          grpc::ClientContext context;
-          v1::PinResponse pinned;
-          grpc::Status s = own->Pin(&context, pin, &pinned);
-          if (!s.ok()) Die(absl::StrCat("Pin ", i, ": ", s.error_message()));
+          PinPage(*own, credentials, (i % pages) * page_size, page_size, i, "");
         }
       });
     }
@@ -241,18 +248,7 @@ int ClientMain(const std::string& endpoint, const std::vector<uint64_t>& lease_s
     const v1::SessionCredentials holder = OpenSession(*stub);
     const uint64_t target = lease_steps.back();
     for (uint64_t i = 0; i < target; ++i) {
-      v1::PinRequest pin;
-      *pin.mutable_credentials() = holder;
-      pin.set_export_name(kExport);
-      pin.set_path(kFile);
-      pin.set_offset((i % pages) * page_size);
-      pin.set_length(page_size);
-      pin.set_access(v1::ACCESS_READ);
-      pin.mutable_ttl()->set_seconds(600);
-      grpc::ClientContext context;
-      v1::PinResponse pinned;
-      grpc::Status s = stub->Pin(&context, pin, &pinned);
-      if (!s.ok()) Die(absl::StrCat("Pin ", i, " before shutdown: ", s.error_message()));
+      PinPage(*stub, holder, (i % pages) * page_size, page_size, i, " before shutdown");
     }
     Say(absl::StrCat("held ", target));
   }

@@ -214,17 +214,58 @@ void TearDown() {
   env = nullptr;
 }
 
-void BM_Echo(benchmark::State& state) {
-  v1::EchoRequest request;
+// One Pin of a page (read-write) and its Release, in the benchmark's session, through `stub`;
+// false (the benchmark skipped with the error) if either fails.
+class PinReleaser {
+ public:
+  PinReleaser() {
+    *pin_.mutable_credentials() = env->credentials;
+    pin_.set_export_name(kExport);
+    pin_.set_path(kFile);
+    pin_.set_length(env->page_size);
+    pin_.set_access(v1::ACCESS_READ_WRITE);
+    *release_.mutable_credentials() = env->credentials;
+  }
+  bool Run(v1::PinBroker::Stub& stub, uint64_t page, benchmark::State& state) {
+    pin_.set_offset(page * env->page_size);
+    grpc::ClientContext pin_context;
+    grpc::Status s = stub.Pin(&pin_context, pin_, &pinned_);
+    if (!s.ok()) {
+      state.SkipWithError(("Pin: " + s.error_message()).c_str());
+      return false;
+    }
+    release_.set_lease_id(pinned_.lease().lease_id());
+    grpc::ClientContext release_context;
+    s = stub.Release(&release_context, release_, &released_);
+    if (!s.ok()) {
+      state.SkipWithError(("Release: " + s.error_message()).c_str());
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  v1::PinRequest pin_;
+  v1::ReleaseRequest release_;
+  v1::PinResponse pinned_;
+  v1::ReleaseResponse released_;
+};
+
+// One Echo through `stub`; false (the benchmark skipped) if it fails.
+bool EchoOnce(v1::PinBroker::Stub& stub, benchmark::State& state) {
+  static const v1::EchoRequest request;
   v1::EchoResponse response;
+  grpc::ClientContext context;
+  const grpc::Status s = stub.Echo(&context, request, &response);
+  if (s.ok()) return true;
+  state.SkipWithError(("Echo: " + s.error_message()).c_str());
+  return false;
+}
+
+void BM_Echo(benchmark::State& state) {
   const ProcessUsage start = ProcessUsage::Now();
   for (auto _ : state) {
-    grpc::ClientContext context;
-    const grpc::Status s = env->stub->Echo(&context, request, &response);
-    if (!s.ok()) {
-      state.SkipWithError(("Echo: " + s.error_message()).c_str());
-      break;
-    }
+    if (!EchoOnce(*env->stub, state)) break;
   }
   ReportUsage(state, start);
   state.SetItemsProcessed(state.iterations());  // RPCs.
@@ -232,34 +273,12 @@ void BM_Echo(benchmark::State& state) {
 BENCHMARK(BM_Echo)->UseRealTime();
 
 void BM_PinRelease(benchmark::State& state) {
-  v1::PinRequest pin;
-  *pin.mutable_credentials() = env->credentials;
-  pin.set_export_name(kExport);
-  pin.set_path(kFile);
-  pin.set_length(env->page_size);
-  pin.set_access(v1::ACCESS_READ_WRITE);
-  v1::ReleaseRequest release;
-  *release.mutable_credentials() = env->credentials;
-  v1::PinResponse pinned;
-  v1::ReleaseResponse released;
+  PinReleaser pin_release;
   uint64_t page = 0;
   const HeldLease held(state.range(0) != 0);
   const ProcessUsage start = ProcessUsage::Now();
   for (auto _ : state) {
-    pin.set_offset((page++ % env->pages) * env->page_size);
-    grpc::ClientContext pin_context;
-    grpc::Status s = env->stub->Pin(&pin_context, pin, &pinned);
-    if (!s.ok()) {
-      state.SkipWithError(("Pin: " + s.error_message()).c_str());
-      break;
-    }
-    release.set_lease_id(pinned.lease().lease_id());
-    grpc::ClientContext release_context;
-    s = env->stub->Release(&release_context, release, &released);
-    if (!s.ok()) {
-      state.SkipWithError(("Release: " + s.error_message()).c_str());
-      break;
-    }
+    if (!pin_release.Run(*env->stub, page++ % env->pages, state)) break;
   }
   ReportUsage(state, start);
   state.SetItemsProcessed(2 * state.iterations());  // RPCs.
@@ -307,15 +326,8 @@ std::unique_ptr<v1::PinBroker::Stub> ClientStub(int client) {
 
 void BM_EchoClients(benchmark::State& state) {
   const auto stub = ClientStub(state.thread_index());
-  v1::EchoRequest request;
-  v1::EchoResponse response;
   for (auto _ : state) {
-    grpc::ClientContext context;
-    const grpc::Status s = stub->Echo(&context, request, &response);
-    if (!s.ok()) {
-      state.SkipWithError(("Echo: " + s.error_message()).c_str());
-      break;
-    }
+    if (!EchoOnce(*stub, state)) break;
   }
   state.SetItemsProcessed(state.iterations());  // RPCs.
 }
@@ -325,32 +337,10 @@ void BM_PinReleaseClients(benchmark::State& state) {
   const auto stub = ClientStub(state.thread_index());
   std::optional<HeldLease> held;
   if (state.thread_index() == 0) held.emplace(true);  // Before the loop's start, for everyone.
-  v1::PinRequest pin;
-  *pin.mutable_credentials() = env->credentials;
-  pin.set_export_name(kExport);
-  pin.set_path(kFile);
-  pin.set_length(env->page_size);
-  pin.set_access(v1::ACCESS_READ_WRITE);
-  v1::ReleaseRequest release;
-  *release.mutable_credentials() = env->credentials;
-  v1::PinResponse pinned;
-  v1::ReleaseResponse released;
+  PinReleaser pin_release;
   uint64_t page = static_cast<uint64_t>(state.thread_index()) * 61;
   for (auto _ : state) {
-    pin.set_offset((page++ % (env->pages - 1)) * env->page_size);
-    grpc::ClientContext pin_context;
-    grpc::Status s = stub->Pin(&pin_context, pin, &pinned);
-    if (!s.ok()) {
-      state.SkipWithError(("Pin: " + s.error_message()).c_str());
-      break;
-    }
-    release.set_lease_id(pinned.lease().lease_id());
-    grpc::ClientContext release_context;
-    s = stub->Release(&release_context, release, &released);
-    if (!s.ok()) {
-      state.SkipWithError(("Release: " + s.error_message()).c_str());
-      break;
-    }
+    if (!pin_release.Run(*stub, page++ % (env->pages - 1), state)) break;
   }
   state.SetItemsProcessed(2 * state.iterations());  // RPCs.
 }
