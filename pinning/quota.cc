@@ -82,42 +82,66 @@ QuotaHold& QuotaHold::operator=(QuotaHold&& other) noexcept {
   if (this == &other) return *this;
   Reset();
   keep_ = std::move(other.keep_);
-  keep_other_ = std::move(other.keep_other_);
-  entries_ = other.entries_;
+  counters_ = other.counters_;
+  amount_ = other.amount_;
+  units_ = other.units_;
   size_ = other.size_;
+  extra_ = std::move(other.extra_);
   other.size_ = 0;
+  other.units_ = 0;
+  other.amount_ = 0;
   other.keep_.reset();
   return *this;
 }
 
 void QuotaHold::Add(QuotaCounter* counter, uint64_t n) {
-  if (size_ == kMax) {  // More than any caller takes: give it back rather than leak it.
-    counter->Sub(n);
+  if (n == 0) return;
+  if (size_ < kInline && (n == 1 || amount_ == 0 || amount_ == n)) {
+    if (n == 1) {
+      units_ |= static_cast<uint8_t>(1u << size_);
+    } else {
+      amount_ = n;
+    }
+    counters_[size_++] = counter;
     return;
   }
-  entries_[size_++] = {counter, n};
+  if (extra_ == nullptr) extra_ = std::make_unique<Extra>();
+  extra_->entries.emplace_back(counter, n);
 }
 
 void QuotaHold::Absorb(QuotaHold other) {
   for (size_t i = 0; i < other.size_; ++i) {
-    Add(other.entries_[i].first, other.entries_[i].second);
-    other.entries_[i].second = 0;
-  }
-  if (keep_ == nullptr) {
-    keep_ = std::move(other.keep_);
-  } else if (other.keep_ != nullptr && other.keep_ != keep_) {
-    keep_other_ = std::move(other.keep_);
+    Add(other.counters_[i], (other.units_ >> i) & 1u ? 1 : other.amount_);
   }
   other.size_ = 0;
+  std::vector<std::shared_ptr<const void>> keeps;
+  if (other.extra_ != nullptr) {
+    for (const auto& [counter, n] : other.extra_->entries) Add(counter, n);
+    keeps = std::move(other.extra_->keeps);
+    other.extra_.reset();
+  }
+  keeps.push_back(std::move(other.keep_));
+  for (std::shared_ptr<const void>& keep : keeps) {
+    if (keep == nullptr || keep == keep_) continue;
+    if (keep_ == nullptr) {
+      keep_ = std::move(keep);
+      continue;
+    }
+    if (extra_ == nullptr) extra_ = std::make_unique<Extra>();
+    extra_->keeps.push_back(std::move(keep));
+  }
 }
 
 void QuotaHold::Reset() {
-  for (size_t i = 0; i < size_; ++i) {
-    if (entries_[i].second != 0) entries_[i].first->Sub(entries_[i].second);
-  }
+  for (size_t i = 0; i < size_; ++i) counters_[i]->Sub((units_ >> i) & 1u ? 1 : amount_);
   size_ = 0;
+  units_ = 0;
+  amount_ = 0;
+  if (extra_ != nullptr) {
+    for (const auto& [counter, n] : extra_->entries) counter->Sub(n);
+    extra_.reset();
+  }
   keep_.reset();
-  keep_other_.reset();
 }
 
 QuotaAccount::QuotaAccount(std::string label, const QuotaLimits& limits,

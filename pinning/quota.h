@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -97,17 +98,26 @@ class QuotaHold {
   void Absorb(QuotaHold other);
   // Gives everything back now.
   void Reset();
-  bool empty() const { return size_ == 0; }
+  bool empty() const { return size_ == 0 && extra_ == nullptr; }
 
  private:
   friend class QuotaAccount;
-  static constexpr size_t kMax = 6;
-  // The accounts whose counters these are, if any (a lease's hold: its identity's; the
+  // Every lease keeps one hold, so the common shape is kept small (80 bytes): up to kInline
+  // counters, each holding 1 or one shared `amount_` (a lease's leases and pinned bytes on its
+  // identity, its export and the broker's budget). Anything else goes to `extra_`.
+  static constexpr size_t kInline = 5;
+  struct Extra {
+    std::vector<std::shared_ptr<const void>> keeps;  // Accounts besides keep_'s.
+    std::vector<std::pair<QuotaCounter*, uint64_t>> entries;
+  };
+  // The account whose counters these are, if any (a lease's hold: its identity's; the
   // broker-wide budget needs none).
   std::shared_ptr<const void> keep_;
-  std::shared_ptr<const void> keep_other_;
-  std::array<std::pair<QuotaCounter*, uint64_t>, kMax> entries_{};
-  size_t size_ = 0;
+  std::array<QuotaCounter*, kInline> counters_{};
+  uint64_t amount_ = 0;  // What each counter whose bit in `units_` is clear holds.
+  uint8_t units_ = 0;    // Bit i set: counters_[i] holds 1.
+  uint8_t size_ = 0;
+  std::unique_ptr<Extra> extra_;
 };
 
 class QuotaAccount : public std::enable_shared_from_this<QuotaAccount> {

@@ -3,6 +3,7 @@
 // however it ends.
 #include "pinning/quota.h"
 
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -91,6 +92,58 @@ TEST(QuotaHoldTest, GivesBackOnceWhenDestroyedResetOrMovedFrom) {
   hold.Reset();
   hold.Reset();
   EXPECT_EQ(a.used(), 0u);
+}
+
+TEST(QuotaHoldTest, GivesBackEveryAmountWhateverItsShape) {
+  // A lease's hold (ones and one byte count) fits inline; other amounts, more counters and
+  // absorbed holds of other accounts go beyond it. All of it comes back, once.
+  std::vector<std::unique_ptr<QuotaCounter>> counters;
+  for (int i = 0; i < 9; ++i) counters.push_back(std::make_unique<QuotaCounter>(1 << 20));
+  const uint64_t amounts[] = {1, 4096, 1, 4096, 4096, 7, 1, 4096, 9};
+  {
+    QuotaHold hold;
+    QuotaHold other;
+    for (int i = 0; i < 9; ++i) {
+      ASSERT_TRUE(counters[i]->TryAdd(amounts[i]));
+      (i < 6 ? hold : other).Add(counters[i].get(), amounts[i]);
+    }
+    hold.Absorb(std::move(other));
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(counters[i]->used(), amounts[i]) << i;
+    QuotaHold moved = std::move(hold);
+    EXPECT_FALSE(moved.empty());
+    EXPECT_TRUE(hold.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty.
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(counters[i]->used(), amounts[i]) << i;
+  }
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(counters[i]->used(), 0u) << i;
+}
+
+TEST(QuotaHoldTest, AHoldKeepsEveryAccountItHoldsCountersOfAlive) {
+  ExportQuotaLimits on_export;
+  on_export.max_leases = 5;
+  std::weak_ptr<QuotaAccount> watch_a, watch_b;
+  {
+    QuotaHold hold;
+    {
+      auto a = Account(Limits(1, 5, 1 << 20), {{"exp", on_export}});
+      auto b = Account(Limits(1, 5, 1 << 20));
+      watch_a = a;
+      watch_b = b;
+      auto lease_a = a->ReserveLease("exp", 4096);
+      auto lease_b = b->ReserveLease("exp", 8192);
+      ASSERT_TRUE(lease_a.ok() && lease_b.ok());
+      hold = *std::move(lease_a);
+      hold.Absorb(*std::move(lease_b));
+      EXPECT_EQ(a->used(QuotaKind::kPinnedBytes), 4096u);
+      EXPECT_EQ(b->used(QuotaKind::kPinnedBytes), 8192u);
+    }
+    // Both accounts live on in the hold, whose counters they are.
+    ASSERT_FALSE(watch_a.expired());
+    ASSERT_FALSE(watch_b.expired());
+    EXPECT_EQ(watch_a.lock()->used(QuotaKind::kLeases), 1u);
+    EXPECT_EQ(watch_b.lock()->used(QuotaKind::kLeases), 1u);
+  }
+  EXPECT_TRUE(watch_a.expired());
+  EXPECT_TRUE(watch_b.expired());
 }
 
 TEST(QuotaAccountTest, RefusalNamesTheQuotaTheIdentityTheUseAndTheLimit) {
