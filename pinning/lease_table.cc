@@ -66,14 +66,76 @@ absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Statu
   if (admit) RETURN_IF_ERROR(admit());
   issued_.erase(lease.id);
   const LeaseId id = lease.id;
-  const absl::Time expires_at = lease.expires_at;
-  Record& record =
-      leases_.emplace(id, Record{std::move(lease), false, std::move(quota)}).first->second;
-  by_owner_.insert({record.info.owner, id});
-  by_file_.insert({record.info.file, id});
-  SetExpiryLocked(record, expires_at);
-  EmitLocked(LeaseEvent::Type::kGranted, record.info);
+  Record& record = leases_.try_emplace(id).first->second;
+  record.owner = InternLocked(lease.owner);
+  record.export_name = InternLocked(lease.export_name);
+  record.path = InternLocked(lease.path);
+  record.file = lease.file;
+  record.pages = lease.pages;
+  record.offset = lease.offset;
+  record.length = lease.length;
+  record.granted_at = lease.granted_at;
+  record.expires_at = lease.expires_at;
+  record.recall_deadline = lease.recall_deadline;
+  record.set_reason(std::move(lease.reason));
+  if (!lease.rdma.device.empty()) record.rdma = std::make_unique<RdmaGrant>(std::move(lease.rdma));
+  record.backend_handle = lease.backend_handle;
+  record.access = lease.access;
+  record.mode = lease.mode;
+  record.state = lease.state;
+  record.guards_layout = lease.guards_layout;
+  record.quota = std::move(quota);
+  by_owner_.insert({record.owner, id});
+  by_file_.insert({record.file, id});
+  expiry_.insert({record.expires_at, id});
+  ArmTimerLocked();
+  EmitLocked(LeaseEvent::Type::kGranted, id, record);
   return absl::OkStatus();
+}
+
+LeaseInfo LeaseTable::InfoLocked(LeaseId id, const Record& record) const {
+  LeaseInfo info;
+  info.id = id;
+  info.owner = *record.owner;
+  info.export_name = *record.export_name;
+  info.path = *record.path;
+  info.file = record.file;
+  info.pages = record.pages;
+  info.offset = record.offset;
+  info.length = record.length;
+  info.access = record.access;
+  info.mode = record.mode;
+  info.state = record.state;
+  info.granted_at = record.granted_at;
+  info.expires_at = record.expires_at;
+  info.recall_deadline = record.recall_deadline;
+  info.reason = std::string(record.reason_text());
+  info.guards_layout = record.guards_layout;
+  if (record.rdma != nullptr) info.rdma = *record.rdma;
+  info.backend_handle = record.backend_handle;
+  return info;
+}
+
+bool LeaseTable::MatchesLocked(const LeaseFilter& filter, const Record& record) const {
+  return (!filter.owner || *filter.owner == *record.owner) &&
+         (!filter.export_name || *filter.export_name == *record.export_name) &&
+         (!filter.file || *filter.file == record.file);
+}
+
+const std::string* LeaseTable::InternLocked(absl::string_view text) {
+  auto [it, inserted] = names_.try_emplace(text, 0);
+  ++it->second;
+  return &it->first;
+}
+
+void LeaseTable::ReleaseNameLocked(const std::string* name) {
+  auto it = names_.find(*name);
+  if (it != names_.end() && --it->second == 0) names_.erase(it);
+}
+
+const std::string* LeaseTable::FindNameLocked(absl::string_view text) const {
+  auto it = names_.find(text);
+  return it == names_.end() ? nullptr : &it->first;
 }
 
 absl::Status LeaseTable::NotFoundLocked(LeaseId id, absl::string_view owner) const {
@@ -86,10 +148,10 @@ absl::Status LeaseTable::NotFoundLocked(LeaseId id, absl::string_view owner) con
         "; pin the range again if you still need it"));
   }
   if (auto it = leases_.find(id);
-      it != leases_.end() && it->second.ending && it->second.info.owner == owner) {
+      it != leases_.end() && it->second.ending && *it->second.owner == owner) {
     return absl::NotFoundError(absl::StrCat(Name(id), " is ending (",
-                                            LeaseStateName(it->second.info.state), ": ",
-                                            it->second.info.reason, ")"));
+                                            LeaseStateName(it->second.state), ": ",
+                                            it->second.reason_text(), ")"));
   }
   return absl::NotFoundError(absl::StrCat("no ", Name(id),
                                           " for this owner (unknown, ended long ago, or held by "
@@ -108,53 +170,53 @@ absl::StatusOr<LeaseInfo> LeaseTable::Get(LeaseId id) const {
   if (it == leases_.end() || it->second.ending) {
     return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
   }
-  return it->second.info;
+  return InfoLocked(id, it->second);
 }
 
 absl::StatusOr<LeaseInfo> LeaseTable::Renew(absl::string_view owner, LeaseId id,
                                             absl::Duration ttl) {
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
-  if (record == nullptr || record->info.owner != owner) return NotFoundLocked(id, owner);
-  if (record->info.state == LeaseState::kRecalling) {
+  if (record == nullptr || *record->owner != owner) return NotFoundLocked(id, owner);
+  if (record->state == LeaseState::kRecalling) {
     return absl::FailedPreconditionError(
-        absl::StrCat(Name(id), " is being recalled (", record->info.reason,
+        absl::StrCat(Name(id), " is being recalled (", record->reason_text(),
                      ") and cannot be renewed; stop I/O and release it before ",
-                     absl::FormatTime(record->info.recall_deadline)));
+                     absl::FormatTime(record->recall_deadline)));
   }
-  SetExpiryLocked(*record, clock_->Now() + ttl);
-  return record->info;
+  SetExpiryLocked(id, *record, clock_->Now() + ttl);
+  return InfoLocked(id, *record);
 }
 
 absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
   if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
-  if (record->info.state == LeaseState::kGranted) {
-    record->info.state = LeaseState::kRecalling;
-    record->info.recall_deadline = deadline;
-    record->info.reason = std::move(reason);
-    EmitLocked(LeaseEvent::Type::kRecalled, record->info);
+  if (record->state == LeaseState::kGranted) {
+    record->state = LeaseState::kRecalling;
+    record->recall_deadline = deadline;
+    record->set_reason(std::move(reason));
+    EmitLocked(LeaseEvent::Type::kRecalled, id, *record);
   }
-  return record->info;
+  return InfoLocked(id, *record);
 }
 
-LeaseInfo LeaseTable::EndLocked(Record& record, LeaseState state, std::string reason) {
-  expiry_.erase({record.info.expires_at, record.info.id});
+LeaseInfo LeaseTable::EndLocked(LeaseId id, Record& record, LeaseState state, std::string reason) {
+  expiry_.erase({record.expires_at, id});
   record.ending = true;
   ++ending_;
-  record.info.state = state;
-  if (!reason.empty()) record.info.reason = std::move(reason);
-  return record.info;
+  record.state = state;
+  if (!reason.empty()) record.set_reason(std::move(reason));
+  return InfoLocked(id, record);
 }
 
 absl::StatusOr<LeaseInfo> LeaseTable::BeginRelease(absl::string_view owner, LeaseId id) {
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
-  if (record == nullptr || record->info.owner != owner) return NotFoundLocked(id, owner);
-  return EndLocked(*record, LeaseState::kReleased,
-                   record->info.state == LeaseState::kRecalling
-                       ? absl::StrCat("released after recall: ", record->info.reason)
+  if (record == nullptr || *record->owner != owner) return NotFoundLocked(id, owner);
+  return EndLocked(id, *record, LeaseState::kReleased,
+                   record->state == LeaseState::kRecalling
+                       ? absl::StrCat("released after recall: ", record->reason_text())
                        : "released by holder");
 }
 
@@ -162,19 +224,19 @@ absl::StatusOr<LeaseInfo> LeaseTable::BeginRevoke(LeaseId id, std::string reason
   absl::MutexLock lock(&mu_);
   Record* record = LiveLocked(id);
   if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
-  return EndLocked(*record, LeaseState::kRevoked, std::move(reason));
+  return EndLocked(id, *record, LeaseState::kRevoked, std::move(reason));
 }
 
 void LeaseTable::Finish(LeaseId id) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(id);
   if (it == leases_.end() || !it->second.ending) return;
-  const LeaseInfo& info = it->second.info;
-  const LeaseEvent::Type type = info.state == LeaseState::kReleased  ? LeaseEvent::Type::kReleased
-                                : info.state == LeaseState::kRevoked ? LeaseEvent::Type::kRevoked
-                                                                     : LeaseEvent::Type::kExpired;
-  EmitLocked(type, info);
-  Tombstone tomb{info.owner, info.state, info.reason, clock_->Now()};
+  Record& record = it->second;
+  const LeaseEvent::Type type = record.state == LeaseState::kReleased  ? LeaseEvent::Type::kReleased
+                                : record.state == LeaseState::kRevoked ? LeaseEvent::Type::kRevoked
+                                                                       : LeaseEvent::Type::kExpired;
+  EmitLocked(type, id, record);
+  Tombstone tomb{*record.owner, record.state, std::string(record.reason_text()), clock_->Now()};
   if (tomb.reason.size() > options_.tombstone_reason_bytes) {
     tomb.reason.resize(options_.tombstone_reason_bytes);
     tomb.reason += "...";
@@ -191,8 +253,11 @@ void LeaseTable::Finish(LeaseId id) {
     tombstones_.erase(oldest);
     tombstone_order_.pop_front();
   }
-  by_owner_.erase({info.owner, id});
-  by_file_.erase({info.file, id});
+  by_owner_.erase({record.owner, id});
+  by_file_.erase({record.file, id});
+  ReleaseNameLocked(record.owner);
+  ReleaseNameLocked(record.export_name);
+  ReleaseNameLocked(record.path);
   --ending_;
   leases_.erase(it);
 }
@@ -210,7 +275,7 @@ size_t LeaseTable::tombstone_text_bytes() const {
 std::optional<LeaseState> LeaseTable::EndState(LeaseId id) const {
   absl::MutexLock lock(&mu_);
   if (auto it = leases_.find(id); it != leases_.end()) {
-    if (it->second.ending) return it->second.info.state;
+    if (it->second.ending) return it->second.state;
     return std::nullopt;
   }
   if (auto it = tombstones_.find(id); it != tombstones_.end()) return it->second.state;
@@ -222,7 +287,7 @@ std::vector<LeaseInfo> LeaseTable::List(const LeaseFilter& filter) const {
   std::vector<LeaseInfo> out;
   auto add = [&](LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const Record& record = leases_.at(id);
-    if (!record.ending && filter.Matches(record.info)) out.push_back(record.info);
+    if (!record.ending && MatchesLocked(filter, record)) out.push_back(InfoLocked(id, record));
   };
   if (filter.file.has_value()) {
     for (auto it = by_file_.lower_bound({*filter.file, 0});
@@ -230,8 +295,10 @@ std::vector<LeaseInfo> LeaseTable::List(const LeaseFilter& filter) const {
       add(it->second);
     }
   } else if (filter.owner.has_value()) {
-    for (auto it = by_owner_.lower_bound({*filter.owner, 0});
-         it != by_owner_.end() && it->first == *filter.owner; ++it) {
+    const std::string* owner = FindNameLocked(*filter.owner);
+    if (owner == nullptr) return out;
+    for (auto it = by_owner_.lower_bound({owner, 0}); it != by_owner_.end() && it->first == owner;
+         ++it) {
       add(it->second);
     }
   } else {
@@ -254,10 +321,12 @@ LeaseTable::Subscription LeaseTable::Subscribe(std::string owner,
   Subscription sub;
   sub.events = std::make_shared<EventQueue>(clock_, options_.queue_capacity, std::move(on_ready),
                                             options_.queue_bytes);
-  for (auto it = by_owner_.lower_bound({owner, 0}); it != by_owner_.end() && it->first == owner;
-       ++it) {
-    const Record& record = leases_.at(it->second);
-    if (!record.ending) sub.snapshot.push_back(record.info);
+  if (const std::string* name = FindNameLocked(owner); name != nullptr) {
+    for (auto it = by_owner_.lower_bound({name, 0}); it != by_owner_.end() && it->first == name;
+         ++it) {
+      const Record& record = leases_.at(it->second);
+      if (!record.ending) sub.snapshot.push_back(InfoLocked(it->second, record));
+    }
   }
   // Subscriptions come and go with client connections. The owner's own closed ones go now; all
   // owners' closed ones go in a sweep once the table holds twice as many queues as after the last
@@ -305,11 +374,11 @@ bool LeaseTable::AwaitEmpty(absl::Time deadline) {
   return clock_->AwaitWithDeadline(&mu_, absl::Condition(&empty), deadline);
 }
 
-void LeaseTable::EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease) {
-  auto it = subscribers_.find(lease.owner);
+void LeaseTable::EmitLocked(LeaseEvent::Type type, LeaseId id, const Record& record) {
+  auto it = subscribers_.find(*record.owner);
   if (it == subscribers_.end()) return;
   auto& list = it->second;
-  const LeaseEvent event{type, lease, clock_->Now()};
+  const LeaseEvent event{type, InfoLocked(id, record), clock_->Now()};
   bool any_closed = false;
   for (auto& q : list) {
     // A dropped event means the queue overflowed (its consumer will resubscribe) or closed.
@@ -321,10 +390,10 @@ void LeaseTable::EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease) {
   }
 }
 
-void LeaseTable::SetExpiryLocked(Record& record, absl::Time expires_at) {
-  expiry_.erase({record.info.expires_at, record.info.id});
-  record.info.expires_at = expires_at;
-  expiry_.insert({expires_at, record.info.id});
+void LeaseTable::SetExpiryLocked(LeaseId id, Record& record, absl::Time expires_at) {
+  expiry_.erase({record.expires_at, id});
+  record.expires_at = expires_at;
+  expiry_.insert({expires_at, id});
   ArmTimerLocked();
 }
 
@@ -346,9 +415,9 @@ void LeaseTable::OnTimer(absl::Time due) {
     while (!expiry_.empty() && expiry_.begin()->first <= now) {
       const LeaseId id = expiry_.begin()->second;
       Record& record = leases_.at(id);
-      expired.push_back(EndLocked(
-          record, LeaseState::kExpired,
-          absl::StrCat("not renewed; expired at ", absl::FormatTime(record.info.expires_at))));
+      expired.push_back(
+          EndLocked(id, record, LeaseState::kExpired,
+                    absl::StrCat("not renewed; expired at ", absl::FormatTime(record.expires_at))));
     }
     ArmTimerLocked();
   }

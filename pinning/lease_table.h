@@ -43,6 +43,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -158,10 +159,37 @@ class LeaseTable {
   bool AwaitEmpty(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // A live or ending lease, kept compact (docs/PERFORMANCE.md counts the bytes per lease): its
+  // owner, export and path point into `names_`, where each distinct string is kept once however
+  // many leases name it; the RDMA grant and the reason exist only when set. InfoLocked() turns it
+  // back into the LeaseInfo callers see.
   struct Record {
-    LeaseInfo info;
+    const std::string* owner = nullptr;
+    const std::string* export_name = nullptr;
+    const std::string* path = nullptr;
+    FileId file;
+    PageRange pages;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    absl::Time granted_at;
+    absl::Time expires_at;
+    absl::Time recall_deadline = absl::InfiniteFuture();
+    std::unique_ptr<std::string> reason;  // nullptr: none.
+    std::unique_ptr<RdmaGrant> rdma;      // nullptr: not pinned for RDMA.
+    uint64_t backend_handle = 0;
+    Access access = Access::kRead;
+    RegistrationMode mode = RegistrationMode::kHost;
+    LeaseState state = LeaseState::kGranted;
+    bool guards_layout = true;
     bool ending = false;  // Terminal state claimed; waiting for Finish().
     QuotaHold quota;      // Given back when the record goes.
+
+    absl::string_view reason_text() const {
+      return reason == nullptr ? absl::string_view() : absl::string_view(*reason);
+    }
+    void set_reason(std::string text) {
+      reason = text.empty() ? nullptr : std::make_unique<std::string>(std::move(text));
+    }
   };
   struct Tombstone {
     std::string owner;
@@ -170,17 +198,28 @@ class LeaseTable {
     absl::Time at;
   };
 
+  LeaseInfo InfoLocked(LeaseId id, const Record& record) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool MatchesLocked(const LeaseFilter& filter, const Record& record) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The kept copy of `text` (one more reference), and giving a reference back.
+  const std::string* InternLocked(absl::string_view text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseNameLocked(const std::string* name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The kept copy of `text` if any lease names it, else nullptr.
+  const std::string* FindNameLocked(absl::string_view text) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotFoundLocked(LeaseId id, absl::string_view owner) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The live (not ending) record of `id`, or nullptr.
   Record* LiveLocked(LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EmitLocked(LeaseEvent::Type type, const LeaseInfo& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(LeaseEvent::Type type, LeaseId id, const Record& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the closed queues of `queues`; returns how many.
   static size_t DropClosed(std::vector<std::shared_ptr<EventQueue>>& queues);
-  void SetExpiryLocked(Record& record, absl::Time expires_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetExpiryLocked(LeaseId id, Record& record, absl::Time expires_at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnTimer(absl::Time due) ABSL_LOCKS_EXCLUDED(mu_);
-  LeaseInfo EndLocked(Record& record, LeaseState state, std::string reason)
+  LeaseInfo EndLocked(LeaseId id, Record& record, LeaseState state, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock* const clock_;
@@ -202,8 +241,11 @@ class LeaseTable {
   // Queues in subscribers_, and the count at which the next Subscribe() sweeps them all.
   size_t held_subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
   size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kMinSweepAt;
-  // Every record of leases_ (live or ending) by owner and by file, for List().
-  absl::btree_set<std::pair<std::string, LeaseId>> by_owner_ ABSL_GUARDED_BY(mu_);
+  // Every owner, export and path string some record names, with how many names refer to it.
+  // Nodes, so that the strings stay where records point.
+  absl::node_hash_map<std::string, size_t> names_ ABSL_GUARDED_BY(mu_);
+  // Every record of leases_ (live or ending) by owner (its kept name) and by file, for List().
+  absl::btree_set<std::pair<const std::string*, LeaseId>> by_owner_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::pair<FileId, LeaseId>> by_file_ ABSL_GUARDED_BY(mu_);
   size_t ending_ ABSL_GUARDED_BY(mu_) = 0;  // Records of leases_ with `ending` set.
   absl::flat_hash_map<LeaseId, Tombstone> tombstones_ ABSL_GUARDED_BY(mu_);
