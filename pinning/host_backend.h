@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -208,7 +209,8 @@ class HostBackend final : public PinBackend {
   const uint64_t max_vmas_per_holder_;
   mutable absl::Mutex mu_;
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
-  absl::flat_hash_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // Ordered, not hashed: a B-tree grows by nodes where a hash table doubles.
+  absl::btree_map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<FileId, FileState> files_ ABSL_GUARDED_BY(mu_);
   uint64_t mapping_count_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t vma_total_ ABSL_GUARDED_BY(mu_) = 0;
