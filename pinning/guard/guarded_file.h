@@ -21,7 +21,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -65,8 +65,7 @@ struct GuardedFile {
     ByteRange bytes;
     std::shared_ptr<const FileLayout> before;
   };
-  // Ordered, not hashed: a B-tree grows by nodes where a hash table doubles.
-  using LeaseViews = absl::btree_map<LeaseId, LeaseView>;
+  using LeaseViews = absl::flat_hash_map<LeaseId, LeaseView>;
   LeaseViews leases ABSL_GUARDED_BY(mu);
   std::atomic<size_t> live{0};  // leases.size(), readable without mu.
   // The latest sweep (highest sequence) and the next sequence number.
