@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
@@ -131,9 +130,7 @@ class BusyRangeMap {
   Clock* const clock_;
   mutable absl::Mutex mu_;
   BTreeIntervalIndex index_ ABSL_GUARDED_BY(mu_);
-  // Ordered, not hashed: one entry per lease, and a B-tree grows by nodes where a hash table
-  // doubles (docs/PERFORMANCE.md counts the bytes per lease).
-  absl::btree_map<LeaseId, Slot> slots_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<LeaseId, Slot> slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<BlockId, ActiveBlock> blocks_ ABSL_GUARDED_BY(mu_);
   BlockId next_block_ ABSL_GUARDED_BY(mu_) = 1;
   DrainWaitId next_drain_wait_ ABSL_GUARDED_BY(mu_) = 1;
