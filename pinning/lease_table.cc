@@ -9,11 +9,6 @@
 
 namespace pinbroker {
 
-bool LeaseFilter::Matches(const LeaseInfo& lease) const {
-  return (!owner || *owner == lease.owner) && (!export_name || *export_name == lease.export_name) &&
-         (!file || *file == lease.file);
-}
-
 LeaseTable::LeaseTable(Clock* clock, ExpiryHandler on_expired, Options options)
     : clock_(clock), on_expired_(std::move(on_expired)), options_(options) {}
 

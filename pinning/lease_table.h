@@ -59,7 +59,6 @@ struct LeaseFilter {
   std::optional<std::string> owner;
   std::optional<std::string> export_name;
   std::optional<FileId> file;
-  bool Matches(const LeaseInfo& lease) const;
 };
 
 class LeaseTable {
