@@ -6,10 +6,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/verbs/fd_events.h"
-#include "common/verbs/rc_queue.h"
 #include "common/errno_status.h"
 #include "common/log.h"
+#include "common/verbs/fd_events.h"
+#include "common/verbs/rc_queue.h"
 
 namespace pinbroker::rdma {
 namespace {
@@ -74,6 +74,29 @@ absl::Status Connection::AwaitEstablished(absl::Duration timeout) {
 void Connection::MarkBroken() {
   absl::MutexLock lock(&mu_);
   BreakLocked();
+}
+
+void Connection::MarkFailed() {
+  absl::MutexLock lock(&mu_);
+  broken_ = true;
+}
+
+bool Connection::AwaitErrorState(absl::Duration bound) const {
+  const absl::Time deadline = absl::Now() + bound;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (id_->qp == nullptr || destroyed_) return true;
+      ibv_qp_attr attr;
+      ibv_qp_init_attr init;
+      std::memset(&attr, 0, sizeof(attr));
+      if (ibv_query_qp(id_->qp, &attr, IBV_QP_STATE, &init) == 0 && attr.qp_state == IBV_QPS_ERR) {
+        return true;
+      }
+    }
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 bool Connection::established() const {

@@ -65,8 +65,18 @@ class Connection {
   // connected, a moment before the broker's event thread gets there). FAILED_PRECONDITION if it
   // does not come, or the connection broke or closed.
   absl::Status AwaitEstablished(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
-  // The queue pair is known to be in the error state (async event): no more posts.
+  // The connection must not be used any more (e.g. its device failed): no more posts, and the
+  // queue pair is moved to the error state.
   void MarkBroken() ABSL_LOCKS_EXCLUDED(mu_);
+  // The device reported that the queue pair failed (a fatal, request or access error async
+  // event): no more posts, but the queue pair is left alone. A device raises such an event
+  // while it still answers the request that failed (rxe raises the access error before it sends
+  // the NAK, and drops the NAK if the queue pair is moved to the error state meanwhile); the
+  // device moves the queue pair to the error state itself once it has answered.
+  void MarkFailed() ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits up to `bound` for the queue pair to be in the error state (polled every millisecond);
+  // true if it is (or is already destroyed).
+  bool AwaitErrorState(absl::Duration bound) const ABSL_LOCKS_EXCLUDED(mu_);
   bool established() const ABSL_LOCKS_EXCLUDED(mu_);
   uint32_t path_mtu() const ABSL_LOCKS_EXCLUDED(mu_);  // Bytes; 0 before ESTABLISHED.
 

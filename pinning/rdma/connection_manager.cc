@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "common/errno_status.h"
 #include "common/log.h"
 #include "common/verbs/fd_events.h"
@@ -23,6 +24,10 @@ namespace {
 
 constexpr int kBacklog = 64;
 constexpr uint8_t kMaxRdAtom = 16;
+// How long a queue pair the device reported failed gets to reach the error state on its own (it
+// does so right after answering the failed request) before it is torn down anyway. Bounds how
+// long one failed connection holds the event thread.
+constexpr absl::Duration kQueuePairErrorSettle = absl::Milliseconds(200);
 
 std::string AddressText(const sockaddr* addr) {
   if (addr == nullptr || addr->sa_family != AF_INET) return "?";
@@ -393,7 +398,21 @@ void ConnectionManager::HandleAsyncEvents(VerbsDevice* device) {
       PB_LOG(WARNING) << "rdma: " << device->name() << ": " << ibv_event_type_str(type);
     }
     for (auto& conn : affected) {
-      conn->MarkBroken();
+      if (type == IBV_EVENT_DEVICE_FATAL) {
+        conn->MarkBroken();
+      } else {
+        // The device may still be answering the request that failed: a client whose write hit
+        // a revoked window must get the remote access error NAK, not a flush because the
+        // disconnect below overtook it. Moving the queue pair to the error state now (or
+        // disconnecting, which does) would drop that NAK on rxe; wait for the device to do it.
+        conn->MarkFailed();
+        if (!conn->AwaitErrorState(kQueuePairErrorSettle)) {
+          PB_LOG(WARNING) << "rdma: queue pair " << conn->qp_num() << " of session "
+                          << conn->owner() << " not in the error state "
+                          << absl::FormatDuration(kQueuePairErrorSettle) << " after "
+                          << ibv_event_type_str(type) << "; tearing it down anyway";
+        }
+      }
       Teardown(conn, absl::StrCat("async event ", ibv_event_type_str(type)), true);
     }
   }

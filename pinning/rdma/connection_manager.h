@@ -9,7 +9,10 @@
 //     (the queue pair is then ready to bind windows) - or reject with an AttachReject saying why;
 //   * ESTABLISHED: logged;
 //   * DISCONNECTED, connection errors, fatal queue-pair/CQ/device async events (each device's
-//     ibv_get_async_event), broken posts and Disconnect() requests: teardown.
+//     ibv_get_async_event), broken posts and Disconnect() requests: teardown. After a queue
+//     pair's own async event, teardown waits (at most 200 ms) for the device to move it to the
+//     error state itself, so that the device's answer to the failed request (the remote access
+//     error a client's write to a revoked window must get) is not overtaken by the disconnect.
 // Teardown always deallocates the connection's windows before destroying its queue pair (a
 // bound type-2 window makes rxe's queue-pair destruction hang for ~50 s), then destroys the
 // rest, then - with no lock held - calls the ClosedCallback with the leases that lost access.

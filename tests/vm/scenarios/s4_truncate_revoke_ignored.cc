@@ -114,8 +114,7 @@ absl::Status TruncateRevokeIgnored(Fixture& f, Notes& notes) {
         StatusText(refused),
         reached ? " (the broker's log shows its queue pair's access violation: the write did "
                   "reach the invalidated window, but the connection was torn down before the "
-                  "client saw the NAK; see /work/helpers/bugs.md '[scenarios] RDMA: a refused "
-                  "write can surface as a flush')"
+                  "client saw the NAK)"
                 : ""));
   }
   notes.Add("write after revocation refused: ", refused.message());
