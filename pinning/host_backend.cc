@@ -465,18 +465,18 @@ absl::StatusOr<BackendPin> HostBackend::Pin(const PinSpec& spec) {
     m->locked.Add(begin, end);
     m->vmas += vma_delta;
     ++m->leases;
-    Mapping::HolderLeases& mine = new_user ? m->holders[spec.holder] : holder_here->second;
+    if (new_user) holder_here = m->holders.try_emplace(std::string(spec.holder)).first;
+    Mapping::HolderLeases& mine = holder_here->second;
     ++mine.leases;
     ++mine.ranges[{begin, end}];
+    const std::string* const holder = &holder_here->first;
 
     absl::MutexLock lock(&mu_);
     FileState& state = files_[spec.file->id];
     for (const ByteRange& piece : state.held.Uncovered(begin, end)) pinned_bytes_ += piece.length;
     state.held.Add(begin, end);
     const uint64_t handle = next_handle_++;
-    leases_.emplace(
-        handle,
-        Lease{.mapping = std::move(m), .bytes = spec.bytes, .holder = std::string(spec.holder)});
+    leases_.emplace(handle, Lease{.mapping = std::move(m), .bytes = spec.bytes, .holder = holder});
     BackendPin pin;
     pin.handle = handle;
     pin.mode = RegistrationMode::kHost;
@@ -519,21 +519,24 @@ absl::Status HostBackend::Unpin(uint64_t handle, absl::string_view verb) {
   // What the holder was charged for this range and mapping comes back with its last lease on
   // them.
   uint64_t refund = 0;
-  if (auto mine = m.holders.find(lease.holder); mine != m.holders.end()) {
+  absl::string_view holder = *lease.holder;
+  std::string last_holder;  // Keeps the name when the holder's node goes with its last lease.
+  if (auto mine = m.holders.find(holder); mine != m.holders.end()) {
     auto range = mine->second.ranges.find({begin, end});
     if (range != mine->second.ranges.end() && --range->second == 0) {
       mine->second.ranges.erase(range);
       refund += 2;
     }
     if (--mine->second.leases == 0) {
-      m.holders.erase(mine);
+      last_holder = std::move(m.holders.extract(mine).key());
+      holder = last_holder;
       refund += 1;
     }
   }
   if (m.leases == 0) {
     DropMapping(m);  // Unlocks whatever is still locked, with no munlock first.
     absl::MutexLock lock(&mu_);
-    RefundLocked(lease.holder, refund);
+    RefundLocked(holder, refund);
     return absl::OkStatus();
   }
   // Unlocking pages leaves them mapped: no TLB shootdown. It cannot fail for pages of a mapping
@@ -548,7 +551,7 @@ absl::Status HostBackend::Unpin(uint64_t handle, absl::string_view verb) {
   m.vmas += 2 * run_delta;
   absl::MutexLock lock(&mu_);
   vma_total_ += 2 * run_delta;
-  RefundLocked(lease.holder, refund);
+  RefundLocked(holder, refund);
   return absl::OkStatus();
 }
 

@@ -64,6 +64,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -176,12 +177,14 @@ class HostBackend final : public PinBackend {
       uint64_t leases = 0;
       absl::flat_hash_map<std::pair<uint64_t, uint64_t>, uint64_t> ranges;
     };
-    absl::flat_hash_map<std::string, HolderLeases> holders ABSL_GUARDED_BY(mu);
+    // Nodes: a lease points at its holder's name here, which stays while the holder has a
+    // lease in this mapping.
+    absl::node_hash_map<std::string, HolderLeases> holders ABSL_GUARDED_BY(mu);
   };
   struct Lease {
     std::shared_ptr<Mapping> mapping;
     ByteRange bytes;
-    std::string holder;
+    const std::string* holder = nullptr;  // Its key in mapping->holders (guarded by its mu).
   };
   struct FileState {
     std::vector<std::shared_ptr<Mapping>> mappings;

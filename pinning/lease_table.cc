@@ -58,6 +58,11 @@ absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Statu
                                                       " was not issued "
                                                       "by this table or is already used"));
   }
+  if (ToBytes(lease.pages, options_.page_size) != ByteRange{lease.offset, lease.length}) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Name(lease.id), " inserted with bytes [", lease.offset, ", +", lease.length,
+        ") that are not its pages ", lease.pages.ToString(), " of ", options_.page_size, " bytes"));
+  }
   if (admit) RETURN_IF_ERROR(admit());
   issued_.erase(lease.id);
   const LeaseId id = lease.id;
@@ -67,11 +72,9 @@ absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Statu
   record.path = InternLocked(lease.path);
   record.file = lease.file;
   record.pages = lease.pages;
-  record.offset = lease.offset;
-  record.length = lease.length;
-  record.granted_at = lease.granted_at;
-  record.expires_at = lease.expires_at;
-  record.recall_deadline = lease.recall_deadline;
+  record.granted_at = PackedTime(lease.granted_at);
+  record.expires_at = PackedTime(lease.expires_at);
+  record.recall_deadline = PackedTime(lease.recall_deadline);
   record.set_reason(std::move(lease.reason));
   if (!lease.rdma.device.empty()) record.rdma = std::make_unique<RdmaGrant>(std::move(lease.rdma));
   record.backend_handle = lease.backend_handle;
@@ -96,14 +99,15 @@ LeaseInfo LeaseTable::InfoLocked(LeaseId id, const Record& record) const {
   info.path = *record.path;
   info.file = record.file;
   info.pages = record.pages;
-  info.offset = record.offset;
-  info.length = record.length;
+  const ByteRange bytes = ToBytes(record.pages, options_.page_size);
+  info.offset = bytes.offset;
+  info.length = bytes.length;
   info.access = record.access;
   info.mode = record.mode;
   info.state = record.state;
-  info.granted_at = record.granted_at;
-  info.expires_at = record.expires_at;
-  info.recall_deadline = record.recall_deadline;
+  info.granted_at = record.granted_at.get();
+  info.expires_at = record.expires_at.get();
+  info.recall_deadline = record.recall_deadline.get();
   info.reason = std::string(record.reason_text());
   info.guards_layout = record.guards_layout;
   if (record.rdma != nullptr) info.rdma = *record.rdma;
@@ -177,7 +181,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::Renew(absl::string_view owner, LeaseId id,
     return absl::FailedPreconditionError(
         absl::StrCat(Name(id), " is being recalled (", record->reason_text(),
                      ") and cannot be renewed; stop I/O and release it before ",
-                     absl::FormatTime(record->recall_deadline)));
+                     absl::FormatTime(record->recall_deadline.get())));
   }
   SetExpiryLocked(id, *record, clock_->Now() + ttl);
   return InfoLocked(id, *record);
@@ -189,7 +193,7 @@ absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason, abs
   if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
   if (record->state == LeaseState::kGranted) {
     record->state = LeaseState::kRecalling;
-    record->recall_deadline = deadline;
+    record->recall_deadline = PackedTime(deadline);
     record->set_reason(std::move(reason));
     EmitLocked(LeaseEvent::Type::kRecalled, id, *record);
   }
@@ -387,14 +391,14 @@ void LeaseTable::EmitLocked(LeaseEvent::Type type, LeaseId id, const Record& rec
 
 void LeaseTable::SetExpiryLocked(LeaseId id, Record& record, absl::Time expires_at) {
   expiry_.erase({record.expires_at, id});
-  record.expires_at = expires_at;
-  expiry_.insert({expires_at, id});
+  record.expires_at = PackedTime(expires_at);
+  expiry_.insert({record.expires_at, id});
   ArmTimerLocked();
 }
 
 void LeaseTable::ArmTimerLocked() {
   if (shutting_down_ || expiry_.empty()) return;
-  const absl::Time earliest = expiry_.begin()->first;
+  const absl::Time earliest = expiry_.begin()->first.get();
   if (!timers_.empty() && timers_.begin()->first <= earliest) return;
   const Clock::TimerId id = clock_->Schedule(earliest, [this, earliest] { OnTimer(earliest); });
   timers_.emplace(earliest, id);
@@ -406,13 +410,13 @@ void LeaseTable::OnTimer(absl::Time due) {
     absl::MutexLock lock(&mu_);
     timers_.erase(due);  // At most one timer is armed per instant.
     if (shutting_down_) return;
-    const absl::Time now = clock_->Now();
+    const PackedTime now(clock_->Now());
     while (!expiry_.empty() && expiry_.begin()->first <= now) {
       const LeaseId id = expiry_.begin()->second;
       Record& record = leases_.at(id);
-      expired.push_back(
-          EndLocked(id, record, LeaseState::kExpired,
-                    absl::StrCat("not renewed; expired at ", absl::FormatTime(record.expires_at))));
+      expired.push_back(EndLocked(
+          id, record, LeaseState::kExpired,
+          absl::StrCat("not renewed; expired at ", absl::FormatTime(record.expires_at.get()))));
     }
     ArmTimerLocked();
   }

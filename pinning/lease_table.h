@@ -48,9 +48,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/packed_time.h"
 #include "pinbroker/clock.h"
 #include "pinning/event_queue.h"
 #include "pinning/lease.h"
+#include "pinning/page_range.h"
 #include "pinning/quota.h"
 
 namespace pinbroker {
@@ -75,6 +77,9 @@ class LeaseTable {
     // Put before lease numbers in messages, so they read as the ids clients hold (the service
     // sets "<epoch>-").
     std::string id_prefix;
+    // A lease's bytes are its pages in this size: Insert() refuses a lease whose offset and
+    // length are not (the record keeps only the pages).
+    uint64_t page_size = SystemPageSize();
   };
   struct Subscription {
     std::vector<LeaseInfo> snapshot;  // The owner's live leases, ascending id.
@@ -167,12 +172,10 @@ class LeaseTable {
     const std::string* export_name = nullptr;
     const std::string* path = nullptr;
     FileId file;
-    PageRange pages;
-    uint64_t offset = 0;
-    uint64_t length = 0;
-    absl::Time granted_at;
-    absl::Time expires_at;
-    absl::Time recall_deadline = absl::InfiniteFuture();
+    PageRange pages;  // The bytes are these pages (Options::page_size).
+    PackedTime granted_at;
+    PackedTime expires_at;
+    PackedTime recall_deadline{absl::InfiniteFuture()};
     std::unique_ptr<std::string> reason;  // nullptr: none.
     std::unique_ptr<RdmaGrant> rdma;      // nullptr: not pinned for RDMA.
     uint64_t backend_handle = 0;
@@ -231,7 +234,7 @@ class LeaseTable {
   absl::flat_hash_set<LeaseId> issued_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<LeaseId, Record> leases_ ABSL_GUARDED_BY(mu_);
   // (expires_at, id) for every live lease that is not ending.
-  absl::btree_set<std::pair<absl::Time, LeaseId>> expiry_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<PackedTime, LeaseId>> expiry_ ABSL_GUARDED_BY(mu_);
   // Armed expiry timers by due time. Extra timers are harmless: a pass with nothing due re-arms.
   absl::btree_map<absl::Time, Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -11,11 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/simulated_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pinning/event_queue.h"
 #include "pinning/lease.h"
-#include "common/simulated_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace pinbroker {
@@ -65,6 +65,7 @@ class LeaseTableTest : public ::testing::Test {
   LeaseTableTest() { MakeTable(LeaseTable::Options()); }
 
   void MakeTable(LeaseTable::Options options) {
+    options.page_size = 4096;  // The leases below are in 4 KiB pages.
     table_ = std::make_unique<LeaseTable>(
         &clock_, [this](const LeaseInfo& lease) { OnExpired(lease); }, options);
   }
@@ -152,6 +153,43 @@ TEST_F(LeaseTableTest, InsertMakesTheLeaseLive) {
   EXPECT_EQ(got.state, LeaseState::kGranted);
   EXPECT_EQ(got.expires_at, lease.expires_at);
   EXPECT_EQ(table_->live_count(), 1u);
+}
+
+TEST_F(LeaseTableTest, ALeaseReadsBackAsInserted) {
+  LeaseInfo lease = NewLease("alice");
+  lease.pages = PageRange{3, 10};
+  lease.offset = 3 * 4096;
+  lease.length = 7 * 4096;
+  lease.granted_at = clock_.Now() + absl::Nanoseconds(17);
+  lease.expires_at = lease.granted_at + absl::Seconds(30);
+  lease.access = Access::kReadWrite;
+  lease.guards_layout = false;
+  ASSERT_OK(table_->Insert(lease));
+  ASSERT_OK(table_->Recall(lease.id, "truncate", clock_.Now() + absl::Seconds(5)).status());
+  ASSERT_OK_AND_ASSIGN(const LeaseInfo got, table_->Get(lease.id));
+  EXPECT_EQ(got.owner, "alice");
+  EXPECT_EQ(got.export_name, "scratch");
+  EXPECT_EQ(got.path, "data/file.bin");
+  EXPECT_EQ(got.file, kFileA);
+  EXPECT_EQ(got.pages, (PageRange{3, 10}));
+  EXPECT_EQ(got.offset, 3u * 4096);
+  EXPECT_EQ(got.length, 7u * 4096);
+  EXPECT_EQ(got.granted_at, lease.granted_at);
+  EXPECT_EQ(got.expires_at, lease.expires_at);
+  EXPECT_EQ(got.recall_deadline, clock_.Now() + absl::Seconds(5));
+  EXPECT_EQ(got.state, LeaseState::kRecalling);
+  EXPECT_EQ(got.reason, "truncate");
+  EXPECT_EQ(got.access, Access::kReadWrite);
+  EXPECT_FALSE(got.guards_layout);
+}
+
+TEST_F(LeaseTableTest, InsertRejectsBytesThatAreNotItsPages) {
+  LeaseInfo lease = NewLease("alice");
+  lease.length = 4 * 4096 - 1;
+  EXPECT_THAT(table_->Insert(lease),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not its pages")));
+  lease.length = 4 * 4096;
+  EXPECT_OK(table_->Insert(lease));  // The id is still usable: nothing was taken.
 }
 
 TEST_F(LeaseTableTest, InsertEmitsGrantedToTheOwnersSubscriber) {
@@ -1119,7 +1157,6 @@ TEST_F(LeaseTableTest, DestroyingTheTableClosesSubscriptions) {
   EXPECT_THAT(alice.events->Next(absl::InfiniteFuture()),
               StatusIs(absl::StatusCode::kCancelled, _));
 }
-
 
 TEST_F(LeaseTableTest, ARecallFannedOutPastTheQueueCapacityReachesTheSubscriberWhole) {
   LeaseTable::Options options;
