@@ -70,13 +70,13 @@ absl::Status LeaseTable::Insert(LeaseInfo lease, const std::function<absl::Statu
   record.owner = InternLocked(lease.owner);
   record.export_name = InternLocked(lease.export_name);
   record.path = InternLocked(lease.path);
-  record.file = lease.file;
+  record.file = InternFileLocked(lease.file);
   record.pages = lease.pages;
   record.granted_at = PackedTime(lease.granted_at);
   record.expires_at = PackedTime(lease.expires_at);
   record.recall_deadline = PackedTime(lease.recall_deadline);
   record.set_reason(std::move(lease.reason));
-  if (!lease.rdma.device.empty()) record.rdma = std::make_unique<RdmaGrant>(std::move(lease.rdma));
+  if (!lease.rdma.device.empty()) record.set_rdma(std::move(lease.rdma));
   record.backend_handle = lease.backend_handle;
   record.access = lease.access;
   record.mode = lease.mode;
@@ -97,7 +97,7 @@ LeaseInfo LeaseTable::InfoLocked(LeaseId id, const Record& record) const {
   info.owner = *record.owner;
   info.export_name = *record.export_name;
   info.path = *record.path;
-  info.file = record.file;
+  info.file = *record.file;
   info.pages = record.pages;
   const ByteRange bytes = ToBytes(record.pages, options_.page_size);
   info.offset = bytes.offset;
@@ -110,7 +110,7 @@ LeaseInfo LeaseTable::InfoLocked(LeaseId id, const Record& record) const {
   info.recall_deadline = record.recall_deadline.get();
   info.reason = std::string(record.reason_text());
   info.guards_layout = record.guards_layout;
-  if (record.rdma != nullptr) info.rdma = *record.rdma;
+  if (const RdmaGrant* rdma = record.rdma(); rdma != nullptr) info.rdma = *rdma;
   info.backend_handle = record.backend_handle;
   return info;
 }
@@ -118,7 +118,7 @@ LeaseInfo LeaseTable::InfoLocked(LeaseId id, const Record& record) const {
 bool LeaseTable::MatchesLocked(const LeaseFilter& filter, const Record& record) const {
   return (!filter.owner || *filter.owner == *record.owner) &&
          (!filter.export_name || *filter.export_name == *record.export_name) &&
-         (!filter.file || *filter.file == record.file);
+         (!filter.file || *filter.file == *record.file);
 }
 
 const std::string* LeaseTable::InternLocked(absl::string_view text) {
@@ -135,6 +135,39 @@ void LeaseTable::ReleaseNameLocked(const std::string* name) {
 const std::string* LeaseTable::FindNameLocked(absl::string_view text) const {
   auto it = names_.find(text);
   return it == names_.end() ? nullptr : &it->first;
+}
+
+const FileId* LeaseTable::InternFileLocked(const FileId& file) {
+  auto [it, inserted] = files_.try_emplace(file, 0);
+  ++it->second;
+  return &it->first;
+}
+
+void LeaseTable::ReleaseFileLocked(const FileId* file) {
+  auto it = files_.find(*file);
+  if (it != files_.end() && --it->second == 0) files_.erase(it);
+}
+
+const FileId* LeaseTable::FindFileLocked(const FileId& file) const {
+  auto it = files_.find(file);
+  return it == files_.end() ? nullptr : &it->first;
+}
+
+void LeaseTable::Record::set_reason(std::string text) {
+  if (text.empty()) {
+    if (extra != nullptr) {
+      extra->reason.clear();
+      if (extra->rdma == nullptr) extra.reset();
+    }
+    return;
+  }
+  if (extra == nullptr) extra = std::make_unique<Extra>();
+  extra->reason = std::move(text);
+}
+
+void LeaseTable::Record::set_rdma(RdmaGrant grant) {
+  if (extra == nullptr) extra = std::make_unique<Extra>();
+  extra->rdma = std::make_unique<RdmaGrant>(std::move(grant));
 }
 
 absl::Status LeaseTable::NotFoundLocked(LeaseId id, absl::string_view owner) const {
@@ -257,6 +290,7 @@ void LeaseTable::Finish(LeaseId id) {
   ReleaseNameLocked(record.owner);
   ReleaseNameLocked(record.export_name);
   ReleaseNameLocked(record.path);
+  ReleaseFileLocked(record.file);
   --ending_;
   leases_.erase(it);
 }
@@ -289,8 +323,10 @@ std::vector<LeaseInfo> LeaseTable::List(const LeaseFilter& filter) const {
     if (!record.ending && MatchesLocked(filter, record)) out.push_back(InfoLocked(id, record));
   };
   if (filter.file.has_value()) {
-    for (auto it = by_file_.lower_bound({*filter.file, 0});
-         it != by_file_.end() && it->first == *filter.file; ++it) {
+    const FileId* file = FindFileLocked(*filter.file);
+    if (file == nullptr) return out;
+    for (auto it = by_file_.lower_bound({file, 0}); it != by_file_.end() && it->first == file;
+         ++it) {
       add(it->second);
     }
   } else if (filter.owner.has_value()) {
@@ -308,7 +344,9 @@ std::vector<LeaseInfo> LeaseTable::List(const LeaseFilter& filter) const {
 
 bool LeaseTable::HasLiveLeases(const FileId& file) const {
   absl::MutexLock lock(&mu_);
-  for (auto it = by_file_.lower_bound({file, 0}); it != by_file_.end() && it->first == file; ++it) {
+  const FileId* kept = FindFileLocked(file);
+  if (kept == nullptr) return false;
+  for (auto it = by_file_.lower_bound({kept, 0}); it != by_file_.end() && it->first == kept; ++it) {
     if (!leases_.at(it->second).ending) return true;
   }
   return false;

@@ -171,13 +171,18 @@ class LeaseTable {
     const std::string* owner = nullptr;
     const std::string* export_name = nullptr;
     const std::string* path = nullptr;
-    FileId file;
-    PageRange pages;  // The bytes are these pages (Options::page_size).
+    const FileId* file = nullptr;  // Kept in files_.
+    PageRange pages;               // The bytes are these pages (Options::page_size).
     PackedTime granted_at;
     PackedTime expires_at;
     PackedTime recall_deadline{absl::InfiniteFuture()};
-    std::unique_ptr<std::string> reason;  // nullptr: none.
-    std::unique_ptr<RdmaGrant> rdma;      // nullptr: not pinned for RDMA.
+    // The reason and the RDMA grant, only when there is either (nullptr: no reason, not pinned
+    // for RDMA): most leases have neither.
+    struct Extra {
+      std::string reason;
+      std::unique_ptr<RdmaGrant> rdma;
+    };
+    std::unique_ptr<Extra> extra;
     uint64_t backend_handle = 0;
     Access access = Access::kRead;
     RegistrationMode mode = RegistrationMode::kHost;
@@ -187,11 +192,11 @@ class LeaseTable {
     QuotaHold quota;      // Given back when the record goes.
 
     absl::string_view reason_text() const {
-      return reason == nullptr ? absl::string_view() : absl::string_view(*reason);
+      return extra == nullptr ? absl::string_view() : absl::string_view(extra->reason);
     }
-    void set_reason(std::string text) {
-      reason = text.empty() ? nullptr : std::make_unique<std::string>(std::move(text));
-    }
+    const RdmaGrant* rdma() const { return extra == nullptr ? nullptr : extra->rdma.get(); }
+    void set_reason(std::string text);
+    void set_rdma(RdmaGrant grant);
   };
   struct Tombstone {
     std::string owner;
@@ -209,6 +214,10 @@ class LeaseTable {
   // The kept copy of `text` if any lease names it, else nullptr.
   const std::string* FindNameLocked(absl::string_view text) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same for files.
+  const FileId* InternFileLocked(const FileId& file) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseFileLocked(const FileId* file) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const FileId* FindFileLocked(const FileId& file) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotFoundLocked(LeaseId id, absl::string_view owner) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The live (not ending) record of `id`, or nullptr.
@@ -246,9 +255,11 @@ class LeaseTable {
   // Every owner, export and path string some record names, with how many names refer to it.
   // Nodes, so that the strings stay where records point.
   absl::node_hash_map<std::string, size_t> names_ ABSL_GUARDED_BY(mu_);
+  // The same for every file some record names.
+  absl::node_hash_map<FileId, size_t> files_ ABSL_GUARDED_BY(mu_);
   // Every record of leases_ (live or ending) by owner (its kept name) and by file, for List().
   absl::btree_set<std::pair<const std::string*, LeaseId>> by_owner_ ABSL_GUARDED_BY(mu_);
-  absl::btree_set<std::pair<FileId, LeaseId>> by_file_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<const FileId*, LeaseId>> by_file_ ABSL_GUARDED_BY(mu_);
   size_t ending_ ABSL_GUARDED_BY(mu_) = 0;  // Records of leases_ with `ending` set.
   absl::flat_hash_map<LeaseId, Tombstone> tombstones_ ABSL_GUARDED_BY(mu_);
   std::deque<LeaseId> tombstone_order_ ABSL_GUARDED_BY(mu_);

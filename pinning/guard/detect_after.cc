@@ -19,7 +19,7 @@ std::vector<std::pair<LeaseId, std::string>> DetectAfter::RemovedLeases(
   absl::flat_hash_map<const FileLayout*, bool> unchanged;
   for (const auto& [id, view] : leases) {
     if (view.before == nullptr || view.before->sequence > now.sequence) continue;
-    auto [same, fresh] = unchanged.try_emplace(view.before.get(), false);
+    auto [same, fresh] = unchanged.try_emplace(view.before, false);
     if (fresh) same->second = view.before->SameLayout(now);
     if (same->second) continue;
     std::optional<std::string> what =

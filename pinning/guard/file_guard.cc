@@ -230,7 +230,9 @@ void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
     if (file == nullptr) return;
     absl::MutexLock lock(&file->mu);
     revived = file->leases.empty();
-    file->leases[lease.id] = GuardedFile::LeaseView{ByteRange{lease.offset, lease.length}, nullptr};
+    GuardedFile::LeaseView& view = file->leases[lease.id];
+    file->SetBeforeLocked(view, nullptr);  // Ids are never reused; exact even if one were.
+    view.bytes = ByteRange{lease.offset, lease.length};
     file->live.store(file->leases.size());
   }
   if (revived) Revive(*file);
@@ -255,7 +257,7 @@ void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
   {
     absl::MutexLock lock(&file->mu);
     auto it = file->leases.find(lease.id);
-    if (it != file->leases.end()) it->second.before = std::move(before);
+    if (it != file->leases.end()) file->SetBeforeLocked(it->second, std::move(before));
   }
   // A lease that ended before it was counted (revoked the moment it was granted) had its end
   // reported to nobody: forget it now.
@@ -286,7 +288,7 @@ void FileGuard::Revive(GuardedFile& file) {
 void FileGuard::ForgetLease(const std::shared_ptr<GuardedFile>& file, LeaseId id) {
   {
     absl::MutexLock lock(&file->mu);
-    if (file->leases.erase(id) == 0) return;
+    if (!file->EraseViewLocked(id)) return;
     file->live.store(file->leases.size());
     if (!file->leases.empty()) return;
     file->idle_since = clock_->Now();

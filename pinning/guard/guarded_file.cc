@@ -30,6 +30,28 @@ absl::StatusOr<std::shared_ptr<const FileLayout>> GuardedFile::Sweep() {
   return layout;
 }
 
+void GuardedFile::SetBeforeLocked(LeaseView& view, std::shared_ptr<const FileLayout> sweep) {
+  if (view.before == sweep.get()) return;
+  if (view.before != nullptr) {
+    auto held = held_sweeps.find(view.before);
+    if (held != held_sweeps.end() && --held->second.views == 0) held_sweeps.erase(held);
+  }
+  view.before = sweep.get();
+  if (sweep != nullptr) {
+    HeldSweep& held = held_sweeps[sweep.get()];
+    if (held.layout == nullptr) held.layout = std::move(sweep);
+    ++held.views;
+  }
+}
+
+bool GuardedFile::EraseViewLocked(LeaseId lease) {
+  auto it = leases.find(lease);
+  if (it == leases.end()) return false;
+  SetBeforeLocked(it->second, nullptr);
+  leases.erase(it);
+  return true;
+}
+
 std::shared_ptr<const FileLayout> GuardedFile::ReusableSweep(const LayoutStamp& stamp) {
   absl::MutexLock lock(&mu);
   if (latest != nullptr && latest->settled && latest->stamp == stamp) return latest;

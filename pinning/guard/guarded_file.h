@@ -60,13 +60,25 @@ struct GuardedFile {
   // One check at a time (held for the whole check, before mu).
   absl::Mutex check_mu ABSL_ACQUIRED_BEFORE(mu);
   // Each live lease the guard was told of: its bytes and the sweep it was granted under
-  // (nullptr while the grant is still taking it, or if it could not be taken).
+  // (nullptr while the grant is still taking it, or if it could not be taken). The sweep is
+  // kept alive by held_sweeps, not by the view: 32 bytes a lease, not 40.
   struct LeaseView {
     ByteRange bytes;
-    std::shared_ptr<const FileLayout> before;
+    const FileLayout* before = nullptr;
   };
   using LeaseViews = absl::flat_hash_map<LeaseId, LeaseView>;
   LeaseViews leases ABSL_GUARDED_BY(mu);
+  // Every sweep some view points at, with how many views do.
+  struct HeldSweep {
+    std::shared_ptr<const FileLayout> layout;
+    size_t views = 0;
+  };
+  absl::flat_hash_map<const FileLayout*, HeldSweep> held_sweeps ABSL_GUARDED_BY(mu);
+  // Points `view` at `sweep` (may be null), holding it for the view.
+  void SetBeforeLocked(LeaseView& view, std::shared_ptr<const FileLayout> sweep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Forgets the view of `lease`, giving its sweep back; false if there was none.
+  bool EraseViewLocked(LeaseId lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::atomic<size_t> live{0};  // leases.size(), readable without mu.
   // The latest sweep (highest sequence) and the next sequence number.
   std::shared_ptr<const FileLayout> latest ABSL_GUARDED_BY(mu);

@@ -37,7 +37,7 @@ TEST(DetectAfterRemovedLeasesTest, NothingWhenTheLayoutIsTheSame) {
   auto before = Layout(16 * kPage, {}, 1);
   GuardedFile::LeaseViews leases;
   for (LeaseId id = 1; id <= 100; ++id) {
-    leases[id] = GuardedFile::LeaseView{ByteRange{(id % 16) * kPage, kPage}, before};
+    leases[id] = GuardedFile::LeaseView{ByteRange{(id % 16) * kPage, kPage}, before.get()};
   }
   EXPECT_THAT(DetectAfter::RemovedLeases(leases, *Layout(16 * kPage, {}, 2)), IsEmpty());
 }
@@ -45,9 +45,9 @@ TEST(DetectAfterRemovedLeasesTest, NothingWhenTheLayoutIsTheSame) {
 TEST(DetectAfterRemovedLeasesTest, AShrinkRemovesTheLeasesBeyondTheNewEndAscending) {
   auto before = Layout(16 * kPage, {}, 1);
   GuardedFile::LeaseViews leases;
-  leases[3] = GuardedFile::LeaseView{ByteRange{12 * kPage, kPage}, before};
-  leases[1] = GuardedFile::LeaseView{ByteRange{0, kPage}, before};
-  leases[2] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, before};
+  leases[3] = GuardedFile::LeaseView{ByteRange{12 * kPage, kPage}, before.get()};
+  leases[1] = GuardedFile::LeaseView{ByteRange{0, kPage}, before.get()};
+  leases[2] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, before.get()};
   const auto removed = DetectAfter::RemovedLeases(leases, *Layout(4 * kPage, {}, 2));
   ASSERT_EQ(removed.size(), 2u);
   EXPECT_EQ(removed[0].first, 2u);
@@ -58,8 +58,8 @@ TEST(DetectAfterRemovedLeasesTest, AShrinkRemovesTheLeasesBeyondTheNewEndAscendi
 TEST(DetectAfterRemovedLeasesTest, AHoleRemovesOnlyTheLeasesUnderIt) {
   auto before = Layout(16 * kPage, {}, 1);
   GuardedFile::LeaseViews leases;
-  leases[1] = GuardedFile::LeaseView{ByteRange{0, kPage}, before};
-  leases[2] = GuardedFile::LeaseView{ByteRange{5 * kPage, kPage}, before};
+  leases[1] = GuardedFile::LeaseView{ByteRange{0, kPage}, before.get()};
+  leases[2] = GuardedFile::LeaseView{ByteRange{5 * kPage, kPage}, before.get()};
   const auto removed =
       DetectAfter::RemovedLeases(leases, *Layout(16 * kPage, {ByteRange{4 * kPage, 4 * kPage}}, 2));
   ASSERT_EQ(removed.size(), 1u);
@@ -70,7 +70,8 @@ TEST(DetectAfterRemovedLeasesTest, AHoleRemovesOnlyTheLeasesUnderIt) {
 TEST(DetectAfterRemovedLeasesTest, SkipsLeasesWithoutOrWithALaterSnapshot) {
   GuardedFile::LeaseViews leases;
   leases[1] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, nullptr};
-  leases[2] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, Layout(16 * kPage, {}, 5)};
+  const auto later = Layout(16 * kPage, {}, 5);
+  leases[2] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, later.get()};
   EXPECT_THAT(DetectAfter::RemovedLeases(leases, *Layout(4 * kPage, {}, 3)), IsEmpty());
 }
 
@@ -109,8 +110,9 @@ class DetectAfterTest : public ::testing::Test {
     absl::StatusOr<std::shared_ptr<const FileLayout>> swept = file_->Sweep();
     EXPECT_TRUE(swept.ok()) << swept.status();
     absl::MutexLock lock(&file_->mu);
-    file_->leases[id] = GuardedFile::LeaseView{ByteRange{lease.offset, lease.length},
-                                               swept.ok() ? *swept : nullptr};
+    GuardedFile::LeaseView& view = file_->leases[id];
+    view.bytes = ByteRange{lease.offset, lease.length};
+    file_->SetBeforeLocked(view, swept.ok() ? *swept : nullptr);
     file_->live.store(file_->leases.size());
     return lease;
   }
@@ -119,6 +121,26 @@ class DetectAfterTest : public ::testing::Test {
   testing::FakeGuardEngine engine_;
   std::shared_ptr<GuardedFile> file_;
 };
+
+TEST_F(DetectAfterTest, ASweepLivesWhileAViewPointsAtIt) {
+  absl::StatusOr<std::shared_ptr<const FileLayout>> swept = file_->Sweep();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  std::weak_ptr<const FileLayout> watch = *swept;
+  absl::MutexLock lock(&file_->mu);
+  file_->SetBeforeLocked(file_->leases[1], *swept);
+  file_->SetBeforeLocked(file_->leases[2], *std::move(swept));
+  EXPECT_EQ(file_->leases[1].before, file_->leases[2].before);
+  EXPECT_EQ(file_->held_sweeps.size(), 1u);
+  EXPECT_TRUE(file_->EraseViewLocked(1));
+  EXPECT_FALSE(file_->EraseViewLocked(1));
+  // Owners: the file's latest sweep and the held sweep lease 2 points at.
+  EXPECT_EQ(watch.use_count(), 2);
+  file_->SetBeforeLocked(file_->leases[2], nullptr);
+  EXPECT_EQ(watch.use_count(), 1);  // The latest sweep only.
+  EXPECT_TRUE(file_->held_sweeps.empty());
+  EXPECT_TRUE(file_->EraseViewLocked(2));
+  EXPECT_TRUE(file_->leases.empty());
+}
 
 TEST_F(DetectAfterTest, UnchangedFileRevokesNothingAndRunsThen) {
   Grant(1, 0, 4);
