@@ -35,7 +35,8 @@ absl::Status BusyRangeMap::Reserve(LeaseId lease, PageRange range, absl::Time wa
     }
   }
   index_.Insert(lease, range);
-  slots_.emplace(lease, Slot{range, /*held=*/false, /*doomed=*/false});
+  slots_.emplace(lease, range);
+  pending_.emplace(lease, false);
   return absl::OkStatus();
 }
 
@@ -45,17 +46,17 @@ absl::Status BusyRangeMap::Commit(LeaseId lease, absl::FunctionRef<void()> on_co
   if (it == slots_.end()) {
     return absl::NotFoundError(absl::StrCat("lease ", lease, " has no reservation"));
   }
-  Slot& slot = it->second;
-  if (slot.held) {
+  auto pending = pending_.find(lease);
+  if (pending == pending_.end()) {
     return absl::FailedPreconditionError(absl::StrCat("lease ", lease, " is already held"));
   }
-  if (slot.doomed) {
-    const ActiveBlock* block = BlockingLocked(slot.range);
+  if (pending->second) {
+    const ActiveBlock* block = BlockingLocked(it->second);
     return absl::AbortedError(absl::StrCat(
         "a layout change began on the range while the pin was set up (",
         block != nullptr ? block->reason : std::string("since completed"), "); retry the pin"));
   }
-  slot.held = true;
+  pending_.erase(pending);
   on_commit();
   return absl::OkStatus();
 }
@@ -68,9 +69,10 @@ absl::Status BusyRangeMap::Remove(LeaseId lease) {
     if (it == slots_.end()) {
       return absl::NotFoundError(absl::StrCat("lease ", lease, " holds no range"));
     }
-    const PageRange range = it->second.range;
+    const PageRange range = it->second;
     index_.Erase(lease, range);
     slots_.erase(it);
+    if (!pending_.empty()) pending_.erase(lease);
     for (auto& [id, block] : blocks_) {
       if (block.remaining > 0 && block.range.Overlaps(range) && --block.remaining == 0) {
         for (auto& [wait, fn] : block.on_drained) drained.push_back(std::move(fn));
@@ -88,11 +90,11 @@ BusyRangeMap::BlockResult BusyRangeMap::Block(PageRange range, std::string reaso
   result.id = next_block_++;
   index_.ForEachOverlapping(range,
                             [&](LeaseId lease, PageRange) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                              Slot& slot = slots_.at(lease);
-                              if (slot.held) {
+                              auto pending = pending_.find(lease);
+                              if (pending == pending_.end()) {
                                 result.held.push_back(lease);
                               } else {
-                                slot.doomed = true;
+                                pending->second = true;
                                 result.pending.push_back(lease);
                               }
                             });
@@ -157,7 +159,7 @@ std::vector<BusyRangeMap::Entry> BusyRangeMap::OverlappingLocked(PageRange range
   std::vector<Entry> out;
   index_.ForEachOverlapping(range,
                             [&](LeaseId lease, PageRange r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                              out.push_back(Entry{lease, r, slots_.at(lease).held});
+                              out.push_back(Entry{lease, r, !pending_.contains(lease)});
                             });
   return out;
 }

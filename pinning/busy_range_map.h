@@ -112,11 +112,6 @@ class BusyRangeMap {
   bool idle() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  struct Slot {
-    PageRange range;
-    bool held = false;
-    bool doomed = false;  // A block arrived while reserved: Commit() must fail.
-  };
   struct ActiveBlock {
     PageRange range;
     std::string reason;
@@ -130,7 +125,12 @@ class BusyRangeMap {
   Clock* const clock_;
   mutable absl::Mutex mu_;
   BTreeIntervalIndex index_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<LeaseId, Slot> slots_ ABSL_GUARDED_BY(mu_);
+  // Every entry's range (24 bytes a slot: the flags of the few entries not yet committed are
+  // kept apart, in pending_).
+  absl::flat_hash_map<LeaseId, PageRange> slots_ ABSL_GUARDED_BY(mu_);
+  // Reserved, not yet committed entries; true if doomed (a block arrived while reserved:
+  // Commit() must fail). An entry of slots_ not here is held.
+  absl::flat_hash_map<LeaseId, bool> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<BlockId, ActiveBlock> blocks_ ABSL_GUARDED_BY(mu_);
   BlockId next_block_ ABSL_GUARDED_BY(mu_) = 1;
   DrainWaitId next_drain_wait_ ABSL_GUARDED_BY(mu_) = 1;
