@@ -210,6 +210,14 @@ Status PinBrokerService::Pin(Ctx* context, const v1::PinRequest* request,
   if (!ttl.ok()) return ToGrpcStatus(ttl.status());
   auto wait = NonNegative(request->wait_if_blocked(), "wait_if_blocked");
   if (!wait.ok()) return ToGrpcStatus(wait.status());
+  // A pin that may wait for a block holds this call's thread that long: one of the caller's
+  // blocked calls, held until it is answered.
+  QuotaHold blocked;
+  if (*wait > absl::ZeroDuration()) {
+    auto reserved = Reserve(caller, QuotaKind::kBlockedCalls);
+    if (!reserved.ok()) return ToGrpcStatus(reserved.status());
+    blocked = *std::move(reserved);
+  }
 
   PinRequest pin;
   pin.owner = *session;

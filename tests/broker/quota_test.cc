@@ -52,8 +52,10 @@ class Client : public testing::PeerClient {
     return Call(&v1::PinBroker::Stub::CloseSession, request).status();
   }
   absl::StatusOr<v1::Lease> Pin(const v1::SessionCredentials& creds, uint64_t first_page,
-                                uint64_t pages, const std::string& export_name = "exp") {
+                                uint64_t pages, const std::string& export_name = "exp",
+                                int64_t wait_if_blocked_seconds = 0) {
     v1::PinRequest request;
+    request.mutable_wait_if_blocked()->set_seconds(wait_if_blocked_seconds);
     *request.mutable_credentials() = creds;
     request.set_export_name(export_name);
     request.set_path("data");
@@ -315,6 +317,65 @@ TEST_F(QuotaTest, BlockedCallsAreBoundedPerIdentity) {
   clock_.Advance(absl::Seconds(11));
   blocked.join();
   EXPECT_TRUE(waited.ok()) << waited;
+  EXPECT_EQ(a.Usage().blocked_calls(), 0u);
+}
+
+TEST_F(QuotaTest, APinThatMayWaitIsABlockedCallAndIsGrantedWhenTheBlockLifts) {
+  Client a = As(kUserA);
+  auto a_session = a.OpenSession();
+  ASSERT_TRUE(a_session.ok());
+  ASSERT_TRUE(a.Pin(*a_session, 0, 1).ok());
+  // A's punch of page 0 waits in its revoke grace for A's lease (on the simulated clock),
+  // blocking new pins of the page meanwhile.
+  absl::Status punched;
+  Client a2 = As(kUserA);
+  std::thread punch([&] {
+    v1::PunchHoleRequest request;
+    request.set_export_name("exp");
+    request.set_path("data");
+    request.set_offset(0);
+    request.set_length(page_);
+    request.mutable_options()->set_policy(v1::LAYOUT_POLICY_REVOKE);
+    request.mutable_options()->mutable_grace()->set_seconds(10);
+    punched = a2.Call(&v1::PinBroker::Stub::PunchHole, request).status();
+  });
+  const auto recalling = [&] {
+    for (const LeaseInfo& lease : broker_->engine().ListLeases(LeaseFilter())) {
+      if (lease.state == LeaseState::kRecalling) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < 500 && !recalling(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_TRUE(recalling());
+
+  Client b = As(kUserB);
+  auto b_session = b.OpenSession();
+  ASSERT_TRUE(b_session.ok());
+  EXPECT_THAT(b.Pin(*b_session, 0, 1),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("blocked by a layout change")));
+  absl::StatusOr<v1::Lease> waited = absl::UnknownError("not answered");
+  std::thread waiting([&] { waited = b.Pin(*b_session, 0, 1, "exp", /*wait=*/60); });
+  for (int i = 0; i < 500 && b.Usage().blocked_calls() == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(b.Usage().blocked_calls(), 1u);
+  // The waiting pin is B's one blocked call; A's punch is A's.
+  Client b2 = As(kUserB);
+  EXPECT_THAT(b2.Pin(*b_session, 0, 1, "exp", /*wait=*/60),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("uid ", kUserB,
+                                    " holds 1 blocked calls; quota max_blocked_calls is 1")));
+  EXPECT_EQ(a.Usage().blocked_calls(), 1u);
+
+  // The grace ends: A's lease is revoked, the hole punched, the block lifted, and B's pin goes on.
+  clock_.Advance(absl::Seconds(11));
+  punch.join();
+  waiting.join();
+  EXPECT_TRUE(punched.ok()) << punched;
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->range().offset(), 0u);
+  EXPECT_EQ(waited->range().length(), page_);
+  EXPECT_EQ(b.Usage().blocked_calls(), 0u);
   EXPECT_EQ(a.Usage().blocked_calls(), 0u);
 }
 
