@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
@@ -30,6 +31,23 @@ std::vector<std::pair<LeaseId, std::string>> DetectAfter::RemovedLeases(
   return removed;
 }
 
+void DetectAfter::Rebase(GuardedFile& file, const std::shared_ptr<const FileLayout>& now,
+                         const std::vector<std::pair<LeaseId, std::string>>& removed) {
+  if (!now->settled) return;
+  bool any = false;
+  for (const auto& [layout, held] : file.held_sweeps) {
+    any |= layout->grant_view && layout->sequence <= now->sequence;
+  }
+  if (!any) return;
+  absl::flat_hash_set<LeaseId> gone;
+  for (const auto& [id, what] : removed) gone.insert(id);
+  for (auto& [id, view] : file.leases) {
+    if (view.before == nullptr || !view.before->grant_view) continue;
+    if (view.before->sequence > now->sequence || gone.contains(id)) continue;
+    file.SetBeforeLocked(view, now);
+  }
+}
+
 void DetectAfter::Check(GuardedFile& file, absl::FunctionRef<void()> then) {
   absl::MutexLock check(&file.check_mu);
   struct stat st;
@@ -50,6 +68,7 @@ void DetectAfter::Check(GuardedFile& file, absl::FunctionRef<void()> then) {
   {
     absl::MutexLock lock(&file.mu);
     removed = RemovedLeases(file.leases, **swept);
+    Rebase(file, *swept, removed);
   }
   const std::string note =
       removed.empty() ? std::string() : absl::StrCat("guard ", ReportFor(file.Armed()).guard);

@@ -6,13 +6,16 @@
 // (under policy revoke, they are revoked after the export's grace period).
 //
 // Cost: one sweep per file per check; leases granted under the same snapshot share one
-// comparison, so a check of an unchanged file does no per-lease layout work.
+// comparison, so a check of an unchanged file does no per-lease layout work. Leases granted on
+// the file's grant view (GuardedFile::DenseView) are compared one by one once, then move onto
+// the check's sweep if it settled (Rebase).
 //
 // Thread-safety: every method is safe to call concurrently; Check() holds the file's check_mu
 // for the whole check, so one check of a file runs at a time. The GuardEngine is called with
 // no lock held but the file's check_mu.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +43,15 @@ class DetectAfter {
   // hole), are skipped. Leases sharing a sweep share one SameLayout() comparison.
   static std::vector<std::pair<LeaseId, std::string>> RemovedLeases(
       const GuardedFile::LeaseViews& leases, const FileLayout& now);
+
+  // Points every lease standing on a grant view that `now` applies to (numbered no later than
+  // `now`) at `now`, except those in `removed` (RemovedLeases against `now`): `now` shows their
+  // bytes all data within its size, as their grant view said, so nothing changes for them but
+  // that they share `now`'s comparison from then on. Only a settled `now` (nothing changed while
+  // it ran) is a layout of one moment; otherwise nothing moves.
+  static void Rebase(GuardedFile& file, const std::shared_ptr<const FileLayout>& now,
+                     const std::vector<std::pair<LeaseId, std::string>>& removed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(file.mu);
 
   // Checks `file` now (see the header comment). A file without live leases (lingering) is
   // only checked for an unlink. `then` runs at the end of a check that swept the file, still

@@ -1,6 +1,7 @@
 #include "pinning/guard/file_guard.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include "common/log.h"
 #include "pinning/guard/file_lease.h"
 #include "pinning/guard/guard_report.h"
+#include "pinning/page_range.h"
 
 namespace pinbroker::guard {
 
@@ -131,6 +133,11 @@ size_t FileGuard::guarded_files() const { return files_.live(); }
 
 size_t FileGuard::armed_files() const { return files_.size(); }
 
+uint64_t FileGuard::sweeps(const FileId& file) const {
+  const std::shared_ptr<GuardedFile> guarded = files_.Find(file);
+  return guarded == nullptr ? 0 : guarded->SweepsBegun();
+}
+
 bool FileGuard::HasLiveLeases(const FileId& id) const {
   return !service_->ListFileLeases(id).empty();
 }
@@ -154,9 +161,10 @@ std::shared_ptr<GuardedFile> FileGuard::Arm(const LeaseInfo& lease, int fd) {
     return nullptr;
   }
   struct statfs fs;
-  file->fs_type = ::fstatfs(file->fd.get(), &fs) == 0
-                      ? FilesystemName(static_cast<uint64_t>(fs.f_type))
-                      : "unknown";
+  const bool statted = ::fstatfs(file->fd.get(), &fs) == 0;
+  file->fs_type = statted ? FilesystemName(static_cast<uint64_t>(fs.f_type)) : "unknown";
+  if (statted && static_cast<uint64_t>(fs.f_type) == TMPFS_MAGIC)
+    file->hole_page = SystemPageSize();
   std::vector<std::string> notes;
   bool fanotify = false, open_perm = false, notify = false;
   if (pre_ != nullptr && caps_.pre_content) {
@@ -238,12 +246,23 @@ void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
   if (revived) Revive(*file);
 
   // The layout the lease is granted under: the latest sweep if fstat says nothing changed since
-  // it was taken (so no change before the grant can look like one after it), else a new sweep
-  // (taken after the grant, as a snapshot always was).
+  // it was taken (so no change before the grant can look like one after it); else, if the file
+  // was swept before and the lease's bytes are all data now, the file's grant view
+  // (GuardedFile::DenseView; AllDataNow looks at the lease's bytes, not the whole file); else a
+  // new sweep. Both are taken after the grant, as a snapshot always was.
   std::shared_ptr<const FileLayout> before;
   struct stat st;
   if (::fstat(file->fd.get(), &st) == 0) {
     before = file->ReusableSweep(StampOf(st));
+  }
+  // The file's first grant sweeps it, so that the grants after it can reuse that sweep while
+  // the file stays unchanged (cheaper still than a look at their bytes).
+  const uint64_t begun = file->SweepsBegun();
+  if (before == nullptr && begun > 0) {
+    uint64_t size = 0;
+    absl::StatusOr<bool> all_data =
+        AllDataNow(file->fd.get(), ByteRange{lease.offset, lease.length}, file->hole_page, &size);
+    if (all_data.ok() && *all_data) before = file->DenseView(begun, size);
   }
   if (before == nullptr) {
     absl::StatusOr<std::shared_ptr<const FileLayout>> swept = file->Sweep();

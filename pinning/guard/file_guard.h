@@ -26,8 +26,12 @@
 // tmpfs) and compares every lease of the file against that one sweep by interval lookup; leases
 // granted while nothing changed share the snapshot they were granted under, so a check of an
 // unchanged file costs one sweep and one comparison per distinct snapshot. A grant reuses the
-// file's latest sweep when fstat(2) says nothing changed since it was taken (LayoutStamp), and
-// sweeps afresh otherwise. One check of a file runs at a time. The guard counts each file's
+// file's latest sweep when fstat(2) says nothing changed since it was taken (LayoutStamp);
+// otherwise, if its bytes are all data (one SEEK_HOLE from its offset, which walks only up to
+// the next hole), it stands on the file's grant view until the next check moves it onto that
+// check's sweep (GuardedFile::DenseView), and only a grant over a hole sweeps afresh. So pins
+// that fill a sparse file, or pins while the file is written, do not each sweep the whole
+// file. One check of a file runs at a time. The guard counts each file's
 // live leases itself (the engine reports every end), so no grant, end or check lists the lease
 // table.
 //
@@ -159,6 +163,8 @@ class FileGuard : public FileGuardHooks {
   size_t guarded_files() const;
   // Files armed, lingering ones included (for tests).
   size_t armed_files() const;
+  // Sweeps of `file` begun since it was armed; 0 if it is not armed (for tests).
+  uint64_t sweeps(const FileId& file) const;
 
  private:
   FileGuard(GuardEngine* service, Options options);

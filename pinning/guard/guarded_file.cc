@@ -58,6 +58,23 @@ std::shared_ptr<const FileLayout> GuardedFile::ReusableSweep(const LayoutStamp& 
   return nullptr;
 }
 
+uint64_t GuardedFile::SweepsBegun() {
+  absl::MutexLock lock(&mu);
+  return sweeps;
+}
+
+std::shared_ptr<const FileLayout> GuardedFile::DenseView(uint64_t begun, uint64_t size) {
+  absl::MutexLock lock(&mu);
+  if (dense == nullptr || dense->sequence != begun + 1 || dense->size != size) {
+    auto view = std::make_shared<FileLayout>();
+    view->size = size;
+    view->sequence = begun + 1;
+    view->grant_view = true;
+    dense = std::move(view);
+  }
+  return dense;
+}
+
 void GuardedFile::DropLease() {
   absl::MutexLock lock(&mu);
   if (!lease) return;

@@ -42,6 +42,9 @@ struct GuardedFile {
   std::string export_name;
   std::string path;  // As the lease that armed the guard named it.
   std::string fs_type;
+  // The size of the pages its holes come in, where the filesystem makes holes of whole pages and
+  // SEEK_HOLE walks its page cache (tmpfs); 0 elsewhere. For AllDataNow().
+  uint64_t hole_page = 0;
   ScopedFd fd;      // Set before the record is shared; closed with the last reference.
   std::string key;  // NotifyGroup::KeyOf(fd), if notification events are on.
 
@@ -83,6 +86,7 @@ struct GuardedFile {
   // The latest sweep (highest sequence) and the next sequence number.
   std::shared_ptr<const FileLayout> latest ABSL_GUARDED_BY(mu);
   uint64_t sweeps ABSL_GUARDED_BY(mu) = 0;
+  std::shared_ptr<const FileLayout> dense ABSL_GUARDED_BY(mu);       // The latest DenseView().
   absl::Time idle_since ABSL_GUARDED_BY(mu) = absl::InfinitePast();  // Last lease ended.
 
   // "export/path", for logs.
@@ -96,6 +100,19 @@ struct GuardedFile {
   // The latest sweep if it is settled and `stamp` (fstat now) says nothing changed since it was
   // taken; nullptr otherwise.
   std::shared_ptr<const FileLayout> ReusableSweep(const LayoutStamp& stamp) ABSL_LOCKS_EXCLUDED(mu);
+
+  // How many sweeps have begun so far. Read after a grant and before its AllDataNow() probe:
+  // every sweep numbered higher began after the grant.
+  uint64_t SweepsBegun() ABSL_LOCKS_EXCLUDED(mu);
+
+  // The grant view (FileLayout::grant_view) for grants whose bytes were all data within
+  // `size`, probed after `begun` sweeps had begun: numbered begun + 1, shared by every such
+  // grant until a sweep begins or the size differs. A grant on a file whose layout changed
+  // since its latest sweep (its own pin filled a hole, a write moved the mtime) stands on it
+  // instead of sweeping the whole file again; the next settled check moves it onto that
+  // check's sweep (DetectAfter::Check).
+  std::shared_ptr<const FileLayout> DenseView(uint64_t begun, uint64_t size)
+      ABSL_LOCKS_EXCLUDED(mu);
 
   // Gives up the file lease if one is held (before an open that would break it, or a change
   // that is coordinated already). A later check arms it again, once nobody has the file open

@@ -74,6 +74,32 @@ absl::StatusOr<RangeLayout> LayoutOf(int fd, ByteRange bytes) {
   return layout;
 }
 
+absl::StatusOr<bool> AllDataNow(int fd, ByteRange bytes, uint64_t page, uint64_t* size) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoToStatus(errno, "fstat");
+  *size = static_cast<uint64_t>(st.st_size);
+  if (End(bytes) > *size) return false;
+  if (bytes.length == 0) return true;
+  if (page != 0 && bytes.offset % page == 0 && bytes.length % page == 0 &&
+      bytes.length / page <= kPageProbes) {
+    for (uint64_t at = bytes.offset; at < End(bytes); at += page) {
+      const off_t data = ::lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+      if (data < 0) {
+        if (errno == ENXIO) return false;  // A hole up to EOF (or the file shrank meanwhile).
+        return ErrnoToStatus(errno, "lseek(SEEK_DATA)");
+      }
+      if (static_cast<uint64_t>(data) != at) return false;
+    }
+    return true;
+  }
+  const off_t hole = ::lseek(fd, static_cast<off_t>(bytes.offset), SEEK_HOLE);
+  if (hole < 0) {
+    if (errno == ENXIO) return false;  // Past EOF: the file shrank meanwhile.
+    return ErrnoToStatus(errno, "lseek(SEEK_HOLE)");
+  }
+  return static_cast<uint64_t>(hole) >= End(bytes);
+}
+
 LayoutStamp StampOf(const struct ::stat& st) {
   LayoutStamp stamp;
   stamp.size = static_cast<uint64_t>(st.st_size);

@@ -60,6 +60,11 @@ struct FileLayout {
   bool settled = false;
   // Order of sweeps of one file (the guard numbers them; 0 when taken alone).
   uint64_t sequence = 0;
+  // Not a sweep but a grant's view (GuardedFile::DenseView): the leases standing on it found
+  // their bytes all data, within `size`, right after their grant (AllDataNow), and no holes
+  // are listed. It speaks for those bytes only, and only against sweeps numbered `sequence`
+  // or later (begun after those grants).
+  bool grant_view = false;
 
   // Same size and holes.
   bool SameLayout(const FileLayout& other) const;
@@ -74,6 +79,16 @@ RangeLayout Within(const FileLayout& file, ByteRange bytes);
 
 // The layout of `bytes` of the file open as `fd` now.
 absl::StatusOr<RangeLayout> LayoutOf(int fd, ByteRange bytes);
+
+// Whether `bytes` of the file open as `fd` are all data now and within its size, which it
+// stores in `*size` (fstat(2)). One lseek(SEEK_HOLE) from bytes.offset, which walks the file up
+// to the first hole at or after bytes.offset: O(extents) on extent filesystems, but on tmpfs a
+// walk of the page cache, to EOF on a file without holes. So with `page` nonzero (a file whose
+// holes are whole pages of that size: tmpfs) and page-aligned bytes of at most kPageProbes
+// pages, it asks each page instead (lseek(SEEK_DATA) at its start returns that start exactly
+// when the page is data): bounded by the range, not the file.
+inline constexpr uint64_t kPageProbes = 64;
+absl::StatusOr<bool> AllDataNow(int fd, ByteRange bytes, uint64_t page, uint64_t* size);
 
 // Holes of the file open as `fd` within `bytes` ∩ [0, size), ascending and merged.
 absl::StatusOr<std::vector<ByteRange>> HolesWithin(int fd, uint64_t size, ByteRange bytes);

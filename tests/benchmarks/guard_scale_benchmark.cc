@@ -14,6 +14,11 @@
 //   rss_bytes_per_lease    RSS growth over the N pins / N (0 when freed memory is reused)
 //   idle_cpu_ms_per_check  CPU (getrusage, user + sys) per check interval while idle: the clock
 //                          is advanced one interval at a time and the guard's checks awaited
+//   pin_written_us         N pins of a file being written: before each pin a pwrite(2) of
+//                          its page (the file's mtime moves, so the guard cannot reuse its last
+//                          sweep); wall time of the N writes and pins / N
+//   pin_filling_us         the same on a file of N pages that starts as one hole: each
+//                          write fills the page its pin then takes
 //   close_us_per_lease     a session's close: list the owner's leases and release each (as
 //                          CloseSession does), wall time / N
 //   expire_us_per_lease    every lease expiring in one clock advance, wall time / N
@@ -197,6 +202,30 @@ void Steady(size_t leases, bool guard, int checks) {
   }
 }
 
+// Pins of a file that changes between them (pin_written, pin_filling).
+void Changing(size_t leases, bool guard, bool sparse) {
+  World world(leases, guard);
+  const std::string path = world.dir->Join("data");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) Die("open " + path);
+  if (sparse &&
+      (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(leases * world.page)) != 0)) {
+    Die("ftruncate " + path);
+  }
+  const std::string bytes(world.page, 'w');
+  const absl::Time t0 = absl::Now();
+  for (size_t i = 0; i < leases; ++i) {
+    if (::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(i * world.page)) !=
+        static_cast<ssize_t>(bytes.size())) {
+      Die("pwrite " + path);
+    }
+    world.Pin("holder", i);
+  }
+  const double us = absl::ToDoubleMicroseconds(absl::Now() - t0) / static_cast<double>(leases);
+  ::close(fd);
+  Print(sparse ? "pin_filling_us" : "pin_written_us", leases, 1, guard, us);
+}
+
 // A holder that releases on RECALLED (or, uncooperative, never does).
 class Holder {
  public:
@@ -309,6 +338,10 @@ int Main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   for (bool guard : {true, false}) {
     for (size_t n : leases) Steady(n, guard, checks);
+    for (size_t n : leases) {
+      Changing(n, guard, /*sparse=*/false);
+      Changing(n, guard, /*sparse=*/true);
+    }
     for (size_t n : fanout_leases) {
       for (size_t s : sessions) FanOut(n, static_cast<int>(s), guard, /*cooperative=*/true);
       for (size_t s : sessions) FanOut(n, static_cast<int>(s), guard, /*cooperative=*/false);

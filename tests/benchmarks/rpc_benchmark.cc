@@ -12,6 +12,13 @@
 //   BM_PinReleaseLibrary: the same through the C++ client library (Client::Pin +
 //                         Lease::Release), whose session also has its Watch stream open, so
 //                         the broker streams a GRANTED and a RELEASED event per iteration.
+//   BM_WatchRevokeDelivery: a layout change's events reaching a big session over its Watch
+//                         stream. The benchmark's session holds N one-page leases (pinned on
+//                         the engine in its name, untimed, wrapping at 4000 pages) and its Watch
+//                         stream is open and past its snapshot; timed: a PunchHole of the N pages
+//                         with policy revoke and no grace (on the engine, on a thread of its own)
+//                         until the stream has delivered all N REVOKED events (after the N
+//                         RECALLED) and the punch has returned.
 //   BM_EnginePinRelease:  a diagnostic, not an RPC: the same Pin + Release called on the
 //                         broker's engine (PinService) directly, in this thread. What the
 //                         engine's own work (path resolution, busy-range map, lease table,
@@ -42,12 +49,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -345,6 +354,67 @@ void BM_PinReleaseClients(benchmark::State& state) {
   state.SetItemsProcessed(2 * state.iterations());  // RPCs.
 }
 BENCHMARK(BM_PinReleaseClients)->Threads(1)->Threads(4)->Threads(16)->Threads(64)->UseRealTime();
+
+// BM_WatchRevokeDelivery's leases wrap at this many pages: one holder's host pins may span at
+// most 4095 distinct ranges (its max_vmas share, 2 VMAs per range).
+constexpr uint64_t kWatchPages = 4000;
+
+void BM_WatchRevokeDelivery(benchmark::State& state) {
+  const auto leases = static_cast<uint64_t>(state.range(0));
+  PinService& engine = env->broker->engine();
+  PinRequest pin;
+  pin.owner = env->credentials.session_id();  // The session's own leases: its Watch sees them.
+  pin.export_name = kExport;
+  pin.path = kFile;
+  pin.length = env->page_size;
+  pin.access = Access::kReadWrite;
+  LayoutRequest punch;
+  punch.export_name = kExport;
+  punch.path = kFile;
+  punch.policy = LayoutPolicy::kRevoke;
+  punch.grace = absl::ZeroDuration();
+  punch.initiator = "rpc_benchmark";
+  v1::WatchRequest watch;
+  *watch.mutable_credentials() = env->credentials;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (uint64_t i = 0; i < leases; ++i) {
+      pin.offset = (i % kWatchPages) * env->page_size;
+      if (auto lease = engine.Pin(pin); !lease.ok()) Die("Pin: " + lease.status().ToString());
+    }
+    grpc::ClientContext context;
+    auto stream = env->stub->Watch(&context, watch);
+    v1::WatchEvent event;
+    while (stream->Read(&event) && event.type() != v1::WatchEvent::SNAPSHOT_COMPLETE) {
+    }
+    state.ResumeTiming();
+    absl::StatusOr<LayoutResult> punched;
+    std::thread punching([&] {
+      punched = engine.PunchHole(punch, 0, std::min(leases, kWatchPages) * env->page_size);
+    });
+    uint64_t revoked = 0;
+    while (revoked < leases && stream->Read(&event)) {
+      if (event.type() == v1::WatchEvent::REVOKED) ++revoked;
+    }
+    punching.join();
+    state.PauseTiming();
+    context.TryCancel();
+    stream->Finish().IgnoreError();
+    if (!punched.ok()) Die("PunchHole: " + punched.status().ToString());
+    if (revoked != leases || punched->revoked.size() != leases) {
+      Die(absl::StrCat("the stream delivered ", revoked, " REVOKED events and the punch revoked ",
+                       punched->revoked.size(), " of ", leases, " leases"));
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(2 * leases * state.iterations());  // Events delivered.
+}
+BENCHMARK(BM_WatchRevokeDelivery)
+    ->ArgName("leases")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_EnginePinRelease(benchmark::State& state) {
   PinRequest pin;

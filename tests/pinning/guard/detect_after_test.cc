@@ -6,11 +6,13 @@
 #include "pinning/guard/detect_after.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/pinning/guard/fake_guard_engine.h"
@@ -75,6 +77,26 @@ TEST(DetectAfterRemovedLeasesTest, SkipsLeasesWithoutOrWithALaterSnapshot) {
   EXPECT_THAT(DetectAfter::RemovedLeases(leases, *Layout(4 * kPage, {}, 3)), IsEmpty());
 }
 
+TEST(DetectAfterRemovedLeasesTest, AGrantViewCountsOnlyAgainstSweepsBegunAfterItsGrants) {
+  auto view = std::make_shared<FileLayout>();
+  view->size = 16 * kPage;
+  view->sequence = 3;  // Two sweeps had begun when its grants probed their bytes.
+  view->grant_view = true;
+  GuardedFile::LeaseViews leases;
+  leases[1] = GuardedFile::LeaseView{ByteRange{8 * kPage, kPage}, view.get()};
+  const auto holed = [](uint64_t sequence) {
+    return Layout(16 * kPage, {ByteRange{8 * kPage, kPage}}, sequence);
+  };
+  // Begun before the grant: its hole may be one the grant's pin filled since.
+  EXPECT_THAT(DetectAfter::RemovedLeases(leases, *holed(2)), IsEmpty());
+  const auto removed = DetectAfter::RemovedLeases(leases, *holed(3));
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_THAT(removed[0].second, HasSubstr("became a hole"));
+  const auto shrunk = DetectAfter::RemovedLeases(leases, *Layout(8 * kPage, {}, 4));
+  ASSERT_EQ(shrunk.size(), 1u);
+  EXPECT_THAT(shrunk[0].second, HasSubstr("shrank"));
+}
+
 class DetectAfterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -115,6 +137,40 @@ class DetectAfterTest : public ::testing::Test {
     file_->SetBeforeLocked(view, swept.ok() ? *swept : nullptr);
     file_->live.store(file_->leases.size());
     return lease;
+  }
+
+  // The same, granted on the file's grant view (as FileGuard does when no sweep is reusable and
+  // the lease's bytes are all data).
+  LeaseInfo GrantOnView(LeaseId id, uint64_t first, uint64_t pages) {
+    LeaseInfo lease;
+    lease.id = id;
+    lease.file = file_->id;
+    lease.export_name = "exp";
+    lease.path = "data";
+    lease.offset = first * kPage;
+    lease.length = pages * kPage;
+    lease.expires_at = engine_.sim().Now() + absl::Seconds(60);
+    engine_.AddLease(lease);
+    const uint64_t begun = file_->SweepsBegun();
+    uint64_t size = 0;
+    absl::StatusOr<bool> all_data =
+        AllDataNow(file_->fd.get(), ByteRange{lease.offset, lease.length}, 0, &size);
+    EXPECT_TRUE(all_data.ok() && *all_data);
+    std::shared_ptr<const FileLayout> view = file_->DenseView(begun, size);
+    absl::MutexLock lock(&file_->mu);
+    GuardedFile::LeaseView& v = file_->leases[id];
+    v.bytes = ByteRange{lease.offset, lease.length};
+    file_->SetBeforeLocked(v, std::move(view));
+    file_->live.store(file_->leases.size());
+    return lease;
+  }
+  void Punch(uint64_t first, uint64_t pages) {
+    const int fd = ::open(dir_.Join("data").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(
+        ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first * kPage, pages * kPage),
+        0);
+    ::close(fd);
   }
 
   pinbroker::testing::TempDir dir_;
@@ -165,6 +221,52 @@ TEST_F(DetectAfterTest, TruncateUnderALeaseRevokesItWithTheReason) {
   EXPECT_THAT(revokes[0].reason, HasSubstr("detected afterwards; guard none"));
   EXPECT_TRUE(engine_.IsLive(1));
   EXPECT_FALSE(engine_.IsLive(2));
+}
+
+TEST_F(DetectAfterTest, ASettledCheckMovesGrantViewLeasesOntoItsSweep) {
+  Grant(1, 0, 4);
+  GrantOnView(2, 8, 2);
+  GrantOnView(3, 10, 2);
+  {
+    absl::MutexLock lock(&file_->mu);
+    EXPECT_EQ(file_->leases[2].before, file_->leases[3].before);  // One view for both.
+    EXPECT_TRUE(file_->leases[2].before->grant_view);
+    EXPECT_EQ(file_->sweeps, 1u);  // Lease 1's only.
+  }
+  DetectAfter detect(&engine_);
+  detect.Check(*file_);
+  EXPECT_THAT(engine_.revokes(), IsEmpty());
+  {
+    absl::MutexLock lock(&file_->mu);
+    ASSERT_TRUE(file_->latest->settled);
+    EXPECT_EQ(file_->leases[2].before, file_->latest.get());
+    EXPECT_EQ(file_->leases[3].before, file_->latest.get());
+    for (const auto& [layout, held] : file_->held_sweeps) EXPECT_FALSE(layout->grant_view);
+  }
+  // On the check's sweep they are still watched.
+  Punch(11, 1);
+  detect.Check(*file_);
+  const auto revokes = engine_.revokes();
+  ASSERT_EQ(revokes.size(), 1u);
+  EXPECT_EQ(revokes[0].ids, std::vector<LeaseId>{3});
+  EXPECT_THAT(revokes[0].reason, HasSubstr("became a hole"));
+  EXPECT_TRUE(engine_.IsLive(1));
+  EXPECT_TRUE(engine_.IsLive(2));
+}
+
+TEST_F(DetectAfterTest, AHoleUnderAGrantViewLeaseBeforeAnyCheckRevokesIt) {
+  Grant(1, 0, 4);
+  GrantOnView(2, 8, 2);
+  Punch(9, 1);
+  DetectAfter detect(&engine_);
+  detect.Check(*file_);
+  const auto revokes = engine_.revokes();
+  ASSERT_EQ(revokes.size(), 1u);
+  EXPECT_EQ(revokes[0].ids, std::vector<LeaseId>{2});
+  EXPECT_THAT(revokes[0].reason,
+              HasSubstr(absl::StrCat("bytes [", 9 * kPage, ", ", 10 * kPage, ") of bytes [",
+                                     8 * kPage, ", ", 10 * kPage, ") became a hole")));
+  EXPECT_TRUE(engine_.IsLive(1));
 }
 
 TEST_F(DetectAfterTest, LingeringFileIsNotSweptAndThenDoesNotRun) {

@@ -21,6 +21,7 @@
 #include "pinning/guard/file_guard.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -898,6 +900,55 @@ TEST_P(FileGuardTest, LeasesSharingASnapshotAreEachComparedWithTheNextSweep) {
                                      4 * page_, ", ", 6 * page_, ") became a hole")));
   EXPECT_EQ(Live(a.id)->state, LeaseState::kGranted);
   EXPECT_EQ(Live(c.id)->state, LeaseState::kGranted);
+}
+
+// Detect-after alone (no fanotify, no file lease), so that nothing but Settle() sweeps the file
+// and the test's own writes and punches are not intercepted.
+TEST_P(FileGuardTest, PinsOfDataOnAChangedFileDoNotSweepItAndAreStillWatched) {
+  RestartGuard(/*fanotify=*/false, /*leases=*/false);
+  const int fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const auto punch = [&](uint64_t first, uint64_t pages) {
+    ASSERT_EQ(
+        ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first * page_, pages * page_),
+        0)
+        << std::strerror(errno);
+  };
+  punch(8, 8);  // Pages 8-15 are holes from here on, until written.
+  const LeaseInfo first = Pin("refuse", 0, 1);
+  const uint64_t swept = guard_->sweeps(first.file);
+  // Each write fills a hole, so the file's stamp moves and no sweep can be reused.
+  std::vector<LeaseInfo> filled;
+  for (uint64_t page = 8; page < 12; ++page) {
+    const std::string bytes(page_, 'W');
+    ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(page * page_)),
+              static_cast<ssize_t>(bytes.size()));
+    filled.push_back(Pin("refuse", page, 1));
+  }
+  EXPECT_EQ(guard_->sweeps(first.file), swept);
+  // A pin over a hole takes a sweep, where its pin leaves the hole (mlock fills tmpfs holes).
+  const LeaseInfo holey = Pin("refuse", 12, 2);
+  const off_t hole = ::lseek(fd, static_cast<off_t>(12 * page_), SEEK_HOLE);
+  const bool still_holey = hole >= 0 && static_cast<uint64_t>(hole) < 14 * page_;
+  EXPECT_EQ(guard_->sweeps(first.file), swept + (still_holey ? 1 : 0));
+
+  // A hole punched under one of them before any check is found against its grant view.
+  punch(10, 1);
+  Settle();
+  ASSERT_TRUE(Ended(filled[2].id).has_value());
+  EXPECT_THAT(Ended(filled[2].id)->lease.reason,
+              HasSubstr(absl::StrCat("bytes [", 10 * page_, ", ", 11 * page_, ") of bytes [",
+                                     10 * page_, ", ", 11 * page_, ") became a hole")));
+  // Since that check the others share its sweep, and a hole punched later is found too.
+  punch(9, 1);
+  Settle();
+  ASSERT_TRUE(Ended(filled[1].id).has_value());
+  EXPECT_THAT(Ended(filled[1].id)->lease.reason, HasSubstr("became a hole"));
+  for (const LeaseInfo& lease : {first, filled[0], filled[3], holey}) {
+    ASSERT_TRUE(Live(lease.id).has_value()) << lease.id << ": " << Ended(lease.id)->lease.reason;
+    EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+  }
+  ::close(fd);
 }
 
 TEST_P(FileGuardTest, AFileStaysArmedForTheLingerAfterItsLastLeaseThenDisarms) {

@@ -108,6 +108,28 @@ TEST_F(TmpfsHoles, ATruncateShowsAsASmallerSizeAndNoHolesPastIt) {
   EXPECT_THAT(RemovedUnder(before, regrown), Optional(HasSubstr("became a hole")));
 }
 
+TEST_F(TmpfsHoles, AllDataNowAgreesWithLayoutOfOnEveryRange) {
+  ASSERT_EQ(fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 * kPage, 2 * kPage), 0);
+  ASSERT_EQ(fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 12 * kPage, kPage), 0);
+  ASSERT_EQ(ftruncate(fd_, 14 * kPage), 0);
+  // Every page-aligned range, some past the end of the file.
+  for (uint64_t first = 0; first < 16; ++first) {
+    for (uint64_t pages = 0; first + pages <= 16; ++pages) {
+      const ByteRange r{first * kPage, pages * kPage};
+      ASSERT_OK_AND_ASSIGN(const RangeLayout layout, LayoutOf(fd_, r));
+      const bool expected = r.offset + r.length <= layout.size && layout.holes.empty();
+      // One SEEK_HOLE, and page by page (tmpfs holes are whole pages).
+      for (const uint64_t page : {uint64_t{0}, kPage}) {
+        uint64_t size = 0;
+        ASSERT_OK_AND_ASSIGN(const bool all_data, AllDataNow(fd_, r, page, &size));
+        EXPECT_EQ(size, 14 * kPage);
+        EXPECT_EQ(all_data, expected)
+            << "pages [" << first << ", " << first + pages << "), probing by " << page;
+      }
+    }
+  }
+}
+
 // --- the per-file sweep against the per-range reference, on random layouts ---
 
 // A random sparse file under `dir` (tmpfs or the test's temp dir): written, then holes punched
