@@ -84,6 +84,9 @@ absl::StatusOr<std::unique_ptr<FileGuard>> FileGuard::Start(GuardEngine* service
                              std::optional<CallerSyscall> after) {
     g->QueueCheck(file, std::move(after));
   };
+  dispatch.queue_event_check = [g](const std::shared_ptr<GuardedFile>& file) {
+    g->QueueEventCheck(file);
+  };
   dispatch.queue_check_all = [g] { g->QueueCheckAll(); };
   guard->listener_ =
       std::make_unique<GuardListener>(&guard->files_, guard->pre_.get(), guard->notify_.get(),
@@ -419,6 +422,46 @@ void FileGuard::QueueCheck(const std::shared_ptr<GuardedFile>& file,
   Enqueue(std::move(work));
 }
 
+void FileGuard::QueueEventCheck(const std::shared_ptr<GuardedFile>& file) {
+  const absl::Time now = clock_->Now();
+  absl::Time at;
+  {
+    absl::MutexLock lock(&file->mu);
+    if (file->event_check_timer != 0) return;  // The check at the gap's end covers this too.
+    at = file->last_event_check + options_.event_check_gap;
+    if (at <= now) file->last_event_check = now;
+  }
+  if (at <= now) return QueueCheck(file, std::nullopt);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+  }
+  std::weak_ptr<GuardedFile> weak = file;
+  Clock::TimerId timer;
+  {
+    // The callback takes the file's lock, so it sees the id set here.
+    absl::MutexLock lock(&file->mu);
+    timer = file->event_check_timer = clock_->Schedule(at, [this, weak] {
+      std::shared_ptr<GuardedFile> due = weak.lock();
+      if (due == nullptr) return;
+      Clock::TimerId self;
+      {
+        absl::MutexLock lock(&due->mu);
+        self = std::exchange(due->event_check_timer, 0);
+        due->last_event_check = clock_->Now();
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        event_timers_.erase(self);
+      }
+      QueueCheck(due, std::nullopt);
+    });
+  }
+  // Only the listener thread schedules these, and Stop() cancels them after it stopped.
+  absl::MutexLock lock(&mu_);
+  event_timers_.insert(timer);
+}
+
 void FileGuard::QueueCheckAll() {
   if (files_.stopping()) return;
   for (const auto& file : files_.All()) QueueCheck(file, std::nullopt);
@@ -496,6 +539,14 @@ void FileGuard::Stop() {
   AwaitIdle();
 
   if (listener_ != nullptr) listener_->Stop();
+  // The listener, the only one to schedule event checks, has stopped: cancel what it scheduled.
+  absl::flat_hash_set<Clock::TimerId> event_timers;
+  {
+    absl::MutexLock lock(&mu_);
+    event_timers = std::move(event_timers_);
+    event_timers_.clear();
+  }
+  for (Clock::TimerId t : event_timers) clock_->Cancel(t);
   {
     absl::MutexLock arm(&arm_mu_);
     for (const auto& file : files_.All()) Disarm(file);

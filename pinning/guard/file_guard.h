@@ -31,9 +31,10 @@
 // the next hole), it stands on the file's grant view until the next check moves it onto that
 // check's sweep (GuardedFile::DenseView), and only a grant over a hole sweeps afresh. So pins
 // that fill a sparse file, or pins while the file is written, do not each sweep the whole
-// file. One check of a file runs at a time. The guard counts each file's
-// live leases itself (the engine reports every end), so no grant, end or check lists the lease
-// table.
+// file. One check of a file runs at a time, and a file's notification events ask for one at most
+// every event_check_gap (the first at once, the rest at the gap's end). The guard counts each
+// file's live leases itself (the engine reports every end), so no grant, end or check lists the
+// lease table.
 //
 // Threads and the no-deadlock rule. One listener thread reads every event source (two fanotify
 // groups, a signalfd for lease-break signals, a wake-up eventfd) and never blocks on anything
@@ -80,6 +81,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -105,6 +107,11 @@ class FileGuard : public FileGuardHooks {
     // Clock period of the detect-after check of every guarded file (also retries file leases
     // that could not be taken or were broken).
     absl::Duration check_interval = absl::Seconds(1);
+    // Clock time between two checks of a file that its notification events (a write, an
+    // attribute change) ask for: events within it are answered by one check at its end. A file
+    // written all the time is checked this often, not after every write. Zero: a check per
+    // batch of events.
+    absl::Duration event_check_gap = absl::Milliseconds(100);
     // Real time a change the guard let through keeps its range blocked while the kernel makes
     // it (until the caller's system call returns), so that no pin slips in between.
     absl::Duration completion_limit = absl::Seconds(2);
@@ -185,6 +192,9 @@ class FileGuard : public FileGuardHooks {
   void Enqueue(std::unique_ptr<GuardWork> work);
   void QueueCheck(const std::shared_ptr<GuardedFile>& file, std::optional<CallerSyscall> after);
   void QueueCheckAll();
+  // A check that `file`'s notification events ask for: now, or at the end of its
+  // event_check_gap after the previous one (one timer per file, which Stop() cancels).
+  void QueueEventCheck(const std::shared_ptr<GuardedFile>& file);
   void Run(GuardWork& work);
   void CheckFile(GuardedFile& file);
   void ScheduleTick() ABSL_LOCKS_EXCLUDED(mu_);
@@ -211,6 +221,9 @@ class FileGuard : public FileGuardHooks {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Clock::TimerId tick_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<FileId, Clock::TimerId> linger_ ABSL_GUARDED_BY(mu_);  // Disarm timers.
+  // Pending QueueEventCheck() timers (an id may outlive its file's record; cancelling it then
+  // does nothing).
+  absl::flat_hash_set<Clock::TimerId> event_timers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pinbroker::guard

@@ -227,7 +227,7 @@ void GuardListener::HandleNotifyEvents() {
     dispatch_.queue_check_all();
     return;
   }
-  for (const auto& file : files) dispatch_.queue_check(file, std::nullopt);
+  for (const auto& file : files) dispatch_.queue_event_check(file);
 }
 
 void GuardListener::HandleLeaseSignals() {

@@ -41,6 +41,9 @@ class GuardListener {
     // Queues a check of a file (after the caller left its system call, if set).
     std::function<void(const std::shared_ptr<GuardedFile>&, std::optional<CallerSyscall>)>
         queue_check;
+    // Queues the check a file's notification events ask for (FileGuard::Options::
+    // event_check_gap apart).
+    std::function<void(const std::shared_ptr<GuardedFile>&)> queue_event_check;
     std::function<void()> queue_check_all;
   };
 

@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/scoped_fd.h"
+#include "pinbroker/clock.h"
 #include "pinning/file_info.h"
 #include "pinning/guard/caller.h"
 #include "pinning/guard/change_classifier.h"
@@ -58,6 +59,9 @@ struct GuardedFile {
   absl::Time lease_hold_off ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   bool unlinked ABSL_GUARDED_BY(mu) = false;
   bool check_queued ABSL_GUARDED_BY(mu) = false;
+  // The last check its notification events asked for, and the timer of the next (0: none).
+  absl::Time last_event_check ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  Clock::TimerId event_check_timer ABSL_GUARDED_BY(mu) = 0;
   bool disarmed ABSL_GUARDED_BY(mu) = false;
 
   // One check at a time (held for the whole check, before mu).

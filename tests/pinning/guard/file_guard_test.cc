@@ -951,6 +951,41 @@ TEST_P(FileGuardTest, PinsOfDataOnAChangedFileDoNotSweepItAndAreStillWatched) {
   ::close(fd);
 }
 
+TEST_P(FileGuardTest, WritesAreCheckedAtMostOncePerEventCheckGap) {
+  if (!guard_->capabilities().notify_group) {
+    GTEST_SKIP() << "no fanotify notification group here: " << guard_->capabilities().notify_why;
+  }
+  const LeaseInfo lease = Pin("refuse", 0, 1);
+  guard_->AwaitIdle();
+  const auto write_page = [&](uint64_t page) {
+    Child w = Oob({"pwrite", path_, std::to_string(page * page_), std::to_string(page_)});
+    EXPECT_EQ(w.Wait(), 0) << w.Output();
+  };
+  // The first write's events are checked at once.
+  const uint64_t before = guard_->sweeps(lease.file);
+  write_page(8);
+  ASSERT_TRUE(WaitFor([&] { return guard_->sweeps(lease.file) > before; }));
+  guard_->AwaitIdle();
+  // The next, within the gap, are checked once at its end (on the test's clock, which stands
+  // still until advanced).
+  const uint64_t first = guard_->sweeps(lease.file);
+  const size_t timers = clock_.pending_timers();
+  write_page(9);
+  write_page(10);
+  ASSERT_TRUE(WaitFor([&] { return clock_.pending_timers() > timers; }));
+  guard_->AwaitIdle();
+  // Without pre-content events nothing else looks at a write (with them, the write's own
+  // pre-access event may).
+  if (!PreContent("refuse")) {
+    EXPECT_EQ(guard_->sweeps(lease.file), first);
+  }
+  EXPECT_EQ(clock_.pending_timers(), timers + 1);  // One check for both writes.
+  clock_.Advance(FileGuard::Options().event_check_gap);
+  ASSERT_TRUE(WaitFor([&] { return guard_->sweeps(lease.file) > first; }));
+  guard_->AwaitIdle();
+  EXPECT_EQ(Live(lease.id)->state, LeaseState::kGranted);
+}
+
 TEST_P(FileGuardTest, AFileStaysArmedForTheLingerAfterItsLastLeaseThenDisarms) {
   const LeaseInfo a = Pin("refuse", 4, 1);
   ASSERT_OK(service_->Release("holder", a.id));

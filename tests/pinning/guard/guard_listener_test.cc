@@ -22,6 +22,7 @@ TEST(GuardListenerTest, StartsAThreadOfThisProcessAndStops) {
   dispatch.queue_check = [&](const std::shared_ptr<GuardedFile>&, std::optional<CallerSyscall>) {
     ++dispatched;
   };
+  dispatch.queue_event_check = [&](const std::shared_ptr<GuardedFile>&) { ++dispatched; };
   dispatch.queue_check_all = [&] { ++dispatched; };
   GuardListener listener(&files, nullptr, nullptr, -1, SIGRTMIN + 4, &clock, dispatch);
   EXPECT_EQ(listener.tid(), 0);
