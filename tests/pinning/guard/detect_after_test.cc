@@ -120,28 +120,28 @@ class DetectAfterTest : public ::testing::Test {
   // A lease of `pages` pages from `first`, known to the engine and to the record, granted under
   // a sweep taken now.
   LeaseInfo Grant(LeaseId id, uint64_t first, uint64_t pages) {
-    LeaseInfo lease;
-    lease.id = id;
-    lease.file = file_->id;
-    lease.export_name = "exp";
-    lease.path = "data";
-    lease.offset = first * kPage;
-    lease.length = pages * kPage;
-    lease.expires_at = engine_.sim().Now() + absl::Seconds(60);
-    engine_.AddLease(lease);
+    const LeaseInfo lease = Known(id, first, pages);
     absl::StatusOr<std::shared_ptr<const FileLayout>> swept = file_->Sweep();
     EXPECT_TRUE(swept.ok()) << swept.status();
-    absl::MutexLock lock(&file_->mu);
-    GuardedFile::LeaseView& view = file_->leases[id];
-    view.bytes = ByteRange{lease.offset, lease.length};
-    file_->SetBeforeLocked(view, swept.ok() ? *swept : nullptr);
-    file_->live.store(file_->leases.size());
+    Record(lease, swept.ok() ? *swept : nullptr);
     return lease;
   }
 
   // The same, granted on the file's grant view (as FileGuard does when no sweep is reusable and
   // the lease's bytes are all data).
   LeaseInfo GrantOnView(LeaseId id, uint64_t first, uint64_t pages) {
+    const LeaseInfo lease = Known(id, first, pages);
+    const uint64_t begun = file_->SweepsBegun();
+    uint64_t size = 0;
+    absl::StatusOr<bool> all_data =
+        AllDataNow(file_->fd.get(), ByteRange{lease.offset, lease.length}, 0, &size);
+    EXPECT_TRUE(all_data.ok() && *all_data);
+    Record(lease, file_->DenseView(begun, size));
+    return lease;
+  }
+
+  // A lease the engine knows of.
+  LeaseInfo Known(LeaseId id, uint64_t first, uint64_t pages) {
     LeaseInfo lease;
     lease.id = id;
     lease.file = file_->id;
@@ -151,18 +151,15 @@ class DetectAfterTest : public ::testing::Test {
     lease.length = pages * kPage;
     lease.expires_at = engine_.sim().Now() + absl::Seconds(60);
     engine_.AddLease(lease);
-    const uint64_t begun = file_->SweepsBegun();
-    uint64_t size = 0;
-    absl::StatusOr<bool> all_data =
-        AllDataNow(file_->fd.get(), ByteRange{lease.offset, lease.length}, 0, &size);
-    EXPECT_TRUE(all_data.ok() && *all_data);
-    std::shared_ptr<const FileLayout> view = file_->DenseView(begun, size);
-    absl::MutexLock lock(&file_->mu);
-    GuardedFile::LeaseView& v = file_->leases[id];
-    v.bytes = ByteRange{lease.offset, lease.length};
-    file_->SetBeforeLocked(v, std::move(view));
-    file_->live.store(file_->leases.size());
     return lease;
+  }
+  // The guard's view of `lease`, granted under `layout`.
+  void Record(const LeaseInfo& lease, std::shared_ptr<const FileLayout> layout) {
+    absl::MutexLock lock(&file_->mu);
+    GuardedFile::LeaseView& view = file_->leases[lease.id];
+    view.bytes = ByteRange{lease.offset, lease.length};
+    file_->SetBeforeLocked(view, std::move(layout));
+    file_->live.store(file_->leases.size());
   }
   void Punch(uint64_t first, uint64_t pages) {
     const int fd = ::open(dir_.Join("data").c_str(), O_RDWR | O_CLOEXEC);
