@@ -458,8 +458,20 @@ void FileGuard::QueueEventCheck(const std::shared_ptr<GuardedFile>& file) {
     });
   }
   // Only the listener thread schedules these, and Stop() cancels them after it stopped.
-  absl::MutexLock lock(&mu_);
-  event_timers_.insert(timer);
+  {
+    absl::MutexLock lock(&mu_);
+    event_timers_.insert(timer);
+  }
+  // If it fired in between, its callback found nothing to forget: forget it here.
+  bool fired;
+  {
+    absl::MutexLock lock(&file->mu);
+    fired = file->event_check_timer != timer;
+  }
+  if (fired) {
+    absl::MutexLock lock(&mu_);
+    event_timers_.erase(timer);
+  }
 }
 
 void FileGuard::QueueCheckAll() {
