@@ -166,8 +166,9 @@ std::shared_ptr<GuardedFile> FileGuard::Arm(const LeaseInfo& lease, int fd) {
   struct statfs fs;
   const bool statted = ::fstatfs(file->fd.get(), &fs) == 0;
   file->fs_type = statted ? FilesystemName(static_cast<uint64_t>(fs.f_type)) : "unknown";
-  if (statted && static_cast<uint64_t>(fs.f_type) == TMPFS_MAGIC)
+  if (statted && static_cast<uint64_t>(fs.f_type) == TMPFS_MAGIC) {
     file->hole_page = SystemPageSize();
+  }
   std::vector<std::string> notes;
   bool fanotify = false, open_perm = false, notify = false;
   if (pre_ != nullptr && caps_.pre_content) {
@@ -260,8 +261,7 @@ void FileGuard::OnLeaseGranted(const LeaseInfo& lease, int fd) {
   }
   // The file's first grant sweeps it, so that the grants after it can reuse that sweep while
   // the file stays unchanged (cheaper still than a look at their bytes).
-  const uint64_t begun = file->SweepsBegun();
-  if (before == nullptr && begun > 0) {
+  if (const uint64_t begun = before == nullptr ? file->SweepsBegun() : 0; begun > 0) {
     uint64_t size = 0;
     absl::StatusOr<bool> all_data =
         AllDataNow(file->fd.get(), ByteRange{lease.offset, lease.length}, file->hole_page, &size);
