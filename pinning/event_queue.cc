@@ -24,25 +24,44 @@ bool EventQueue::CountsAgainstCapacity(LeaseEvent::Type type) {
   return type == LeaseEvent::Type::kGranted;
 }
 
+bool EventQueue::AppendLocked(LeaseEvent event) {
+  if (closed_ || overflowed_) return false;
+  const bool bounded = CountsAgainstCapacity(event.type);
+  const size_t bytes = BytesOf(event);
+  if ((bounded && bounded_ >= capacity_) || bytes_ + bytes > max_bytes_) {
+    overflowed_ = true;
+    return false;
+  }
+  events_.push_back(Queued{std::move(event), bytes});
+  bounded_ += bounded ? 1 : 0;
+  bytes_ += bytes;
+  return true;
+}
+
 bool EventQueue::Push(LeaseEvent event) {
-  bool queued = false;
+  bool queued;
   {
     absl::MutexLock lock(&mu_);
     if (closed_ || overflowed_) return false;
-    const bool bounded = CountsAgainstCapacity(event.type);
-    const size_t bytes = BytesOf(event);
-    if ((bounded && bounded_ >= capacity_) || bytes_ + bytes > max_bytes_) {
-      overflowed_ = true;
-    } else {
-      events_.push_back(Queued{std::move(event), bytes});
-      bounded_ += bounded ? 1 : 0;
-      bytes_ += bytes;
-      queued = true;
-    }
+    queued = AppendLocked(std::move(event));
   }
   // The hook fires for the overflow too: the consumer must learn it has to resubscribe.
   if (on_ready_) on_ready_();
   // Decided under the lock: a concurrent overflow does not undo this push.
+  return queued;
+}
+
+size_t EventQueue::PushAll(std::vector<LeaseEvent> events) {
+  size_t queued = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_ || overflowed_ || events.empty()) return 0;
+    for (LeaseEvent& event : events) {
+      if (!AppendLocked(std::move(event))) break;
+      ++queued;
+    }
+  }
+  if (on_ready_) on_ready_();
   return queued;
 }
 

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <deque>
 #include <optional>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
@@ -40,6 +41,9 @@ class EventQueue {
 
   // Appends `event`. Returns false if it was dropped: the queue is closed or has overflowed.
   bool Push(LeaseEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+  // Push() of each of `events` in order, under one lock and with one `on_ready` call, so that a
+  // burst wakes a waiting consumer once. Returns how many were queued (the rest were dropped).
+  size_t PushAll(std::vector<LeaseEvent> events) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The oldest event, waiting until the clock reaches `deadline` for one. Errors:
   // DEADLINE_EXCEEDED (nothing arrived), CANCELLED (closed and empty), RESOURCE_EXHAUSTED
@@ -68,6 +72,8 @@ class EventQueue {
 
  private:
   std::optional<absl::StatusOr<LeaseEvent>> TakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `event` unless closed or overflowed (or it overflows the queue now).
+  bool AppendLocked(LeaseEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock* const clock_;
   const size_t capacity_;

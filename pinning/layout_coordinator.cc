@@ -345,33 +345,36 @@ class LayoutCoordinator::Op : public std::enable_shared_from_this<LayoutCoordina
                            "; the holder may not change the file's layout, so its lease "
                            "cannot hold the change off");
     const absl::Time grace_deadline = co_->clock_->Now() + options_.grace;
-    for (LeaseId id : recall_) {
-      auto recalled = co_->table_->Recall(id, recall_reason_, grace_deadline);
-      if (!recalled.ok()) continue;  // Ended meanwhile.
-      result_.recalled.push_back(id);
-      PB_LOG(INFO) << co_->table_->Name(id) << " recalled: owner=" << recalled->owner
-                   << " export=" << recalled->export_name << " path=" << recalled->path
-                   << " deadline=" << absl::FormatTime(grace_deadline) << " reason=\""
-                   << recall_reason_ << "\"";
+    // Leases that ended meanwhile are not among those returned.
+    for (const LeaseTable::Recalled& r :
+         co_->lifecycle_->Recall(recall_, recall_reason_, grace_deadline)) {
+      result_.recalled.push_back(r.lease.id);
     }
     Await(grace_deadline, [this](bool drained) { AfterGrace(drained); });
   }
 
   void AfterGrace(bool drained) {
     if (!drained) {
+      std::vector<LeaseId> overdue;
       for (const auto& entry : file_.busy.Overlapping(prepared_.change.affected)) {
         if (!entry.held) continue;                      // A pin being set up aborts by itself.
         if (!recalling_.contains(entry.lease)) continue;  // Guarding: defer waits for it below.
-        const absl::Status revoked =
-            co_->lifecycle_->Revoke(entry.lease, absl::StrCat("not released within the ",
-                                                              absl::FormatDuration(options_.grace),
-                                                              " grace period: ", recall_reason_));
-        if (revoked.ok()) {
-          result_.revoked.push_back(entry.lease);
-        } else if (!absl::IsNotFound(revoked)) {  // NOT_FOUND: it ended meanwhile.
-          return Finish(absl::InternalError(absl::StrCat(
-              prepared_.change.description, " not applied, file unchanged: ", revoked.message())));
+        overdue.push_back(entry.lease);
+      }
+      const std::vector<absl::Status> revoked = co_->lifecycle_->RevokeMany(
+          overdue, absl::StrCat("not released within the ", absl::FormatDuration(options_.grace),
+                                " grace period: ", recall_reason_));
+      absl::Status failed;
+      for (size_t i = 0; i < overdue.size(); ++i) {
+        if (revoked[i].ok()) {
+          result_.revoked.push_back(overdue[i]);
+        } else if (!absl::IsNotFound(revoked[i]) && failed.ok()) {  // NOT_FOUND: ended meanwhile.
+          failed = revoked[i];
         }
+      }
+      if (!failed.ok()) {
+        return Finish(absl::InternalError(absl::StrCat(
+            prepared_.change.description, " not applied, file unchanged: ", failed.message())));
       }
     }
     Defer();

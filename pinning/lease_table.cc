@@ -221,16 +221,36 @@ absl::StatusOr<LeaseInfo> LeaseTable::Renew(absl::string_view owner, LeaseId id,
 }
 
 absl::StatusOr<LeaseInfo> LeaseTable::Recall(LeaseId id, std::string reason, absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  Record* record = LiveLocked(id);
-  if (record == nullptr) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
-  if (record->state == LeaseState::kGranted) {
-    record->state = LeaseState::kRecalling;
-    record->recall_deadline = PackedTime(deadline);
-    record->set_reason(std::move(reason));
-    EmitLocked(LeaseEvent::Type::kRecalled, id, *record);
+  std::vector<Recalled> recalled = RecallMany({id}, reason, deadline);
+  if (recalled.empty()) return absl::NotFoundError(absl::StrCat("no live ", Name(id)));
+  return std::move(recalled.front().lease);
+}
+
+std::vector<LeaseTable::Recalled> LeaseTable::RecallMany(const std::vector<LeaseId>& ids,
+                                                         absl::string_view reason,
+                                                         absl::Time deadline) {
+  std::vector<Recalled> out;
+  out.reserve(ids.size());
+  for (size_t begin = 0; begin < ids.size(); begin += kRecallBatch) {
+    const size_t end = std::min(ids.size(), begin + kRecallBatch);
+    absl::MutexLock lock(&mu_);
+    PendingEvents pending;
+    for (size_t i = begin; i < end; ++i) {
+      const LeaseId id = ids[i];
+      Record* record = LiveLocked(id);
+      if (record == nullptr) continue;
+      const bool announce = record->state == LeaseState::kGranted;
+      if (announce) {
+        record->state = LeaseState::kRecalling;
+        record->recall_deadline = PackedTime(deadline);
+        record->set_reason(std::string(reason));
+      }
+      if (announce) PendLocked(pending, LeaseEvent::Type::kRecalled, id, *record);
+      out.push_back(Recalled{InfoLocked(id, *record), announce});
+    }
+    DeliverLocked(pending);
   }
-  return InfoLocked(id, *record);
+  return out;
 }
 
 LeaseInfo LeaseTable::EndLocked(LeaseId id, Record& record, LeaseState state, std::string reason) {
@@ -259,15 +279,52 @@ absl::StatusOr<LeaseInfo> LeaseTable::BeginRevoke(LeaseId id, std::string reason
   return EndLocked(id, *record, LeaseState::kRevoked, std::move(reason));
 }
 
+std::vector<absl::StatusOr<LeaseInfo>> LeaseTable::BeginRevokeMany(const std::vector<LeaseId>& ids,
+                                                                   absl::string_view reason) {
+  std::vector<absl::StatusOr<LeaseInfo>> out;
+  out.reserve(ids.size());
+  for (size_t begin = 0; begin < ids.size(); begin += kRecallBatch) {
+    const size_t end = std::min(ids.size(), begin + kRecallBatch);
+    absl::MutexLock lock(&mu_);
+    for (size_t i = begin; i < end; ++i) {
+      Record* record = LiveLocked(ids[i]);
+      if (record == nullptr) {
+        out.push_back(absl::NotFoundError(absl::StrCat("no live ", Name(ids[i]))));
+      } else {
+        out.push_back(EndLocked(ids[i], *record, LeaseState::kRevoked, std::string(reason)));
+      }
+    }
+  }
+  return out;
+}
+
 void LeaseTable::Finish(LeaseId id) {
   absl::MutexLock lock(&mu_);
+  FinishLocked(id, nullptr);
+}
+
+void LeaseTable::FinishMany(const std::vector<LeaseId>& ids) {
+  for (size_t begin = 0; begin < ids.size(); begin += kRecallBatch) {
+    const size_t end = std::min(ids.size(), begin + kRecallBatch);
+    absl::MutexLock lock(&mu_);
+    PendingEvents pending;
+    for (size_t i = begin; i < end; ++i) FinishLocked(ids[i], &pending);
+    DeliverLocked(pending);
+  }
+}
+
+void LeaseTable::FinishLocked(LeaseId id, PendingEvents* pending) {
   auto it = leases_.find(id);
   if (it == leases_.end() || !it->second.ending) return;
   Record& record = it->second;
   const LeaseEvent::Type type = record.state == LeaseState::kReleased  ? LeaseEvent::Type::kReleased
                                 : record.state == LeaseState::kRevoked ? LeaseEvent::Type::kRevoked
                                                                        : LeaseEvent::Type::kExpired;
-  EmitLocked(type, id, record);
+  if (pending != nullptr) {
+    PendLocked(*pending, type, id, record);
+  } else {
+    EmitLocked(type, id, record);
+  }
   Tombstone tomb{*record.owner, record.state, std::string(record.reason_text()), clock_->Now()};
   if (tomb.reason.size() > options_.tombstone_reason_bytes) {
     tomb.reason.resize(options_.tombstone_reason_bytes);
@@ -414,17 +471,39 @@ bool LeaseTable::AwaitEmpty(absl::Time deadline) {
 void LeaseTable::EmitLocked(LeaseEvent::Type type, LeaseId id, const Record& record) {
   auto it = subscribers_.find(*record.owner);
   if (it == subscribers_.end()) return;
-  auto& list = it->second;
   const LeaseEvent event{type, InfoLocked(id, record), clock_->Now()};
-  bool any_closed = false;
-  for (auto& q : list) {
-    // A dropped event means the queue overflowed (its consumer will resubscribe) or closed.
-    if (!q->Push(event)) any_closed |= q->closed();
+  bool dropped = false;
+  for (auto& q : it->second) dropped |= !q->Push(event);
+  if (dropped) DropClosedLocked(it);
+}
+
+void LeaseTable::PendLocked(PendingEvents& pending, LeaseEvent::Type type, LeaseId id,
+                            const Record& record) {
+  if (!subscribers_.contains(*record.owner)) return;
+  pending[*record.owner].push_back(LeaseEvent{type, InfoLocked(id, record), clock_->Now()});
+}
+
+void LeaseTable::DeliverLocked(PendingEvents& pending) {
+  for (auto& [owner, events] : pending) {
+    auto it = subscribers_.find(owner);
+    if (it == subscribers_.end()) continue;
+    auto& queues = it->second;
+    const size_t count = events.size();
+    bool dropped = false;
+    for (size_t q = 0; q < queues.size(); ++q) {
+      // The last queue takes the events themselves, the others copies.
+      const size_t queued = q + 1 == queues.size() ? queues[q]->PushAll(std::move(events))
+                                                   : queues[q]->PushAll(events);
+      dropped |= queued != count;
+    }
+    if (dropped) DropClosedLocked(it);
   }
-  if (any_closed) {
-    held_subscriptions_ -= DropClosed(list);
-    if (list.empty()) subscribers_.erase(it);
-  }
+}
+
+void LeaseTable::DropClosedLocked(Subscribers::iterator it) {
+  // A dropped event means the queue overflowed (its consumer will resubscribe) or closed.
+  held_subscriptions_ -= DropClosed(it->second);
+  if (it->second.empty()) subscribers_.erase(it);
 }
 
 void LeaseTable::SetExpiryLocked(LeaseId id, Record& record, absl::Time expires_at) {

@@ -126,6 +126,18 @@ class LeaseTable {
   // recalling keeps its earlier deadline and is not re-announced. NOT_FOUND if not live.
   absl::StatusOr<LeaseInfo> Recall(LeaseId id, std::string reason, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Recall() of each of `ids` in order, as one batch: the lock is taken once per kRecallBatch
+  // leases and each subscriber gets a batch's events in one push, so a fan-out wakes a consumer
+  // once per batch rather than once per lease. Returns each live lease (unknown and ending ids
+  // are skipped) as the call left it, and whether this call announced its recall (it was
+  // granted) or found it already recalling.
+  struct Recalled {
+    LeaseInfo lease;
+    bool announced = false;
+  };
+  std::vector<Recalled> RecallMany(const std::vector<LeaseId>& ids, absl::string_view reason,
+                                   absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  static constexpr size_t kRecallBatch = 1024;
 
   // Claims the end of a live lease; see the header comment. BeginRelease checks the owner
   // (NOT_FOUND for a foreign lease). Both return NOT_FOUND if the lease is not live.
@@ -133,8 +145,17 @@ class LeaseTable {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<LeaseInfo> BeginRevoke(LeaseId id, std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // BeginRevoke() of each of `ids` in order, taking the lock once per kRecallBatch leases;
+  // each result is what BeginRevoke() would have returned.
+  std::vector<absl::StatusOr<LeaseInfo>> BeginRevokeMany(const std::vector<LeaseId>& ids,
+                                                         absl::string_view reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Emits the terminal event of a lease whose end was claimed, and retires it. No-op otherwise.
   void Finish(LeaseId id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Finish() of each of `ids` in order, as a batch: the lock is taken once per kRecallBatch
+  // leases and each subscriber gets a batch's events in one push.
+  void FinishMany(const std::vector<LeaseId>& ids) ABSL_LOCKS_EXCLUDED(mu_);
 
   // How lease `id` ended (from its record while ending, or its tombstone); nullopt if it is
   // live or unknown.
@@ -224,6 +245,18 @@ class LeaseTable {
   Record* LiveLocked(LeaseId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(LeaseEvent::Type type, LeaseId id, const Record& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Events of a batch, by owner, delivered by DeliverLocked() before the lock is let go so that
+  // each owner's events stay in the order the table applied them.
+  using PendingEvents = absl::flat_hash_map<std::string, std::vector<LeaseEvent>>;
+  // Queues the event of `type` for lease `id` in `pending` if its owner has subscribers.
+  void PendLocked(PendingEvents& pending, LeaseEvent::Type type, LeaseId id, const Record& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finish() under the lock; the event goes to `pending` if set, else out at once.
+  void FinishLocked(LeaseId id, PendingEvents* pending) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DeliverLocked(PendingEvents& pending) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a push to the queues of `it` dropped an event: drops the closed ones.
+  using Subscribers = absl::flat_hash_map<std::string, std::vector<std::shared_ptr<EventQueue>>>;
+  void DropClosedLocked(Subscribers::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the closed queues of `queues`; returns how many.
   static size_t DropClosed(std::vector<std::shared_ptr<EventQueue>>& queues);
   void SetExpiryLocked(LeaseId id, Record& record, absl::Time expires_at)
@@ -247,8 +280,7 @@ class LeaseTable {
   // Armed expiry timers by due time. Extra timers are harmless: a pass with nothing due re-arms.
   absl::btree_map<absl::Time, Clock::TimerId> timers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_map<std::string, std::vector<std::shared_ptr<EventQueue>>> subscribers_
-      ABSL_GUARDED_BY(mu_);
+  Subscribers subscribers_ ABSL_GUARDED_BY(mu_);
   // Queues in subscribers_, and the count at which the next Subscribe() sweeps them all.
   size_t held_subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
   size_t sweep_at_ ABSL_GUARDED_BY(mu_) = kMinSweepAt;

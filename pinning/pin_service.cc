@@ -103,9 +103,9 @@ absl::StatusOr<std::unique_ptr<PinService>> PinService::Create(Clock* clock, Pin
 PinService::~PinService() {
   EndAllRevokeWaits();
   coordinator_.Shutdown();
-  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
-    lifecycle_.Revoke(lease.id, "broker shutting down").IgnoreError();
-  }
+  std::vector<LeaseId> live;
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) live.push_back(lease.id);
+  lifecycle_.RevokeMany(live, "broker shutting down");
 }
 
 const Export* PinService::FindExport(absl::string_view name) const {
@@ -261,9 +261,7 @@ absl::Status PinService::Release(absl::string_view owner, LeaseId id) {
 
 size_t PinService::RevokeLeases(const std::vector<LeaseId>& ids, const std::string& reason) {
   size_t revoked = 0;
-  for (LeaseId id : ids) {
-    if (lifecycle_.Revoke(id, reason).ok()) ++revoked;
-  }
+  for (const absl::Status& status : lifecycle_.RevokeMany(ids, reason)) revoked += status.ok();
   return revoked;
 }
 
@@ -576,14 +574,8 @@ absl::StatusOr<LayoutResult> PinService::CoordinateExternal(
 std::vector<LeaseId> PinService::RecallLeases(const std::vector<LeaseId>& ids,
                                               const std::string& reason, absl::Time deadline) {
   std::vector<LeaseId> recalled;
-  for (LeaseId id : ids) {
-    auto lease = table_.Get(id);
-    if (!lease.ok() || lease->state != LeaseState::kGranted) continue;
-    if (!table_.Recall(id, reason, deadline).ok()) continue;
-    recalled.push_back(id);
-    PB_LOG(INFO) << table_.Name(id) << " recalled: owner=" << lease->owner
-                 << " export=" << lease->export_name << " path=" << lease->path
-                 << " deadline=" << absl::FormatTime(deadline) << " reason=\"" << reason << "\"";
+  for (const LeaseTable::Recalled& r : lifecycle_.Recall(ids, reason, deadline)) {
+    if (r.announced) recalled.push_back(r.lease.id);
   }
   return recalled;
 }
@@ -597,21 +589,13 @@ size_t PinService::RecallAll(const std::string& reason, absl::Duration grace) {
   EndAllRevokeWaits();
   coordinator_.Shutdown();
   const absl::Time deadline = clock_->Now() + grace;
-  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
-    if (table_.Recall(lease.id, reason, deadline).ok()) {
-      PB_LOG(INFO) << table_.Name(lease.id) << " recalled: owner=" << lease.owner
-                   << " export=" << lease.export_name << " path=" << lease.path
-                   << " deadline=" << absl::FormatTime(deadline) << " reason=\"" << reason << "\"";
-    }
-  }
+  std::vector<LeaseId> live;
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) live.push_back(lease.id);
+  lifecycle_.Recall(live, reason, deadline);
   table_.AwaitEmpty(deadline);
-  size_t revoked = 0;
-  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) {
-    if (lifecycle_.Revoke(lease.id, absl::StrCat("not released within grace: ", reason)).ok()) {
-      ++revoked;
-    }
-  }
-  return revoked;
+  live.clear();
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) live.push_back(lease.id);
+  return RevokeLeases(live, absl::StrCat("not released within grace: ", reason));
 }
 
 }  // namespace pinbroker

@@ -30,12 +30,18 @@
 //
 // Usage: guard_scale_benchmark [--leases=10000,100000] [--fanout_leases=10000]
 //                              [--sessions=1,100] [--checks=10] [--smoke]
+//                              [--only=steady,changing,fanout,revoke] [--guard=both|on|off]
+//                              [--log=info|warning]
+//
+// Log lines at INFO (the broker's default) are formatted and discarded; --log=warning skips
+// them. Warnings and errors go to stderr.
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -318,6 +324,9 @@ int Main(int argc, char** argv) {
   std::vector<size_t> fanout_leases = {10000};
   std::vector<size_t> sessions = {1, 100};
   int checks = 10;
+  std::vector<std::string> only = {"steady", "changing", "fanout", "revoke"};
+  std::vector<bool> guards = {true, false};
+  bool log_info = true;
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (absl::StartsWith(arg, "--leases=")) {
@@ -328,6 +337,19 @@ int Main(int argc, char** argv) {
       sessions = Sizes(arg.substr(11));
     } else if (absl::StartsWith(arg, "--checks=")) {
       checks = static_cast<int>(Sizes(arg.substr(9)).front());
+    } else if (absl::StartsWith(arg, "--only=")) {
+      only = absl::StrSplit(arg.substr(7), ',', absl::SkipEmpty());
+      for (const std::string& part : only) {
+        if (part != "steady" && part != "changing" && part != "fanout" && part != "revoke") {
+          Die(absl::StrCat("--only: unknown measurement '", part, "'"));
+        }
+      }
+    } else if (arg == "--guard=on" || arg == "--guard=off" || arg == "--guard=both") {
+      guards = arg == "--guard=on"    ? std::vector<bool>{true}
+               : arg == "--guard=off" ? std::vector<bool>{false}
+                                      : std::vector<bool>{true, false};
+    } else if (arg == "--log=info" || arg == "--log=warning") {
+      log_info = arg == "--log=info";
     } else if (arg == "--smoke") {
       leases = {1000};
       fanout_leases = {1000};
@@ -337,19 +359,35 @@ int Main(int argc, char** argv) {
       Die(absl::StrCat("unknown argument ", arg));
     }
   }
-  SetMinLogSeverity(LogSeverity::kWarning);
+  // The broker logs at INFO (every grant, recall and end): lines are formatted, as shipped,
+  // and discarded. --log=warning leaves the INFO lines out.
+  SetMinLogSeverity(log_info ? LogSeverity::kInfo : LogSeverity::kWarning);
+  SetLogSink([](LogSeverity severity, absl::string_view line) {
+    if (severity != LogSeverity::kInfo) std::cerr << line << "\n";
+  });
   // As pinbrokerd: absl::Mutex deadlock detection off (a libabsl built without NDEBUG, as
   // Debian's is, would check every nested acquisition).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  for (bool guard : {true, false}) {
-    for (size_t n : leases) Steady(n, guard, checks);
-    for (size_t n : leases) {
-      Changing(n, guard, /*sparse=*/false);
-      Changing(n, guard, /*sparse=*/true);
+  auto wanted = [&only](absl::string_view part) {
+    return std::find(only.begin(), only.end(), part) != only.end();
+  };
+  for (bool guard : guards) {
+    if (wanted("steady")) {
+      for (size_t n : leases) Steady(n, guard, checks);
+    }
+    if (wanted("changing")) {
+      for (size_t n : leases) {
+        Changing(n, guard, /*sparse=*/false);
+        Changing(n, guard, /*sparse=*/true);
+      }
     }
     for (size_t n : fanout_leases) {
-      for (size_t s : sessions) FanOut(n, static_cast<int>(s), guard, /*cooperative=*/true);
-      for (size_t s : sessions) FanOut(n, static_cast<int>(s), guard, /*cooperative=*/false);
+      if (wanted("fanout")) {
+        for (size_t s : sessions) FanOut(n, static_cast<int>(s), guard, /*cooperative=*/true);
+      }
+      if (wanted("revoke")) {
+        for (size_t s : sessions) FanOut(n, static_cast<int>(s), guard, /*cooperative=*/false);
+      }
     }
   }
   return 0;

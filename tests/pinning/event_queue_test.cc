@@ -405,5 +405,61 @@ TEST(EventQueueTest, LongStringsCountInFull) {
   EXPECT_EQ(queue.bytes(), 0u);
 }
 
+// --- PushAll ---
+
+TEST(EventQueueTest, PushAllQueuesABurstInOrderWithOneOnReadyCall) {
+  SimulatedClock clock;
+  int calls = 0;
+  EventQueue queue(&clock, 8, [&] { ++calls; });
+  EXPECT_EQ(queue.PushAll({EventFor(1), EventFor(2), EventFor(3)}), 3u);
+  EXPECT_EQ(calls, 1);
+  EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(1));
+  EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(2));
+  EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(3));
+}
+
+TEST(EventQueueTest, PushAllStopsAtAnOverflowAndDeliversWhatFitFirst) {
+  SimulatedClock clock;
+  int calls = 0;
+  EventQueue queue(&clock, 2, [&] { ++calls; });
+  EXPECT_EQ(queue.PushAll({EventFor(1), EventFor(2), EventFor(3), EventFor(4)}), 2u);
+  EXPECT_TRUE(queue.overflowed());
+  EXPECT_EQ(calls, 1);  // The consumer learns of the overflow.
+  EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(1));
+  EXPECT_THAT(queue.Next(clock.Now()), HoldsEventFor(2));
+  EXPECT_THAT(queue.Next(clock.Now()), StatusIs(absl::StatusCode::kResourceExhausted, _));
+}
+
+TEST(EventQueueTest, PushAllToAClosedQueueQueuesNothingAndDoesNotCallOnReady) {
+  SimulatedClock clock;
+  int calls = 0;
+  EventQueue queue(&clock, 8, [&] { ++calls; });
+  queue.Close();
+  calls = 0;
+  EXPECT_EQ(queue.PushAll({EventFor(1), EventFor(2)}), 0u);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST(EventQueueTest, PushAllOfNothingDoesNotCallOnReady) {
+  SimulatedClock clock;
+  int calls = 0;
+  EventQueue queue(&clock, 8, [&] { ++calls; });
+  EXPECT_EQ(queue.PushAll({}), 0u);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(EventQueueTest, PushAllWakesAWaitingConsumer) {
+  SimulatedClock clock;
+  EventQueue queue(&clock, 8);
+  std::thread consumer([&] {
+    EXPECT_THAT(queue.Next(absl::InfiniteFuture()), HoldsEventFor(7));
+    EXPECT_THAT(queue.Next(absl::InfiniteFuture()), HoldsEventFor(8));
+  });
+  clock.WaitForWaiters(1);
+  EXPECT_EQ(queue.PushAll({EventFor(7), EventFor(8)}), 2u);
+  consumer.join();
+}
+
 }  // namespace
 }  // namespace pinbroker

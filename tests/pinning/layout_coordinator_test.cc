@@ -229,6 +229,24 @@ TEST_F(LayoutCoordinatorTest, BackendFailureToRevokeKeepsPagesBusyAndFileUnchang
   EXPECT_THAT(d.leases, IsEmpty());
 }
 
+TEST_F(LayoutCoordinatorTest, ABackendFailureToRevokeOneLeaseStillRevokesTheOthers) {
+  LeaseInfo first = PinPages(4, 1);
+  LeaseInfo second = PinPages(6, 1);
+  backend_.FailNextRevoke(absl::UnavailableError("device gone"));
+  LayoutRequest request = Layout(LayoutPolicy::kRevoke);
+  request.grace = absl::ZeroDuration();
+  request.timeout = absl::Seconds(1);
+  EXPECT_THAT(service_->Truncate(request, page_),
+              StatusIs(absl::StatusCode::kInternal,
+                       AllOf(HasSubstr("device gone"), HasSubstr("unchanged"))));
+  EXPECT_EQ(FileSize(), kPages * page_);
+  EXPECT_FALSE(Live(first.id));
+  EXPECT_FALSE(Live(second.id));
+  ASSERT_OK_AND_ASSIGN(FileDescription d, service_->DescribeFile("exp", "data"));
+  ASSERT_EQ(d.busy.size(), 1u);  // Only the lease the backend could not let go stays busy.
+  EXPECT_EQ(d.busy[0].lease, first.id);
+}
+
 // --- affected pages ---
 
 TEST_F(LayoutCoordinatorTest, PageHoldingTheNewEndOfFileCountsAsAffected) {
@@ -395,9 +413,42 @@ TEST_F(LayoutCoordinatorTest, RevocationIsLoggedWithTheLeaseThePathAndTheReason)
                          [&](const std::string& p) { return line.find(p) != std::string::npos; });
     });
   };
-  EXPECT_TRUE(logged({id + "recalled", "path=data", "session-7", "truncate"}));
+  EXPECT_TRUE(logged({absl::StrCat("recalled 1 lease (lease ", lease.id, "): owner=session-7"),
+                      "path=data", "truncate"}));
   EXPECT_TRUE(logged({id + "revoked", "path=data", "session-7", "grace period"}));
   EXPECT_TRUE(logged({"layout truncate", "revoked [" + std::to_string(lease.id) + "]"}));
+}
+
+TEST_F(LayoutCoordinatorTest, AFanOutLogsOneRecallLinePerOwnerAndOneEndLinePerLease) {
+  absl::Mutex mu;
+  std::vector<std::string> lines;
+  SetLogSink([&](LogSeverity, absl::string_view line) {
+    absl::MutexLock lock(&mu);
+    lines.emplace_back(line);
+  });
+  std::vector<LeaseId> many;
+  for (uint64_t page = 0; page < 6; ++page) many.push_back(PinPages(page, 1, "many").id);
+  const LeaseId one = PinPages(7, 1, "one").id;
+  LayoutRequest request = Layout(LayoutPolicy::kRevoke);
+  request.grace = absl::ZeroDuration();
+  ASSERT_OK(service_->Truncate(request, 0).status());
+  SetLogSink(nullptr);
+  absl::MutexLock lock(&mu);
+  auto count = [&](const std::vector<std::string>& parts) {
+    return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
+      return std::all_of(parts.begin(), parts.end(),
+                         [&](const std::string& p) { return line.find(p) != std::string::npos; });
+    });
+  };
+  EXPECT_EQ(count({"] recalled "}), 2);  // Not the change's own line, "recalled [...]".
+  EXPECT_EQ(
+      count({absl::StrCat("recalled 6 leases (lease ", many[0], ", lease ", many[1], ", lease ",
+                          many[2], ", lease ", many[3], " and 2 more): owner=many"),
+             "path=data", "truncate"}),
+      1);
+  EXPECT_EQ(count({absl::StrCat("recalled 1 lease (lease ", one, "): owner=one")}), 1);
+  for (LeaseId id : many) EXPECT_EQ(count({absl::StrCat("lease ", id, " revoked")}), 1) << id;
+  EXPECT_EQ(count({absl::StrCat("lease ", one, " revoked")}), 1);
 }
 
 TEST_F(LayoutCoordinatorTest, FileStateIsForgottenAfterTheChange) {

@@ -1181,5 +1181,103 @@ TEST_F(LeaseTableTest, ARecallFannedOutPastTheQueueCapacityReachesTheSubscriberW
   }
 }
 
+// --- batches ---
+
+TEST_F(LeaseTableTest, RecallManyAnnouncesEachGrantedLeaseOnceAndSkipsEndedAndUnknownOnes) {
+  const LeaseInfo granted = Grant("alice");
+  const LeaseInfo recalling = Grant("alice");
+  const LeaseInfo ending = Grant("alice");
+  const absl::Time first_deadline = clock_.Now() + absl::Seconds(5);
+  ASSERT_OK(table_->Recall(recalling.id, "earlier", first_deadline));
+  ASSERT_OK(table_->BeginRelease("alice", ending.id));
+  auto alice = table_->Subscribe("alice");
+  const absl::Time deadline = clock_.Now() + absl::Seconds(30);
+  const std::vector<LeaseTable::Recalled> out =
+      table_->RecallMany({recalling.id, 12345, granted.id, ending.id}, "truncate", deadline);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].lease.id, recalling.id);
+  EXPECT_FALSE(out[0].announced);
+  EXPECT_EQ(out[0].lease.recall_deadline, first_deadline);
+  EXPECT_EQ(out[0].lease.reason, "earlier");
+  EXPECT_EQ(out[1].lease.id, granted.id);
+  EXPECT_TRUE(out[1].announced);
+  EXPECT_EQ(out[1].lease.state, LeaseState::kRecalling);
+  EXPECT_EQ(out[1].lease.recall_deadline, deadline);
+  EXPECT_EQ(out[1].lease.reason, "truncate");
+  EXPECT_THAT(Drain(*alice.events), ElementsAre(Event("recalled", granted.id)));
+  EXPECT_THAT(table_->Get(ending.id), StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+TEST_F(LeaseTableTest, BatchesPastOneLockHoldReachEveryQueueOfEveryOwnerInTableOrder) {
+  // Three batches' worth, alternating owners; alice watches twice, carol not at all.
+  const size_t n = 2 * LeaseTable::kRecallBatch + 3;
+  std::vector<LeaseId> all, alice_ids, bob_ids;
+  for (size_t i = 0; i < n; ++i) {
+    const char* owner = i % 3 == 0 ? "alice" : i % 3 == 1 ? "bob" : "carol";
+    const LeaseId id = Grant(owner).id;
+    all.push_back(id);
+    if (i % 3 == 0) alice_ids.push_back(id);
+    if (i % 3 == 1) bob_ids.push_back(id);
+  }
+  auto alice1 = table_->Subscribe("alice");
+  auto alice2 = table_->Subscribe("alice");
+  auto bob = table_->Subscribe("bob");
+  ASSERT_EQ(table_->RecallMany(all, "fan-out", clock_.Now() + absl::Seconds(5)).size(), n);
+  std::vector<absl::StatusOr<LeaseInfo>> claimed = table_->BeginRevokeMany(all, "overdue");
+  ASSERT_EQ(claimed.size(), n);
+  for (const auto& lease : claimed) {
+    ASSERT_OK(lease.status());
+    EXPECT_EQ(lease->state, LeaseState::kRevoked);
+    EXPECT_EQ(lease->reason, "overdue");
+  }
+  table_->FinishMany(all);
+  auto expected = [](const std::vector<LeaseId>& ids) {
+    std::vector<std::string> out;
+    for (LeaseId id : ids) out.push_back(Event("recalled", id));
+    for (LeaseId id : ids) out.push_back(Event("revoked", id));
+    return out;
+  };
+  EXPECT_EQ(Drain(*alice1.events), expected(alice_ids));
+  EXPECT_EQ(Drain(*alice2.events), expected(alice_ids));
+  EXPECT_EQ(Drain(*bob.events), expected(bob_ids));
+  EXPECT_EQ(table_->live_count(), 0u);
+  EXPECT_EQ(table_->EndState(all.back()), LeaseState::kRevoked);
+}
+
+TEST_F(LeaseTableTest, BeginRevokeManyIsNotFoundForLeasesNotLiveAndFinishManySkipsThem) {
+  const LeaseInfo live = Grant("alice");
+  const LeaseInfo ending = Grant("alice");
+  ASSERT_OK(table_->BeginRelease("alice", ending.id));
+  std::vector<absl::StatusOr<LeaseInfo>> claimed =
+      table_->BeginRevokeMany({ending.id, live.id, 999}, "overdue");
+  ASSERT_EQ(claimed.size(), 3u);
+  EXPECT_THAT(claimed[0], StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_OK(claimed[1].status());
+  EXPECT_THAT(claimed[2], StatusIs(absl::StatusCode::kNotFound, _));
+  table_->FinishMany({live.id, 999});
+  EXPECT_EQ(table_->EndState(live.id), LeaseState::kRevoked);
+  // The release that claimed `ending` still finishes it as released.
+  table_->Finish(ending.id);
+  EXPECT_EQ(table_->EndState(ending.id), LeaseState::kReleased);
+}
+
+TEST_F(LeaseTableTest, ABatchThatOverflowsAQueueStillReachesTheOthers) {
+  LeaseTable::Options options;
+  options.queue_bytes = 3 * EventQueue::BytesOf(LeaseEvent{});  // Fewer than the batch.
+  MakeTable(options);
+  std::vector<LeaseId> ids;
+  for (int i = 0; i < 8; ++i) ids.push_back(Grant("alice").id);
+  auto small = table_->Subscribe("alice");
+  ASSERT_EQ(table_->RecallMany(ids, "fan-out", clock_.Now() + absl::Seconds(5)).size(), 8u);
+  const std::vector<std::string> got = Drain(*small.events);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), "RESOURCE_EXHAUSTED");
+  for (size_t i = 0; i + 1 < got.size(); ++i) EXPECT_EQ(got[i], Event("recalled", ids[i]));
+  // Every lease was recalled although its event was dropped; a fresh subscription sees them.
+  auto fresh = table_->Subscribe("alice");
+  ASSERT_EQ(fresh.snapshot.size(), 8u);
+  for (const LeaseInfo& lease : fresh.snapshot) EXPECT_EQ(lease.state, LeaseState::kRecalling);
+}
+
 }  // namespace
 }  // namespace pinbroker
