@@ -23,7 +23,9 @@ std::vector<LeaseTable::Recalled> LeaseLifecycle::Recall(const std::vector<Lease
     std::vector<LeaseId> named;  // The first kNamed.
   };
   constexpr size_t kNamed = 4;
-  absl::btree_map<std::tuple<std::string, std::string, std::string>, Group> groups;
+  // Keyed by views into `recalled`, which outlives the map.
+  absl::btree_map<std::tuple<absl::string_view, absl::string_view, absl::string_view>, Group>
+      groups;
   for (const LeaseTable::Recalled& r : recalled) {
     if (!r.announced) continue;
     Group& group = groups[{r.lease.owner, r.lease.export_name, r.lease.path}];

@@ -103,9 +103,7 @@ absl::StatusOr<std::unique_ptr<PinService>> PinService::Create(Clock* clock, Pin
 PinService::~PinService() {
   EndAllRevokeWaits();
   coordinator_.Shutdown();
-  std::vector<LeaseId> live;
-  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) live.push_back(lease.id);
-  lifecycle_.RevokeMany(live, "broker shutting down");
+  lifecycle_.RevokeMany(LiveLeaseIds(), "broker shutting down");
 }
 
 const Export* PinService::FindExport(absl::string_view name) const {
@@ -571,6 +569,12 @@ absl::StatusOr<LayoutResult> PinService::CoordinateExternal(
   return coordinator_.CoordinateExternal(*state, change, options, proceed);
 }
 
+std::vector<LeaseId> PinService::LiveLeaseIds() const {
+  std::vector<LeaseId> ids;
+  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) ids.push_back(lease.id);
+  return ids;
+}
+
 std::vector<LeaseId> PinService::RecallLeases(const std::vector<LeaseId>& ids,
                                               const std::string& reason, absl::Time deadline) {
   std::vector<LeaseId> recalled;
@@ -589,13 +593,9 @@ size_t PinService::RecallAll(const std::string& reason, absl::Duration grace) {
   EndAllRevokeWaits();
   coordinator_.Shutdown();
   const absl::Time deadline = clock_->Now() + grace;
-  std::vector<LeaseId> live;
-  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) live.push_back(lease.id);
-  lifecycle_.Recall(live, reason, deadline);
+  lifecycle_.Recall(LiveLeaseIds(), reason, deadline);
   table_.AwaitEmpty(deadline);
-  live.clear();
-  for (const LeaseInfo& lease : table_.List(LeaseFilter{})) live.push_back(lease.id);
-  return RevokeLeases(live, absl::StrCat("not released within grace: ", reason));
+  return RevokeLeases(LiveLeaseIds(), absl::StrCat("not released within grace: ", reason));
 }
 
 }  // namespace pinbroker

@@ -270,6 +270,8 @@ class PinService final : public GuardEngine {
       ABSL_LOCKS_EXCLUDED(revoke_mu_);
   // Ends every revoke wait (revoking) and refuses new ones; waits until their `done` ran.
   void EndAllRevokeWaits() ABSL_LOCKS_EXCLUDED(revoke_mu_);
+  // The ids of every live lease, ascending (shutdown's recall and revoke).
+  std::vector<LeaseId> LiveLeaseIds() const;
 
   Clock* const clock_;
   PinBackend* const backend_;

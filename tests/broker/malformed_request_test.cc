@@ -11,7 +11,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "broker/protobuf_log.h"
@@ -22,6 +21,7 @@
 #include "pinbroker/log_sink.h"
 #include "tests/broker/broker_fixture.h"
 #include "tests/broker/wire_bytes.h"
+#include "tests/testing/log_capture.h"
 
 namespace pinbroker::broker {
 namespace {
@@ -38,22 +38,7 @@ constexpr char kNotUtf8[] = "da\xfe\xff";
 // Every line the broker logs while it lives.
 class MalformedRequestTest : public testing::BrokerTest {
  protected:
-  void SetUp() override {
-    SetLogSink([this](LogSeverity, absl::string_view line) {
-      absl::MutexLock lock(&mu_);
-      lines_.emplace_back(line);
-    });
-    BrokerTest::SetUp();
-  }
-  void TearDown() override {
-    BrokerTest::TearDown();
-    SetLogSink(nullptr);
-  }
-
-  std::vector<std::string> Lines() {
-    absl::MutexLock lock(&mu_);
-    return lines_;
-  }
+  std::vector<std::string> Lines() const { return log_.Lines(); }
 
   // `bytes` as the request of RPC `method` (its name in the service), as it would come off the
   // wire.
@@ -81,8 +66,7 @@ class MalformedRequestTest : public testing::BrokerTest {
     return status;
   }
 
-  absl::Mutex mu_;
-  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+  ::pinbroker::testing::LogCapture log_;  // The process's log sink for the whole test.
 };
 
 MATCHER_P(IsInvalidArgumentNaming, field, "") {

@@ -6,16 +6,17 @@
 
 #include <algorithm>
 
-#include "common/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/engine_fixture.h"
+#include "tests/testing/log_capture.h"
 
 namespace pinbroker {
 namespace {
 
 using ::pinbroker::testing::Async;
 using ::pinbroker::testing::FakeBackend;
+using ::pinbroker::testing::LogCapture;
 using ::pinbroker::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -379,61 +380,38 @@ TEST_F(LayoutCoordinatorTest, QueuedChangeGivesUpAtItsDeadline) {
 }
 
 TEST_F(LayoutCoordinatorTest, RevocationIsLoggedWithTheLeaseThePathAndTheReason) {
-  absl::Mutex mu;
-  std::vector<std::string> lines;
-  SetLogSink([&](LogSeverity, absl::string_view line) {
-    absl::MutexLock lock(&mu);
-    lines.emplace_back(line);
-  });
+  LogCapture log;
   LeaseInfo lease = PinPages(4, 1, "session-7");
   LayoutRequest request = Layout(LayoutPolicy::kRevoke);
   request.grace = absl::ZeroDuration();
   ASSERT_OK(service_->Truncate(request, page_).status());
-  SetLogSink(nullptr);
-  absl::MutexLock lock(&mu);
   const std::string id = absl::StrCat("lease ", lease.id, " ");
-  auto logged = [&](const std::vector<std::string>& parts) {
-    return std::any_of(lines.begin(), lines.end(), [&](const std::string& line) {
-      return std::all_of(parts.begin(), parts.end(),
-                         [&](const std::string& p) { return line.find(p) != std::string::npos; });
-    });
-  };
-  EXPECT_TRUE(logged({absl::StrCat("recalled 1 lease (lease ", lease.id, "): owner=session-7"),
-                      "path=data", "truncate"}));
-  EXPECT_TRUE(logged({id + "revoked", "path=data", "session-7", "grace period"}));
-  EXPECT_TRUE(logged({"layout truncate", "revoked [" + std::to_string(lease.id) + "]"}));
+  EXPECT_GT(log.Count({absl::StrCat("recalled 1 lease (lease ", lease.id, "): owner=session-7"),
+                       "path=data", "truncate"}),
+            0u);
+  EXPECT_GT(log.Count({id + "revoked", "path=data", "session-7", "grace period"}), 0u);
+  EXPECT_GT(log.Count({"layout truncate", "revoked [" + std::to_string(lease.id) + "]"}), 0u);
 }
 
 TEST_F(LayoutCoordinatorTest, AFanOutLogsOneRecallLinePerOwnerAndOneEndLinePerLease) {
-  absl::Mutex mu;
-  std::vector<std::string> lines;
-  SetLogSink([&](LogSeverity, absl::string_view line) {
-    absl::MutexLock lock(&mu);
-    lines.emplace_back(line);
-  });
+  LogCapture log;
   std::vector<LeaseId> many;
   for (uint64_t page = 0; page < 6; ++page) many.push_back(PinPages(page, 1, "many").id);
   const LeaseId one = PinPages(7, 1, "one").id;
   LayoutRequest request = Layout(LayoutPolicy::kRevoke);
   request.grace = absl::ZeroDuration();
   ASSERT_OK(service_->Truncate(request, 0).status());
-  SetLogSink(nullptr);
-  absl::MutexLock lock(&mu);
-  auto count = [&](const std::vector<std::string>& parts) {
-    return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
-      return std::all_of(parts.begin(), parts.end(),
-                         [&](const std::string& p) { return line.find(p) != std::string::npos; });
-    });
-  };
-  EXPECT_EQ(count({"] recalled "}), 2);  // Not the change's own line, "recalled [...]".
+  EXPECT_EQ(log.Count({"] recalled "}), 2u);  // Not the change's own line, "recalled [...]".
   EXPECT_EQ(
-      count({absl::StrCat("recalled 6 leases (lease ", many[0], ", lease ", many[1], ", lease ",
-                          many[2], ", lease ", many[3], " and 2 more): owner=many"),
-             "path=data", "truncate"}),
-      1);
-  EXPECT_EQ(count({absl::StrCat("recalled 1 lease (lease ", one, "): owner=one")}), 1);
-  for (LeaseId id : many) EXPECT_EQ(count({absl::StrCat("lease ", id, " revoked")}), 1) << id;
-  EXPECT_EQ(count({absl::StrCat("lease ", one, " revoked")}), 1);
+      log.Count({absl::StrCat("recalled 6 leases (lease ", many[0], ", lease ", many[1], ", lease ",
+                              many[2], ", lease ", many[3], " and 2 more): owner=many"),
+                 "path=data", "truncate"}),
+      1u);
+  EXPECT_EQ(log.Count({absl::StrCat("recalled 1 lease (lease ", one, "): owner=one")}), 1u);
+  for (LeaseId id : many) {
+    EXPECT_EQ(log.Count({absl::StrCat("lease ", id, " revoked")}), 1u) << id;
+  }
+  EXPECT_EQ(log.Count({absl::StrCat("lease ", one, " revoked")}), 1u);
 }
 
 TEST_F(LayoutCoordinatorTest, FileStateIsForgottenAfterTheChange) {
